@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every suite: unit tests (normal and ASan+UBSan builds), then the integration suite
+# against the sanitizer build. Prints one closing "N passed, N failed" line for all of them.
+set -u
+cd "$(dirname "$0")/.."
+total_p=0; total_f=0; rc=0
+run_suite() {
+    local out
+    out=$("$@" 2>&1 | tee /dev/stderr | grep -E '^[a-z-]+: [0-9]+ passed, [0-9]+ failed' | tail -n1)
+    local p f
+    p=$(sed -E 's/.* ([0-9]+) passed.*/\1/' <<<"$out"); f=$(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$out")
+    if [ -z "$out" ]; then echo "suite $* printed no summary" >&2; rc=1; total_f=$((total_f+1)); return; fi
+    total_p=$((total_p+p)); total_f=$((total_f+f))
+    [ "$f" -eq 0 ] || rc=1
+}
+run_suite build/unit_tests
+run_suite build/asan/unit_tests
+GS_BIN=$PWD/build/asan/gpuscribe GS_SIM=$PWD/build/asan/vastsim run_suite tests/integration/run.sh
+echo
+echo "all: $total_p passed, $total_f failed"
+exit $rc

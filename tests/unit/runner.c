@@ -1,0 +1,95 @@
+/* runner: runs every registered unit test in a forked child, in its own temp dir, with a
+ * timeout; prints one line per test and the closing "N passed, N failed". */
+#define _GNU_SOURCE
+#include "test.h"
+
+#include <errno.h>
+#include <ftw.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_TESTS 2048
+#define TEST_TIMEOUT_S 120
+
+struct test { const char *name, *file; test_fn fn; };
+static struct test tests[MAX_TESTS];
+static int ntests;
+static char tmpdir[PATH_MAX];
+
+void test_register(const char *name, const char *file, test_fn fn)
+{
+    if (ntests < MAX_TESTS) tests[ntests++] = (struct test){name, file, fn};
+}
+
+const char *test_tmpdir(void) { return tmpdir; }
+
+void test_fail(const char *file, int line, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "    %s:%d: ", file, line);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    fflush(stderr);
+    _exit(1);
+}
+
+static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb; (void)flag; (void)ftw;
+    return remove(p);
+}
+
+static int cmp(const void *a, const void *b)
+{
+    const struct test *x = a, *y = b;
+    int c = strcmp(x->file, y->file);
+    return c ? c : strcmp(x->name, y->name);
+}
+
+int main(int argc, char **argv)
+{
+    const char *filter = argc > 1 ? argv[1] : NULL;
+    int passed = 0, failed = 0;
+    qsort(tests, (size_t)ntests, sizeof tests[0], cmp);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    for (int i = 0; i < ntests; i++) {
+        if (filter && !strstr(tests[i].name, filter) && !strstr(tests[i].file, filter)) continue;
+        snprintf(tmpdir, sizeof tmpdir, "/tmp/gs-unit-XXXXXX");
+        if (!mkdtemp(tmpdir)) { perror("mkdtemp"); return 2; }
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        pid_t pid = fork();
+        if (pid == 0) {
+            if (chdir(tmpdir) != 0) _exit(3);
+            alarm(TEST_TIMEOUT_S);
+            tests[i].fn();
+            fflush(NULL);
+            _exit(0);
+        }
+        int st = 0;
+        while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+        nftw(tmpdir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+        int ok = WIFEXITED(st) && WEXITSTATUS(st) == 0;
+        if (ok) {
+            passed++;
+            printf("ok   %-40s (%.0f ms)\n", tests[i].name, ms);
+        } else {
+            failed++;
+            if (WIFSIGNALED(st))
+                printf("FAIL %-40s killed by signal %d%s\n", tests[i].name, WTERMSIG(st),
+                       WTERMSIG(st) == SIGALRM ? " (timeout)" : "");
+            else
+                printf("FAIL %-40s exit %d\n", tests[i].name, WEXITSTATUS(st));
+        }
+    }
+    printf("unit: %d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}

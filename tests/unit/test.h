@@ -1,0 +1,67 @@
+/* test.h: the unit-test framework (one runner binary, one file per module).
+ *
+ *   #include "test.h"
+ *   TEST(config_defaults) { ASSERT_STR_EQ(x, "y"); ... }
+ *
+ * Tests register themselves (constructor attribute); tests/unit/runner.c runs each one in a
+ * forked child with a timeout (isolation: globals, fds and crashes stay in the child), in a
+ * fresh temporary directory returned by test_tmpdir() and used as the cwd. A failed ASSERT
+ * prints file:line and ends the test. `build/unit_tests [substring]` runs a subset.
+ */
+#ifndef GS_TEST_H
+#define GS_TEST_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef void (*test_fn)(void);
+void test_register(const char *name, const char *file, test_fn fn);
+const char *test_tmpdir(void);
+void test_fail(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4), noreturn));
+
+#define TEST(name)                                                        \
+    static void test_##name(void);                                        \
+    __attribute__((constructor)) static void test_reg_##name(void)        \
+    { test_register(#name, __FILE__, test_##name); }                      \
+    static void test_##name(void)
+
+#define ASSERT_TRUE(c) \
+    do { if (!(c)) test_fail(__FILE__, __LINE__, "expected true: %s", #c); } while (0)
+#define ASSERT_FALSE(c) \
+    do { if (c) test_fail(__FILE__, __LINE__, "expected false: %s", #c); } while (0)
+#define ASSERT_EQ(a, b)                                                              \
+    do { long long a_ = (long long)(a), b_ = (long long)(b);                         \
+         if (a_ != b_) test_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld",       \
+                                 #a, #b, a_, b_); } while (0)
+#define ASSERT_NE(a, b)                                                              \
+    do { long long a_ = (long long)(a), b_ = (long long)(b);                         \
+         if (a_ == b_) test_fail(__FILE__, __LINE__, "%s != %s: both %lld",          \
+                                 #a, #b, a_); } while (0)
+#define ASSERT_NEAR(a, b, eps)                                                       \
+    do { double a_ = (double)(a), b_ = (double)(b);                                  \
+         if (!(a_ - b_ <= (eps) && b_ - a_ <= (eps)))                                \
+             test_fail(__FILE__, __LINE__, "%s ~= %s: %g vs %g", #a, #b, a_, b_);    \
+    } while (0)
+#define ASSERT_NULL(p) \
+    do { if ((p) != NULL) test_fail(__FILE__, __LINE__, "expected NULL: %s", #p); } while (0)
+#define ASSERT_NOT_NULL(p) \
+    do { if ((p) == NULL) test_fail(__FILE__, __LINE__, "expected non-NULL: %s", #p); } while (0)
+#define ASSERT_STR_EQ(a, b)                                                          \
+    do { const char *a_ = (a), *b_ = (b);                                            \
+         if (!a_ || !b_ || strcmp(a_, b_) != 0)                                      \
+             test_fail(__FILE__, __LINE__, "%s == %s: \"%s\" != \"%s\"", #a, #b,     \
+                       a_ ? a_ : "(null)", b_ ? b_ : "(null)"); } while (0)
+#define ASSERT_CONTAINS(hay, needle)                                                 \
+    do { const char *h_ = (hay), *n_ = (needle);                                     \
+         if (!h_ || !strstr(h_, n_))                                                 \
+             test_fail(__FILE__, __LINE__, "\"%s\" does not contain \"%s\"",         \
+                       h_ ? h_ : "(null)", n_); } while (0)
+#define ASSERT_NOT_CONTAINS(hay, needle)                                             \
+    do { const char *h_ = (hay), *n_ = (needle);                                     \
+         if (h_ && strstr(h_, n_))                                                   \
+             test_fail(__FILE__, __LINE__, "\"%s\" contains \"%s\"", h_, n_);        \
+    } while (0)
+
+#endif
