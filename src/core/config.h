@@ -1,0 +1,96 @@
+/* config: every setting of gpuscribe, from one declarative table (CONFIG_TABLE below).
+ *
+ * Precedence, lowest first: built-in default < Vast CLI key file (VAST_API_KEY only:
+ * $XDG_CONFIG_HOME/vastai/vast_api_key, ~/.vast_api_key) < the .env file (./.env, or
+ * --env-file PATH) < the process environment < command-line flags (--name-with-dashes VALUE
+ * or --name=VALUE). Secrets cannot be given as flags (they would show in process arguments).
+ * config_load validates every value and reports the first bad one naming the option. The
+ * same table drives --help (config_print_help), the redacted JSON dump and .env rewriting.
+ * A loaded config is read-only and may be shared by all threads; config_env_set is the only
+ * writer (of the file) and is serialised internally.
+ */
+#ifndef GS_CONFIG_H
+#define GS_CONFIG_H
+
+#include <stdio.h>
+
+struct json_t;
+
+enum cfg_type { CFG_T_STR, CFG_T_SECRET, CFG_T_INT, CFG_T_NUM, CFG_T_BOOL, CFG_T_ENUM };
+
+/* X(id, type, default, min, max, choices, help) ; min/max apply to INT/NUM, choices to ENUM
+ * ("a|b|c"). A default of NULL means unset. */
+#define CONFIG_TABLE(X)                                                                        \
+    X(HOST, CFG_T_STR, "127.0.0.1", 0, 0, NULL, "address to listen on (non-loopback needs API_TOKEN)") \
+    X(PORT, CFG_T_INT, "8000", 0, 65535, NULL, "TCP port to listen on (0 = any free port)")   \
+    X(DATA_DIR, CFG_T_STR, NULL, 0, 0, NULL,                                                   \
+      "state directory (SQLite store, uploads, SSH key); default $XDG_DATA_HOME/gpuscribe")    \
+    X(WEB_DIR, CFG_T_STR, NULL, 0, 0, NULL, "static web UI directory; default the built-in web/") \
+    X(VAST_API_KEY, CFG_T_SECRET, NULL, 0, 0, NULL,                                            \
+      "Vast.ai API key (also read from the vast CLI's key file)")                              \
+    X(VAST_URL, CFG_T_STR, "https://console.vast.ai", 0, 0, NULL, "Vast.ai API base URL")     \
+    X(VAST_INSTANCE_ID, CFG_T_STR, NULL, 0, 0, NULL, "Vast.ai instance to auto-connect to")   \
+    X(VAST_IMAGE, CFG_T_STR, "ghcr.io/ggml-org/whisper.cpp:main-cuda", 0, 0, NULL,             \
+      "container image a boot rents")                                                          \
+    X(VAST_DISK_GB, CFG_T_INT, "40", 8, 2048, NULL, "disk size (GB) a boot rents")            \
+    X(ENGINE, CFG_T_ENUM, "auto", 0, 0, "auto|whisper|sphinx", "speech engine on workers")     \
+    X(WHISPER_MODEL, CFG_T_STR, "large-v3", 0, 0, NULL, "whisper model name")                  \
+    X(GPU_ONLY, CFG_T_BOOL, "0", 0, 0, NULL, "1: never fall back to CPU or the OpenAI API")   \
+    X(HF_TOKEN, CFG_T_SECRET, NULL, 0, 0, NULL, "Hugging Face token for instances")            \
+    X(OPENAI_API_KEY, CFG_T_SECRET, NULL, 0, 0, NULL, "OpenAI API key (optional fallback)")    \
+    X(OPENAI_BASE_URL, CFG_T_STR, "https://api.openai.com/v1", 0, 0, NULL, "OpenAI API base")  \
+    X(API_TOKEN, CFG_T_SECRET, NULL, 0, 0, NULL, "Bearer token required on /api and /v1")     \
+    X(MAX_UPLOAD_MB, CFG_T_INT, "2048", 1, 1048576, NULL, "largest accepted upload (MB)")     \
+    X(IDLE_DESTROY_MINUTES, CFG_T_NUM, "15", 0, 1e6, NULL, "destroy an idle instance after")   \
+    X(IDLE_WARN_MINUTES, CFG_T_NUM, "5", 0, 1e6, NULL, "warn this long before a destroy")      \
+    X(AUTO_DESTROY_AFTER_HOURS, CFG_T_NUM, NULL, 0, 1e6, NULL, "hard cap on instance uptime") \
+    X(BUDGET_DAILY_USD, CFG_T_NUM, NULL, 0, 1e9, NULL, "daily spending limit")                \
+    X(BUDGET_MONTHLY_USD, CFG_T_NUM, NULL, 0, 1e9, NULL, "monthly spending limit")            \
+    X(BUDGET_TOTAL_USD, CFG_T_NUM, NULL, 0, 1e9, NULL, "all-time spending limit")             \
+    X(DESTROY_ORPHANS, CFG_T_BOOL, "0", 0, 0, NULL, "1: destroy labelled instances the store does not know") \
+    X(DEADMAN_MINUTES, CFG_T_NUM, "30", 0, 1e6, NULL, "worker self-destroy delay without controller") \
+    X(LOG_LEVEL, CFG_T_ENUM, "info", 0, 0, "error|warn|info|debug", "log verbosity")
+
+enum cfg_id {
+#define X(id, ...) CFG_##id,
+    CONFIG_TABLE(X)
+#undef X
+    CFG_COUNT
+};
+
+enum cfg_source { CFG_SRC_DEFAULT, CFG_SRC_KEYFILE, CFG_SRC_ENVFILE, CFG_SRC_ENV, CFG_SRC_FLAG };
+
+typedef struct config config;
+
+/* Parse the config for a command. argv holds only that command's flags (argv[0] is skipped).
+ * Unknown flags, missing values, bad values: returns NULL and a message in err naming the
+ * option. `--env-file PATH` chooses the .env file. Leftover positional arguments are
+ * returned in *rest (heap array of borrowed argv pointers, NULL-terminated; may be NULL). */
+config *config_load(int argc, char **argv, char ***rest, char *err, size_t errlen);
+void config_free(config *c);
+
+const char *config_str(const config *c, enum cfg_id id);   /* NULL when unset */
+long config_int(const config *c, enum cfg_id id);
+double config_num(const config *c, enum cfg_id id);          /* NAN when unset */
+int config_bool(const config *c, enum cfg_id id);
+int config_isset(const config *c, enum cfg_id id);
+enum cfg_source config_source(const config *c, enum cfg_id id);
+const char *config_name(enum cfg_id id);
+const char *config_env_path(const config *c);
+/* Change a value in memory (e.g. VAST_INSTANCE_ID after a boot). Not thread-safe against
+ * readers of the same id; callers that need it hold their own lock. */
+void config_set(config *c, enum cfg_id id, const char *value);
+
+/* Every option with its flag, default and meaning. */
+void config_print_help(FILE *out);
+/* The effective configuration as JSON; secrets show only whether they are set. */
+struct json_t *config_dump_json(const config *c);
+
+/* Set (value != NULL) or remove (value == NULL) KEY in the .env file at path, atomically
+ * (temp file + rename), keeping every other line and comment, mode 0600. 0 on success. */
+int config_env_set(const char *path, const char *key, const char *value, char *err, size_t errlen);
+
+/* True when host is a loopback address or name (127.0.0.0/8, ::1, localhost). */
+int config_host_is_loopback(const char *host);
+
+#endif
