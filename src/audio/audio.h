@@ -1,0 +1,69 @@
+/* audio: probe and decode untrusted audio files to 16 kHz mono signed 16-bit PCM (FFmpeg).
+ *
+ * - Input is read through our own file descriptor (no FFmpeg protocols, no URLs, no nested
+ *   opens: playlist/concat-style demuxers cannot reach other files or the network). The
+ *   container is detected from the content only; the file name and extension are ignored.
+ *   Only common audio/media containers are accepted (wav/w64/rf64, flac, mp3, mp4/m4a/mov,
+ *   ogg (vorbis, opus, flac), matroska/webm, adts aac, aiff, caf, au, amr, asf/wma,
+ *   wavpack, ac3, avi, mpeg-ts); anything else is "unrecognised or corrupt audio data".
+ * - Errors: every function that takes err writes one clear lowercase sentence there (never
+ *   a partial result; errlen 0 / err NULL allowed). Messages in use:
+ *     "file not found", "cannot open file: <reason>", "not a regular file", "file is empty",
+ *     "unrecognised or corrupt audio data", "unsupported container format: <name>",
+ *     "not an audio file: no audio stream", "unsupported audio codec: <name>",
+ *     "duration 99999 s exceeds the limit of 14400 s",
+ *     "audio is longer than the limit of 14400 s" (found while decoding),
+ *     "truncated or corrupt audio: no audio could be decoded",
+ *     "truncated or corrupt audio: decoded 2.2 s of the declared 4.5 s",
+ *     "read error: <reason>", "out of memory".
+ * - Truncation: when the container declares its duration (not a bitrate estimate) and the
+ *   decode yields less than 90% of it (minus 0.5 s), the file is refused as truncated.
+ * - Limits: audio_decode_file refuses files longer than max_duration_s up front when the
+ *   duration is known, and stops while decoding otherwise (0.5 s of slack for codec
+ *   priming/padding). max_duration_s <= 0 means AUDIO_HARD_LIMIT_S. Memory used is about
+ *   32 KB per second of audio plus FFmpeg's working set (~30 MB).
+ * - FFmpeg's own log output is routed to our log at debug level (tag "ffmpeg").
+ * Thread-safe: every call is independent (no shared state besides the one-time log hook).
+ */
+#ifndef GS_AUDIO_H
+#define GS_AUDIO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define AUDIO_RATE 16000
+#define AUDIO_HARD_LIMIT_S (24.0 * 3600.0)
+
+typedef struct audio_pcm {
+    int16_t *samples;   /* heap, mono, AUDIO_RATE Hz; release with audio_pcm_release */
+    size_t nsamples;
+    int rate;           /* always AUDIO_RATE */
+} audio_pcm;
+
+typedef struct audio_info {
+    double duration_s;      /* < 0 when the container does not say (e.g. streamed webm) */
+    int duration_estimated; /* 1 when duration_s is only a bitrate estimate */
+    char format[32];        /* demuxer short name: "wav", "mp3", "mov", "ogg", "matroska"... */
+    char codec[32];         /* "pcm_s16le", "mp3", "aac", "vorbis", "opus", "flac"... */
+    int src_rate;
+    int src_channels;
+} audio_info;
+
+/* Probe without decoding the whole file: container, codec, duration, source rate/channels.
+ * 0 on success; -1 with a message in err on failure. */
+int audio_probe(const char *path, audio_info *info, char *err, size_t errlen);
+
+/* Decode the whole file (first/best audio stream) to AUDIO_RATE mono s16 into *out (zeroed
+ * first; caller releases on success, nothing to release on failure). See the header comment
+ * for limits and refusals. 0 on success, -1 with a message in err. */
+int audio_decode_file(const char *path, double max_duration_s, audio_pcm *out, char *err,
+                      size_t errlen);
+
+void audio_pcm_release(audio_pcm *p);
+
+/* Write pcm as a canonical 44-byte-header RIFF/WAVE file, 16-bit mono at p->rate. Writes to a
+ * temporary file beside path and renames it into place. 0 on success, -1 with errno set
+ * (EINVAL for a bad pcm, EFBIG when over the 4 GiB RIFF limit). */
+int audio_write_wav(const char *path, const audio_pcm *p);
+
+#endif
