@@ -474,5 +474,10 @@ check "fallback: destroy kills the instance's processes" bash -c '! pgrep -f "sl
 kill -TERM "$SIM_PID"; wait "$SIM_PID"; rc=$?
 SIM_PID=""; SIM2_PID=""
 check "fallback: clean exit" test "$rc" = 0
+if grep -qE 'AddressSanitizer|LeakSanitizer|runtime error:' "$SIM_LOG"; then
+    fail "fallback: sanitizer clean" "$(grep -E -A20 'AddressSanitizer|LeakSanitizer|runtime error:' "$SIM_LOG" | head -40)"
+else
+    pass "fallback: sanitizer clean"
+fi
 
 finish

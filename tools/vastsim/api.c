@@ -881,6 +881,8 @@ static void route_ssh(const char *method, char **seg, int nseg, json_t *body, st
             ssh_key **t = &g_sim.account_keys;
             while (*t) t = &(*t)->next;
             *t = k;
+            if (g_sim.live_account_keys)
+                for (instance *in = g_sim.instances; in; in = in->next) sandbox_write_keys(in);
         }
         free(pub);
         rj(r, 200, json_pack("{s:b, s:o}", "success", 1, "key", key_json(k)));
@@ -895,6 +897,8 @@ static void route_ssh(const char *method, char **seg, int nseg, json_t *body, st
             *p = k->next;
             k->next = NULL;
             keys_free(k);
+            if (g_sim.live_account_keys)
+                for (instance *in = g_sim.instances; in; in = in->next) sandbox_write_keys(in);
             rj(r, 200, json_pack("{s:b}", "success", 1));
             return;
         }
@@ -904,6 +908,8 @@ static void route_ssh(const char *method, char **seg, int nseg, json_t *body, st
             if (!pub) { rerr(r, 400, err, msg); return; }
             free(k->public_key);
             k->public_key = pub;
+            if (g_sim.live_account_keys)
+                for (instance *in = g_sim.instances; in; in = in->next) sandbox_write_keys(in);
             rj(r, 200, json_pack("{s:b, s:o}", "success", 1, "key", key_json(k)));
             return;
         }

@@ -4,7 +4,8 @@
  *                 [--loading-delay S] [--running-delay S] [--seed N] [--offers N]
  *                 [--log-level error|warn|info|debug] [--isolation auto|off]
  *                 [--stop-status exited|stopped] [--credit USD] [--auth-error-code 401|404]
- *                 [--v0-list 410|legacy] [--rate-limit] [--host 127.0.0.1]
+ *                 [--v0-list 410|legacy] [--rate-limit] [--account-keys at-create|live]
+ *                 [--host 127.0.0.1]
  *
  * Environment defaults (flags win): VASTSIM_LOADING_DELAY, VASTSIM_RUNNING_DELAY, VASTSIM_SEED,
  * VASTSIM_API_KEY. The first stdout line is `vastsim listening on http://127.0.0.1:PORT`.
@@ -48,6 +49,9 @@ static void usage(FILE *f)
           "  --credit USD           account credit (default 100)\n"
           "  --auth-error-code C    401 (default) or 404 for a bad key\n"
           "  --v0-list M            GET /api/v0/instances/: 410 (default) or legacy\n"
+          "  --account-keys M       at-create (default: account keys are copied into an instance\n"
+          "                         when it is created, as Vast's docs say) or live (every instance\n"
+          "                         always trusts the current account keys)\n"
           "  --rate-limit           enforce the per-endpoint minimum intervals (off by default)\n"
           "  --host H               must be 127.0.0.1 or localhost: vastsim only listens on loopback\n",
           f);
@@ -154,6 +158,9 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--v0-list")) {
             if (strcmp(v, "410") && strcmp(v, "legacy")) { fprintf(stderr, "vastsim: --v0-list 410|legacy\n"); return 2; }
             g_sim.v0_list_legacy = !strcmp(v, "legacy");
+        } else if (!strcmp(a, "--account-keys")) {
+            if (strcmp(v, "at-create") && strcmp(v, "live")) { fprintf(stderr, "vastsim: --account-keys at-create|live\n"); return 2; }
+            g_sim.live_account_keys = !strcmp(v, "live");
         } else if (!strcmp(a, "--host")) {
             if (strcmp(v, "127.0.0.1") && strcmp(v, "localhost")) {
                 fprintf(stderr, "vastsim: refusing to listen on %s: vastsim only listens on 127.0.0.1\n", v);
@@ -209,6 +216,7 @@ int main(int argc, char **argv)
     g_sim.rate_last = json_object();
     g_sim.vanish_offers = json_array();
     sandbox_probe();
+    sandbox_sweep_orphans();
     catalog_init();
     if (api_start() < 0) {
         fprintf(stderr, "vastsim: cannot listen on 127.0.0.1:%d: %s\n", g_sim.port, strerror(errno));

@@ -357,7 +357,8 @@ void sandbox_write_keys(instance *in)
     buf b;
     buf_init(&b, 0);
     buf_appendf(&b, "%s", "");
-    for (ssh_key *k = in->account_keys; k; k = k->next) buf_appendf(&b, "%s\n", k->public_key);
+    for (ssh_key *k = g_sim.live_account_keys ? g_sim.account_keys : in->account_keys; k; k = k->next)
+        buf_appendf(&b, "%s\n", k->public_key);
     for (ssh_key *k = in->keys; k; k = k->next) buf_appendf(&b, "%s\n", k->public_key);
     char *path = xasprintf("%s/authorized_keys", in->dir);
     if (write_text(path, b.data, 0600) < 0) LOG_E(SIM_TAG, "cannot write %s: %s", path, strerror(errno));
@@ -625,6 +626,38 @@ void sandbox_reap(void)
             }
         }
     }
+}
+
+void sandbox_sweep_orphans(void)
+{
+    DIR *d = opendir("/proc");
+    if (!d) return;
+    static const char NEEDLE[] = "VASTSIM_TAG=";
+    int killed = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        char *end;
+        long pid = strtol(de->d_name, &end, 10);
+        if (*end || pid <= 1 || pid == getpid()) continue;
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%ld/environ", pid);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) continue;
+        char buf[16384];
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n <= 0) continue;
+        buf[n] = '\0';
+        for (ssize_t i = 0; i < n; i += (ssize_t)strlen(buf + i) + 1) {
+            if (strncmp(buf + i, NEEDLE, sizeof NEEDLE - 1)) continue;
+            long owner = strtol(buf + i + sizeof NEEDLE - 1, NULL, 10);
+            /* the emulator that started it is gone: an orphan of a SIGKILLed vastsim */
+            if (owner > 0 && kill((pid_t)owner, 0) < 0 && errno == ESRCH && kill((pid_t)pid, SIGKILL) == 0) killed++;
+            break;
+        }
+    }
+    closedir(d);
+    if (killed) LOG_W(SIM_TAG, "killed %d processes left behind by an earlier vastsim that died", killed);
 }
 
 /* ---- running things inside ---- */

@@ -152,6 +152,7 @@ struct sim {
     bool isolation;           /* namespaces in use */
     char *isolation_reason;   /* why not, when false */
     char *ssh_user;           /* user sessions log in as */
+    bool live_account_keys;   /* account keys apply to existing instances too (else: at creation) */
     char *stop_status;        /* actual_status after a user stop: "exited" or "stopped" */
     double initial_credit;
     int auth_error_code;      /* 401 or 404 */
@@ -265,6 +266,8 @@ char *sandbox_exec_capture(instance *in, const char *cmd);
 void sandbox_teardown(instance *in);
 /* Reap exited children (any pid); forget reaped sshd pids. */
 void sandbox_reap(void);
+/* Kill processes tagged by a vastsim that no longer exists (it was SIGKILLed). */
+void sandbox_sweep_orphans(void);
 void *net_thread_main(void *arg);
 /* Ask the network thread to close fd (listening socket of a destroyed instance). */
 void net_close_later(int fd);
