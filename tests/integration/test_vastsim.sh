@@ -189,6 +189,7 @@ ok "private key refused" 400 '.success == false'
 ASK=$(cheapest_offer)
 create "$ASK" ',"env":"-e HF_TOKEN=x"'
 ok "string env -> 400 env must be a dict" 400 '.success == false and (.msg|test("env must be a dict"))'
+AUTH= api POST /_admin/faults -d '{"type":"slow_boot","loading_delay":1.5,"count":1}'   # margin for the next check
 create "$ASK" ',"label":"vs-a","env":{"HF_TOKEN":"hf secret \"quoted\"","MODEL":"tiny","-p 8000:8000":"1"},"onstart":"echo onstart-ran; touch /workspace/onstart-ok"'
 ok "create returns new_contract and instance_api_key" 200 '.success == true and (.new_contract|type)=="number" and (.instance_api_key|length) >= 32'
 A=$(j .new_contract)
@@ -289,6 +290,25 @@ if [ "$ISO" = true ]; then
     else pass "127.0.0.1:9999 inside is invisible from the host"; fi
     OUT=$(on "$B" 'curl -s -m 2 -o /dev/null -w "%{http_code}" http://127.0.0.1:9999/' 2>&1)
     if [ "$OUT" != 200 ]; then pass "and from another instance"; else fail "invisible from another instance"; fi
+    # ...but an SSH tunnel (ssh -L, as gpuscribe's worker tunnel) reaches it
+    show "$A"
+    LPORT=$((20000 + RANDOM % 20000))
+    ssh "${SSH_OPTS[@]}" -i "$TDIR/id_ed25519" -p "$(j .instances.ssh_port)" -N -o ExitOnForwardFailure=yes \
+        -L "127.0.0.1:$LPORT:127.0.0.1:9999" root@127.0.0.1 >/dev/null 2>&1 &
+    TUN=$!
+    code=000
+    for i in $(seq 1 30); do
+        code=$(curl -s -m 2 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$LPORT/") && [ "$code" = 200 ] && break
+        sleep 0.2
+    done
+    kill $TUN 2>/dev/null; wait $TUN 2>/dev/null
+    check "ssh -L tunnel reaches 127.0.0.1:9999 inside" test "$code" = 200
+    # execute endpoint sees the instance's /workspace
+    api PUT "/api/v0/instances/command/$A/" -d '{"command":"ls /workspace"}'
+    ok "execute gives a result_url" 200 '.success == true and .writeable_path == "/workspace"'
+    URL=$(j .result_url)
+    sleep 0.6
+    check "execute output lists the instance's files" bash -c "curl -s '$URL' | grep -q only-a.txt"
     # the API at the same VAST_URL from inside, with the per-instance key
     OUT=$(on "$A" "curl -s -H \"Authorization: Bearer \$CONTAINER_API_KEY\" http://127.0.0.1:$SIM_PORT/api/v0/instances/\$CONTAINER_ID/" 2>&1)
     if jq -e ".instances.id == $A" >/dev/null 2>&1 <<<"$OUT"; then pass "API reachable from inside at the same URL with CONTAINER_API_KEY"
@@ -403,6 +423,12 @@ AUTH=$A_KEY api PUT "/api/v0/instances/$A/" -d '{"state":"stopped"}'
 ok "per-instance key can stop its own instance" 200
 api PUT "/api/v0/instances/$A/" -d '{"state":"running"}'
 wait_status "$A" running 10
+AUTH= api POST /_admin/faults -d "{\"type\":\"slow_boot\",\"instance_id\":$A,\"loading_delay\":1.5}"
+api PUT "/api/v0/instances/reboot/$A/" -d '{}'
+ok "reboot" 200 '.success == true'
+show "$A"
+check "rebooting, not running" jq -e '.instances.actual_status != "running"' <<<"$BODY"
+if wait_status "$A" running 10; then pass "rebooted instance runs again"; else fail "rebooted instance runs again"; fi
 
 # ------------------------------------------------------------------ destroy
 on "$A" 'nohup sleep 4244 >/dev/null 2>&1 & (nohup sh -c "sleep 4245" >/dev/null 2>&1 &)' >/dev/null 2>&1
