@@ -463,6 +463,18 @@ for i in $(seq 1 30); do
 done
 check "result_url served without auth once ready" test "$code" = 200
 
+# an instance destroys itself with its CONTAINER_API_KEY (the worker's dead-man switch)
+if [ "$ISO" = true ]; then
+    create "$(cheapest_offer)"
+    D=$(j .new_contract)
+    api POST "/api/v0/instances/$D/ssh/" -d "$(jq -n --arg k "$PUB" '{ssh_key: $k}')"
+    wait_status "$D" running 10
+    on "$D" "nohup curl -s -X DELETE -H \"Authorization: Bearer \$CONTAINER_API_KEY\" -d '{}' http://127.0.0.1:$SIM_PORT/api/v0/instances/\$CONTAINER_ID/ >/dev/null 2>&1 &" >/dev/null 2>&1
+    gone=no
+    for i in $(seq 1 50); do show "$D"; [ "$(j .instances)" = null ] && { gone=yes; break; }; sleep 0.1; done
+    check "instance destroys itself from inside with CONTAINER_API_KEY" test "$gone" = yes
+fi
+
 # ------------------------------------------------------------------ shutdown
 on "$B" 'nohup sleep 4246 >/dev/null 2>&1 &' >/dev/null 2>&1
 sleep 0.3
