@@ -38,7 +38,8 @@ struct reply {
 enum auth_kind { AUTH_NONE, AUTH_INVALID, AUTH_ACCOUNT, AUTH_INSTANCE };
 struct auth {
     enum auth_kind kind;
-    instance *inst;
+    instance *inst;     /* the key's instance; dangling once that instance is destroyed */
+    long inst_id;       /* its id, safe to read at any time */
 };
 
 static const char *AUTH_NAMES[] = {"none", "invalid", "account", "instance"};
@@ -102,7 +103,7 @@ static void req_log(const char *method, const char *path, const char *query, int
     q->query = query ? xstrdup(query) : NULL;
     q->status = status;
     q->auth = AUTH_NAMES[a->kind];
-    q->auth_instance = a->kind == AUTH_INSTANCE && a->inst ? a->inst->id : 0;
+    q->auth_instance = a->kind == AUTH_INSTANCE ? a->inst_id : 0;
     q->source_instance = source;
     q->ms = ms;
 }
@@ -1193,7 +1194,10 @@ static void handle(struct MHD_Connection *c, const char *url, const char *method
         a->kind = AUTH_INVALID;
         for (int i = 0; i < g_sim.n_account_keys_cfg; i++)
             if (*key && !strcmp(key, g_sim.account_keys_cfg[i])) a->kind = AUTH_ACCOUNT;
-        if (a->kind == AUTH_INVALID && *key && (a->inst = inst_find_by_key(key))) a->kind = AUTH_INSTANCE;
+        if (a->kind == AUTH_INVALID && *key && (a->inst = inst_find_by_key(key))) {
+            a->kind = AUTH_INSTANCE;
+            a->inst_id = a->inst->id;
+        }
     }
     /* injected HTTP faults, then the limiter */
     struct endpoint_class cls = classify(method, seg + 2, nseg - 2);
@@ -1253,7 +1257,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     long source = ci && ci->socket_context ? *(long *)ci->socket_context : 0;
     struct reply r = {0, NULL, NULL, NULL};
-    struct auth a = {AUTH_NONE, NULL};
+    struct auth a = {AUTH_NONE, NULL, 0};
     pthread_mutex_lock(&g_sim.mu);
     handle(c, url, method, rq, &r, &a, source);
     buf qb;
