@@ -395,6 +395,12 @@ ok "and the instance stays running" 200 '.instances.actual_status == "running"'
 AUTH= api POST /_admin/faults -d "{\"type\":\"exit_instance\",\"instance_id\":$C,\"status_msg\":\"Exited (1) host lost\"}"
 show "$C"
 ok "exit_instance fault -> exited with status_msg" 200 '.instances.actual_status == "exited" and .instances.status_msg == "Exited (1) host lost" and .instances.intended_status == "running"'
+AUTH= api POST /_admin/faults -d "{\"type\":\"set_status\",\"instance_id\":$C,\"actual_status\":\"offline\"}"
+show "$C"
+ok "set_status fault -> offline" 200 '.instances.actual_status == "offline"'
+AUTH= api POST /_admin/faults -d "{\"type\":\"outbid\",\"instance_id\":$C}"
+show "$C"
+ok "outbid fault: all three states stopped" 200 '.instances.intended_status == "stopped" and .instances.cur_state == "stopped" and .instances.next_state == "stopped"'
 AUTH= api POST /_admin/faults -d '{"type":"no_such_fault"}'
 ok "unknown fault type -> 400" 400
 

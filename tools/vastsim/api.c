@@ -241,6 +241,14 @@ static int fault_apply(json_t *f, char **msg)
         inst_force_status(in, stat, sm, kill);
         return 0;
     }
+    if (!strcmp(type, "outbid")) {
+        if (!in) { *msg = xstrdup("outbid needs instance_id"); return -1; }
+        const char *m;
+        inst_set_state(in, "stopped", &m);
+        free(in->status_msg);
+        in->status_msg = xstrdup("outbid: instance stopped because a higher bid won this machine");
+        return 0;
+    }
     if (!strcmp(type, "kill_processes")) {
         if (!in) { *msg = xstrdup("kill_processes needs instance_id"); return -1; }
         int n = sandbox_kill_procs(in);
