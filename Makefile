@@ -4,6 +4,9 @@
 # `whisper`, the whisper engine is compiled in (HAVE_WHISPER).
 
 CC      ?= cc
+VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+V ?= 0
+Q := $(if $(filter 1,$(V)),,@)
 PKGS    := libmicrohttpd jansson libssh sqlite3 libcurl libavformat libavcodec libswresample \
            libavutil pocketsphinx sphinxbase
 HAVE_WHISPER := $(shell pkg-config --exists whisper 2>/dev/null && echo 1)
@@ -20,7 +23,6 @@ ALL_CFLAGS := -std=gnu11 $(WARN) $(CFLAGS) $(DEFS) -Isrc $(PKG_CFLAGS) -MMD -MP 
               -DGS_VERSION=\"$(VERSION)\" -DGS_SRCDIR=\"$(CURDIR)\"
 LDLIBS  := $(PKG_LIBS) -lpthread -ldl -lm
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
 SRCS      := $(shell find src -name '*.c' ! -name main.c | sort)
 CORE_SRCS := $(shell find src/core -name '*.c' | sort)
@@ -28,6 +30,8 @@ TEST_SRCS := $(sort $(wildcard tests/unit/*.c))
 SIM_SRCS  := $(sort $(wildcard tools/vastsim/*.c))
 
 obj = $(patsubst %.c,$(1)/obj/%.o,$(2))
+
+MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 2)
 
 .PHONY: all asan test unit itest bench demo clean setup fuzz valgrind-test
 all: build/gpuscribe build/vastsim
@@ -37,30 +41,38 @@ asan: build/asan/gpuscribe build/asan/unit_tests build/asan/vastsim
 # ---- normal build
 build/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -c $< -o $@
+	@$(if $(Q),echo '  CC      $<')
+	$(Q)$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 build/gpuscribe: $(call obj,build,$(SRCS) src/main.c)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	@$(if $(Q),echo '  LD      $@')
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 build/unit_tests: $(call obj,build,$(SRCS) $(TEST_SRCS))
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	@$(if $(Q),echo '  LD      $@')
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 build/vastsim: $(call obj,build,$(CORE_SRCS) $(SIM_SRCS))
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	@$(if $(Q),echo '  LD      $@')
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 # ---- sanitizer build (ASan + UBSan)
 build/asan/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(SAN) -O1 -c $< -o $@
+	@$(if $(Q),echo '  CC-SAN  $<')
+	$(Q)$(CC) $(ALL_CFLAGS) $(SAN) -O1 -c $< -o $@
 
 build/asan/gpuscribe: $(call obj,build/asan,$(SRCS) src/main.c)
-	$(CC) $(SAN) -o $@ $^ $(LDLIBS)
+	@$(if $(Q),echo '  LD-SAN  $@')
+	$(Q)$(CC) $(SAN) -o $@ $^ $(LDLIBS)
 
 build/asan/unit_tests: $(call obj,build/asan,$(SRCS) $(TEST_SRCS))
-	$(CC) $(SAN) -o $@ $^ $(LDLIBS)
+	@$(if $(Q),echo '  LD-SAN  $@')
+	$(Q)$(CC) $(SAN) -o $@ $^ $(LDLIBS)
 
 build/asan/vastsim: $(call obj,build/asan,$(CORE_SRCS) $(SIM_SRCS))
-	$(CC) $(SAN) -o $@ $^ $(LDLIBS)
+	@$(if $(Q),echo '  LD-SAN  $@')
+	$(Q)$(CC) $(SAN) -o $@ $^ $(LDLIBS)
 
 # ---- tests
 export ASAN_OPTIONS  ?= detect_leaks=1:abort_on_error=0:halt_on_error=1
@@ -75,7 +87,7 @@ itest: all asan
 	GS_BIN=$(CURDIR)/build/asan/gpuscribe GS_SIM=$(CURDIR)/build/asan/vastsim \
 	  tests/integration/run.sh $(T)
 
-test: all asan
+test: all asan build/unit_tests
 	tests/run-all.sh
 
 bench: all

@@ -12,6 +12,10 @@
 #include <string.h>
 #include <strings.h>
 
+#ifndef GS_SRCDIR
+#define GS_SRCDIR "."
+#endif
+
 struct cfg_def {
     const char *name;
     enum cfg_type type;

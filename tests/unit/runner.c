@@ -12,6 +12,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/lsan_interface.h>
+#define LEAK_CHECK() __lsan_do_recoverable_leak_check()
+#else
+#define LEAK_CHECK() 0
+#endif
+
 #define MAX_TESTS 2048
 #define TEST_TIMEOUT_S 120
 
@@ -70,6 +77,11 @@ int main(int argc, char **argv)
             alarm(TEST_TIMEOUT_S);
             tests[i].fn();
             fflush(NULL);
+            /* _exit skips LeakSanitizer's exit hook: check for leaks explicitly */
+            if (LEAK_CHECK()) {
+                fprintf(stderr, "    leak detected (see the report above)\n");
+                _exit(1);
+            }
             _exit(0);
         }
         int st = 0;

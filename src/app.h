@@ -1,0 +1,22 @@
+/* app: the controller's shared state, handed to every API handler as `void *app`.
+ * Fields are set up in main.c before the HTTP server starts and torn down after it stops;
+ * handlers only read the pointers (each module guards its own mutable state). */
+#ifndef GS_APP_H
+#define GS_APP_H
+
+#include "core/config.h"
+#include "core/gpu.h"
+#include "store/store.h"
+
+struct http_server;
+
+typedef struct app {
+    config *cfg;
+    store *st;
+    struct http_server *http;
+    gpu_info gpu;
+    double started_at;   /* wall clock */
+    const char *version;
+} app;
+
+#endif

@@ -1,0 +1,96 @@
+/* http: the HTTP server (libmicrohttpd, internal thread pool with epoll), router, JSON
+ * replies, static files, auth and origin checks.
+ *
+ * Routes are a static table of {method, pattern, handler, flags, openapi}. Patterns match
+ * segment by segment; "{name}" matches one non-empty segment, read with http_param(). The
+ * handler runs once the whole request body has arrived (JSON routes buffer it, capped at
+ * HTTP_JSON_BODY_MAX -> 413), except for HTTP_ROUTE_STREAM routes, whose body_fn receives
+ * each chunk as it arrives (for uploads of any size). Every handler must answer exactly once
+ * with one of the http_reply_* functions.
+ *
+ * Before a handler runs the server checks, in order: Host is a loopback name when listening
+ * on loopback (DNS rebinding), Origin matches Host on state-changing methods, and the
+ * Bearer token on /api/ and /v1/ when one is configured. Failures, unknown routes (404),
+ * wrong methods (405 with Allow) and oversized bodies (413) all answer JSON {"error": "..."}.
+ * GET requests no route claims are served from the static directory (traversal refused).
+ *
+ * Threads: handlers run on MHD's pool threads, several at once; they must not block for
+ * long.
+ */
+#ifndef GS_HTTP_H
+#define GS_HTTP_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#define HTTP_JSON_BODY_MAX (1u << 20)
+
+typedef struct http_server http_server;
+typedef struct http_req http_req;
+
+typedef void (*http_handler)(http_req *r, void *app);
+/* Called with each chunk of a streamed body; return 0 to go on, or reply with an error
+ * (http_reply_error) and return -1 to stop accepting the body. */
+typedef int (*http_body_fn)(http_req *r, const char *data, size_t n, void *app);
+
+enum {
+    HTTP_ROUTE_STREAM = 1 << 0, /* body goes to body_fn chunk by chunk */
+    HTTP_ROUTE_PUBLIC = 1 << 1, /* no Bearer token needed even under /api/ */
+};
+
+typedef struct http_route {
+    const char *method;
+    const char *pattern;
+    http_handler handler;
+    unsigned flags;
+    http_body_fn body_fn;
+    const char *tag;      /* OpenAPI tag */
+    const char *summary;  /* OpenAPI summary */
+    const char *openapi;  /* optional JSON object merged into the OpenAPI operation */
+} http_route;
+
+typedef struct http_config {
+    const char *host;      /* address to bind */
+    int port;              /* 0 = ephemeral */
+    const char *web_dir;   /* static files; NULL = none */
+    const char *api_token; /* NULL = no auth */
+    unsigned threads;      /* pool size (default 2) */
+    const char *version;
+} http_config;
+
+/* Start listening. routes must outlive the server. NULL with err on failure. */
+http_server *http_server_start(const http_config *cfg, const http_route *routes, size_t nroutes,
+                               void *app, char *err, size_t errlen);
+int http_server_port(const http_server *s);
+/* Stop accepting, close connections, join threads, free. NULL is fine. */
+void http_server_stop(http_server *s);
+/* The OpenAPI 3 description of every route (new reference). */
+json_t *http_server_openapi(const http_server *s);
+
+/* ---- request accessors (valid until the reply completes) */
+const char *http_method(const http_req *r);
+const char *http_path(const http_req *r);
+const char *http_param(const http_req *r, const char *name);
+const char *http_query(const http_req *r, const char *name);
+const char *http_header(const http_req *r, const char *name);
+const char *http_body(const http_req *r, size_t *len);
+/* Parse the body as a JSON object. On failure replies 400/415 itself and returns NULL. */
+json_t *http_body_json(http_req *r);
+/* Per-request user state, freed with free_fn when the request ends. */
+void http_set_ctx(http_req *r, void *ctx, void (*free_fn)(void *));
+void *http_ctx(const http_req *r);
+http_server *http_req_server(const http_req *r);
+
+/* ---- replies: exactly one per request */
+void http_add_header(http_req *r, const char *name, const char *value);
+void http_reply_json(http_req *r, int status, json_t *body /* stolen */);
+void http_reply_error(http_req *r, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void http_reply_data(http_req *r, int status, const char *content_type, const char *data,
+                     size_t len);
+/* Stream a file (fd is taken). */
+void http_reply_fd(http_req *r, int status, const char *content_type, int fd, size_t size);
+/* Served from web/ and the API alike. */
+const char *http_status_text(int status);
+
+#endif

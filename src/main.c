@@ -1,0 +1,236 @@
+/* gpuscribe: one binary, several commands. main() picks the command; each command loads the
+ * configuration (config.h) for its own flags and runs. */
+#include "api/api.h"
+#include "app.h"
+#include "core/config.h"
+#include "core/gpu.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "http/http.h"
+#include "store/store.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef GS_VERSION
+#define GS_VERSION "dev"
+#endif
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "gpuscribe %s: transcribe audio on rented GPUs (Vast.ai) or locally\n\n"
+            "Usage: gpuscribe COMMAND [OPTIONS]\n\n"
+            "Commands:\n"
+            "  serve      run the web UI and REST API (default http://127.0.0.1:8000)\n"
+            "  status     show the GPU status of a running server\n"
+            "  help       show this help; `gpuscribe COMMAND --help` for a command\n"
+            "  version    print the version\n\n",
+            GS_VERSION);
+    config_print_help(out);
+}
+
+static int wants_help(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) return 1;
+    return 0;
+}
+
+static config *load_or_die(int argc, char **argv, char ***rest, const char *cmd)
+{
+    char err[512];
+    config *c = config_load(argc, argv, rest, err, sizeof err);
+    if (!c) {
+        fprintf(stderr, "gpuscribe %s: %s\n", cmd, err);
+        return NULL;
+    }
+    log_set_level((enum log_level)log_parse_level(config_str(c, CFG_LOG_LEVEL)));
+    return c;
+}
+
+static int reject_positional(char **rest, const char *cmd)
+{
+    if (rest && rest[0]) {
+        fprintf(stderr, "gpuscribe %s: unexpected argument '%s' (see gpuscribe %s --help)\n", cmd,
+                rest[0], cmd);
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- serve ------------------------------------------------------------------------------- */
+
+static int cmd_serve(int argc, char **argv)
+{
+    if (wants_help(argc, argv)) {
+        printf("Usage: gpuscribe serve [OPTIONS]\n\nRun the web UI and REST API.\n\n");
+        config_print_help(stdout);
+        return 0;
+    }
+    char **rest = NULL;
+    config *cfg = load_or_die(argc, argv, &rest, "serve");
+    if (!cfg) return 2;
+    int rc = 1;
+    app a = {.cfg = cfg, .version = GS_VERSION, .started_at = now_wall()};
+    if (reject_positional(rest, "serve")) { rc = 2; goto out; }
+
+    const char *host = config_str(cfg, CFG_HOST);
+    if (!config_host_is_loopback(host) && !config_isset(cfg, CFG_API_TOKEN)) {
+        fprintf(stderr, "gpuscribe serve: refusing to listen on %s without API_TOKEN: anyone "
+                        "who can reach it could rent GPUs on your account. Set API_TOKEN "
+                        "(in the environment or .env), or keep HOST=127.0.0.1.\n", host);
+        rc = 2;
+        goto out;
+    }
+
+    char err[512];
+    a.st = store_open(config_str(cfg, CFG_DATA_DIR), err, sizeof err);
+    if (!a.st) {
+        LOG_E("store", "%s", err);
+        goto out;
+    }
+    gpu_probe(&a.gpu);
+
+    /* Signals are taken by this thread with sigwait; every other thread inherits the mask. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    http_config hc = {
+        .host = host,
+        .port = (int)config_int(cfg, CFG_PORT),
+        .web_dir = config_str(cfg, CFG_WEB_DIR),
+        .api_token = config_str(cfg, CFG_API_TOKEN),
+        .threads = 2,
+        .version = GS_VERSION,
+    };
+    a.http = http_server_start(&hc, api_routes, api_nroutes, &a, err, sizeof err);
+    if (!a.http) {
+        LOG_E("http", "%s", err);
+        goto out;
+    }
+    int v6 = strchr(host, ':') != NULL;
+    LOG_I("main", "gpuscribe %s listening on http://%s%s%s:%d (%s)", GS_VERSION, v6 ? "[" : "",
+          host, v6 ? "]" : "", http_server_port(a.http),
+          a.gpu.cuda_available ? "local GPU" : "no local GPU");
+
+    int sig = 0;
+    while (sigwait(&sigs, &sig) != 0) {}
+    LOG_I("main", "received %s, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    http_server_stop(a.http); /* waits for in-flight requests' threads */
+    a.http = NULL;
+    rc = 0;
+out:
+    http_server_stop(a.http);
+    store_close(a.st);
+    config_free(cfg);
+    free(rest);
+    return rc;
+}
+
+/* ---- status (client of a running server) -------------------------------------------------- */
+
+static size_t collect(char *p, size_t sz, size_t n, void *ud)
+{
+    return buf_append(ud, p, sz * n) == 0 ? sz * n : 0;
+}
+
+static int cmd_status(int argc, char **argv)
+{
+    if (wants_help(argc, argv)) {
+        printf("Usage: gpuscribe status [--json] [--host H] [--port P]\n\n"
+               "Ask the running server at HOST:PORT for its GPU status.\n");
+        return 0;
+    }
+    char **rest = NULL;
+    config *cfg = load_or_die(argc, argv, &rest, "status");
+    if (!cfg) return 2;
+    int as_json = 0, rc = 1;
+    for (char **p = rest; p && *p; p++) {
+        if (strcmp(*p, "--json") == 0) as_json = 1;
+        else {
+            fprintf(stderr, "gpuscribe status: unexpected argument '%s'\n", *p);
+            rc = 2;
+            goto out;
+        }
+    }
+    const char *host = config_str(cfg, CFG_HOST);
+    int v6 = strchr(host, ':') != NULL;
+    char *url = xasprintf("http://%s%s%s:%ld/api/gpu-status", v6 ? "[" : "", host, v6 ? "]" : "",
+                          config_int(cfg, CFG_PORT));
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    CURL *c = curl_easy_init();
+    buf body;
+    buf_init(&body, 1 << 20);
+    struct curl_slist *hdr = NULL;
+    if (config_isset(cfg, CFG_API_TOKEN)) {
+        char *h = xasprintf("Authorization: Bearer %s", config_str(cfg, CFG_API_TOKEN));
+        hdr = curl_slist_append(hdr, h);
+        free(h);
+    }
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+    CURLcode cc = curl_easy_perform(c);
+    long code = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    if (cc != CURLE_OK) {
+        fprintf(stderr, "gpuscribe status: cannot reach the server at %s: %s\n"
+                        "Is `gpuscribe serve` running?\n", url, curl_easy_strerror(cc));
+    } else {
+        json_t *j = json_loads(body.data ? body.data : "", 0, NULL);
+        if (code != 200 || !j) {
+            const char *e = j ? json_string_value(json_object_get(j, "error")) : NULL;
+            fprintf(stderr, "gpuscribe status: server answered %ld: %s\n", code,
+                    e ? e : "unexpected response");
+        } else if (as_json) {
+            printf("%s\n", body.data);
+            rc = 0;
+        } else {
+            const char *vi = json_string_value(json_object_get(j, "vast_instance"));
+            printf("GPU:      %s\ntype:     %s\nCUDA:     %s\ninstance: %s\n",
+                   json_string_value(json_object_get(j, "message")),
+                   json_string_value(json_object_get(j, "type")),
+                   json_is_true(json_object_get(j, "cuda_available")) ? "yes" : "no",
+                   vi ? vi : "-");
+            rc = json_is_true(json_object_get(j, "available")) ? 0 : 3;
+        }
+        json_decref(j);
+    }
+    buf_release(&body);
+    curl_slist_free_all(hdr);
+    curl_easy_cleanup(c);
+    curl_global_cleanup();
+    free(url);
+out:
+    config_free(cfg);
+    free(rest);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||
+        strcmp(argv[1], "-h") == 0) {
+        usage(stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
+        printf("gpuscribe %s\n", GS_VERSION);
+        return 0;
+    }
+    if (strcmp(argv[1], "serve") == 0) return cmd_serve(argc - 1, argv + 1);
+    if (strcmp(argv[1], "status") == 0) return cmd_status(argc - 1, argv + 1);
+    fprintf(stderr, "gpuscribe: unknown command '%s' (see gpuscribe --help)\n", argv[1]);
+    return 2;
+}

@@ -1,0 +1,184 @@
+#include "store/store.h"
+#include "core/util.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+struct store {
+    sqlite3 *db;
+    pthread_mutex_t lock;
+};
+
+/* Migrations: append only; migration N brings user_version from N-1 to N. */
+static const char *migrations[] = {
+    /* 1: initial schema */
+    "CREATE TABLE instances ("
+    "  id INTEGER PRIMARY KEY,"            /* our row id */
+    "  vast_id TEXT UNIQUE,"                /* Vast's instance id, once created */
+    "  offer_id INTEGER,"
+    "  idem_key TEXT UNIQUE,"               /* one rental per idempotency key */
+    "  state TEXT NOT NULL,"                /* requested|creating|loading|ssh_wait|installing|"
+                                            "  starting_worker|ready|failed|destroying|destroyed */
+    "  stage TEXT NOT NULL DEFAULT '',"
+    "  percent INTEGER NOT NULL DEFAULT 0,"
+    "  label TEXT,"
+    "  gpu_name TEXT, num_gpus INTEGER, gpu_ram_gb REAL,"
+    "  dph_total REAL, dph_base REAL, storage_dph REAL,"
+    "  ssh_host TEXT, ssh_port INTEGER, host_key TEXT,"
+    "  worker_port INTEGER,"
+    "  error TEXT,"
+    "  created_at REAL NOT NULL, updated_at REAL NOT NULL,"
+    "  running_at REAL, ready_at REAL, destroyed_at REAL,"
+    "  last_busy_at REAL"
+    ");"
+    "CREATE TABLE jobs ("
+    "  id TEXT PRIMARY KEY,"
+    "  state TEXT NOT NULL,"                /* queued|running|done|failed|cancelled */
+    "  created_at REAL NOT NULL, started_at REAL, finished_at REAL,"
+    "  filename TEXT, upload_path TEXT, size_bytes INTEGER,"
+    "  audio_duration REAL,"
+    "  options TEXT NOT NULL DEFAULT '{}',"  /* JSON: language, model, format, prompt, ... */
+    "  progress REAL NOT NULL DEFAULT 0,"
+    "  engine TEXT, backend TEXT, instance_id INTEGER REFERENCES instances(id),"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  error TEXT,"
+    "  transcript TEXT,"                     /* JSON (transcript store format) */
+    "  cost_usd REAL"
+    ");"
+    "CREATE INDEX jobs_state ON jobs(state, created_at);"
+    "CREATE TABLE events ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  ts REAL NOT NULL, kind TEXT NOT NULL, subject TEXT, data TEXT"
+    ");"
+    "CREATE TABLE ledger ("
+    "  id INTEGER PRIMARY KEY,"
+    "  instance_id INTEGER NOT NULL REFERENCES instances(id),"
+    "  kind TEXT NOT NULL,"                  /* gpu|storage */
+    "  rate_per_hour REAL NOT NULL,"
+    "  start_ts REAL NOT NULL, end_ts REAL"  /* end NULL = still accruing */
+    ");"
+    "CREATE INDEX ledger_instance ON ledger(instance_id);",
+};
+
+static int run_sql(sqlite3 *db, const char *sql, char *err, size_t errlen)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        snprintf(err, errlen, "%s", msg ? msg : sqlite3_errmsg(db));
+        sqlite3_free(msg);
+        return -1;
+    }
+    return 0;
+}
+
+static int user_version(sqlite3 *db)
+{
+    sqlite3_stmt *st = NULL;
+    int v = -1;
+    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+static int migrate(sqlite3 *db, char *err, size_t errlen)
+{
+    int v = user_version(db);
+    int n = (int)ARRAY_LEN(migrations);
+    if (v < 0) { snprintf(err, errlen, "cannot read schema version"); return -1; }
+    if (v > n) {
+        snprintf(err, errlen, "database schema version %d is newer than this program (%d)", v, n);
+        return -1;
+    }
+    for (int i = v; i < n; i++) {
+        char sql[64];
+        if (run_sql(db, "BEGIN IMMEDIATE", err, errlen) != 0) return -1;
+        snprintf(sql, sizeof sql, "PRAGMA user_version=%d", i + 1);
+        if (run_sql(db, migrations[i], err, errlen) != 0 || run_sql(db, sql, err, errlen) != 0) {
+            char e2[16];
+            run_sql(db, "ROLLBACK", e2, sizeof e2);
+            return -1;
+        }
+        if (run_sql(db, "COMMIT", err, errlen) != 0) return -1;
+    }
+    return 0;
+}
+
+store *store_open(const char *data_dir, char *err, size_t errlen)
+{
+    if (mkdir_p(data_dir, 0700) != 0) {
+        snprintf(err, errlen, "cannot create data directory '%s': %s", data_dir, strerror(errno));
+        return NULL;
+    }
+    char *path = xasprintf("%s/gpuscribe.db", data_dir);
+    store *s = xcalloc(1, sizeof *s);
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&s->lock, &ma);
+    pthread_mutexattr_destroy(&ma);
+    int rc = sqlite3_open_v2(path, &s->db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                             NULL);
+    if (rc != SQLITE_OK) {
+        snprintf(err, errlen, "cannot open database '%s': %s", path,
+                 s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+        goto fail;
+    }
+    chmod(path, 0600);
+    sqlite3_busy_timeout(s->db, 5000);
+    if (run_sql(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                       "PRAGMA foreign_keys=ON;", err, errlen) != 0)
+        goto fail;
+    if (migrate(s->db, err, errlen) != 0) goto fail;
+    free(path);
+    return s;
+fail:
+    free(path);
+    store_close(s);
+    return NULL;
+}
+
+void store_close(store *s)
+{
+    if (!s) return;
+    if (s->db) sqlite3_close_v2(s->db);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}
+
+sqlite3 *store_db(store *s) { return s->db; }
+int store_schema_version(store *s) { return user_version(s->db); }
+void store_lock(store *s) { pthread_mutex_lock(&s->lock); }
+void store_unlock(store *s) { pthread_mutex_unlock(&s->lock); }
+
+int store_exec(store *s, const char *sql, char *err, size_t errlen)
+{
+    store_lock(s);
+    int rc = run_sql(s->db, sql, err, errlen);
+    store_unlock(s);
+    return rc;
+}
+
+long long store_event_add(store *s, const char *kind, const char *subject, const char *data_json)
+{
+    sqlite3_stmt *st = NULL;
+    long long id = -1;
+    store_lock(s);
+    if (sqlite3_prepare_v2(s->db, "INSERT INTO events(ts, kind, subject, data) VALUES(?,?,?,?)",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_double(st, 1, now_wall());
+        sqlite3_bind_text(st, 2, kind, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 3, subject, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 4, data_json, -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(st) == SQLITE_DONE) id = sqlite3_last_insert_rowid(s->db);
+    }
+    sqlite3_finalize(st);
+    store_unlock(s);
+    return id;
+}

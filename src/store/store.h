@@ -1,0 +1,37 @@
+/* store: the SQLite database in DATA_DIR (gpuscribe.db): WAL, synchronous=NORMAL, busy
+ * timeout, foreign keys, and versioned migrations (PRAGMA user_version).
+ *
+ * Tables (see the migrations in store.c for the columns):
+ *   instances  one row per Vast instance we rent or adopt, with its state machine fields
+ *   jobs       the persistent transcription queue
+ *   events     an append-only log of what happened (job, instance, cost events)
+ *   ledger     cost intervals per instance (GPU while running, storage while existing)
+ *
+ * One connection in serialized mode shared by every thread. A module that runs several
+ * statements that must not interleave with other threads' wraps them in store_lock /
+ * store_unlock (a recursive mutex), e.g. around BEGIN ... COMMIT. Errors are returned as -1
+ * with a message in err; nothing is logged here.
+ */
+#ifndef GS_STORE_H
+#define GS_STORE_H
+
+#include <stddef.h>
+#include <sqlite3.h>
+
+typedef struct store store;
+
+/* Open (creating dir and file as needed, mode 0700/0600) and migrate. NULL on error. */
+store *store_open(const char *data_dir, char *err, size_t errlen);
+void store_close(store *s);
+sqlite3 *store_db(store *s);
+int store_schema_version(store *s);
+void store_lock(store *s);
+void store_unlock(store *s);
+
+/* Run SQL with no result rows (one or several statements). 0 on success. */
+int store_exec(store *s, const char *sql, char *err, size_t errlen);
+
+/* Append an event; data_json may be NULL. Returns the event id (> 0) or -1. */
+long long store_event_add(store *s, const char *kind, const char *subject, const char *data_json);
+
+#endif

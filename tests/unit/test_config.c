@@ -1,0 +1,243 @@
+#include "test.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "core/util.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static config *load(char **argv, int argc, char *err)
+{
+    return config_load(argc, argv, NULL, err, 512);
+}
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    ASSERT_NOT_NULL(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+TEST(config_defaults)
+{
+    char err[512];
+    setenv("HOME", test_tmpdir(), 1);
+    unsetenv("XDG_DATA_HOME");
+    char *argv[] = {"serve"};
+    config *c = load(argv, 1, err);
+    ASSERT_NOT_NULL(c);
+    ASSERT_STR_EQ(config_str(c, CFG_HOST), "127.0.0.1");
+    ASSERT_EQ(config_int(c, CFG_PORT), 8000);
+    ASSERT_STR_EQ(config_str(c, CFG_VAST_URL), "https://console.vast.ai");
+    ASSERT_NULL(config_str(c, CFG_VAST_API_KEY));
+    ASSERT_TRUE(isnan(config_num(c, CFG_AUTO_DESTROY_AFTER_HOURS)));
+    ASSERT_NEAR(config_num(c, CFG_IDLE_DESTROY_MINUTES), 15, 1e-9);
+    ASSERT_FALSE(config_bool(c, CFG_GPU_ONLY));
+    char *want = xasprintf("%s/.local/share/gpuscribe", test_tmpdir());
+    ASSERT_STR_EQ(config_str(c, CFG_DATA_DIR), want);
+    free(want);
+    config_free(c);
+}
+
+TEST(config_precedence)
+{
+    char err[512];
+    write_text(".env", "PORT=8101\nLOG_LEVEL=debug\nVAST_URL=http://127.0.0.1:1\n");
+    setenv("PORT", "8102", 1);
+    setenv("IDLE_DESTROY_MINUTES", "0.5", 1);
+    char *argv[] = {"serve", "--port", "8103", "--gpu-only=1"};
+    config *c = load(argv, 4, err);
+    ASSERT_NOT_NULL(c);
+    ASSERT_EQ(config_int(c, CFG_PORT), 8103);
+    ASSERT_EQ(config_source(c, CFG_PORT), CFG_SRC_FLAG);
+    ASSERT_STR_EQ(config_str(c, CFG_LOG_LEVEL), "debug");
+    ASSERT_EQ(config_source(c, CFG_LOG_LEVEL), CFG_SRC_ENVFILE);
+    ASSERT_NEAR(config_num(c, CFG_IDLE_DESTROY_MINUTES), 0.5, 1e-9);
+    ASSERT_TRUE(config_bool(c, CFG_GPU_ONLY));
+    config_free(c);
+    char *argv2[] = {"serve"};
+    c = load(argv2, 1, err);
+    ASSERT_EQ(config_int(c, CFG_PORT), 8102);
+    ASSERT_EQ(config_source(c, CFG_PORT), CFG_SRC_ENV);
+    config_free(c);
+    unsetenv("PORT");
+    unsetenv("IDLE_DESTROY_MINUTES");
+}
+
+TEST(config_env_file_syntax)
+{
+    char err[512];
+    write_text("x.env",
+               "# a comment\n"
+               "\n"
+               "export VAST_INSTANCE_ID=29040483\n"
+               "HF_TOKEN = 'single quoted # kept'\n"
+               "OPENAI_BASE_URL=\"http://127.0.0.1:9/v1\" \n"
+               "WHISPER_MODEL=large-v3-turbo # inline comment\n"
+               "API_TOKEN=\"with \\\"escaped\\\" quotes\"\n"
+               "UNKNOWN_KEY=ignored\n");
+    char *argv[] = {"serve", "--env-file", "x.env"};
+    config *c = load(argv, 3, err);
+    ASSERT_NOT_NULL(c);
+    ASSERT_STR_EQ(config_str(c, CFG_VAST_INSTANCE_ID), "29040483");
+    ASSERT_STR_EQ(config_str(c, CFG_HF_TOKEN), "single quoted # kept");
+    ASSERT_STR_EQ(config_str(c, CFG_OPENAI_BASE_URL), "http://127.0.0.1:9/v1");
+    ASSERT_STR_EQ(config_str(c, CFG_WHISPER_MODEL), "large-v3-turbo");
+    ASSERT_STR_EQ(config_str(c, CFG_API_TOKEN), "with \"escaped\" quotes");
+    ASSERT_STR_EQ(config_env_path(c), "x.env");
+    config_free(c);
+    log_clear_secrets();
+}
+
+TEST(config_invalid_values)
+{
+    char err[512];
+    struct { const char *flag, *val, *want; } cases[] = {
+        {"--port", "abc", "PORT: invalid value 'abc'"},
+        {"--port", "70000", "PORT: invalid value '70000'"},
+        {"--log-level", "loud", "LOG_LEVEL: invalid value 'loud' (expected one of error|warn|info|debug)"},
+        {"--gpu-only", "maybe", "GPU_ONLY: invalid value 'maybe'"},
+        {"--idle-destroy-minutes", "-3", "IDLE_DESTROY_MINUTES"},
+        {"--idle-destroy-minutes", "nan", "IDLE_DESTROY_MINUTES"},
+        {"--max-upload-mb", "0", "MAX_UPLOAD_MB"},
+        {"--engine", "gpt", "ENGINE"},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        char *argv[] = {"serve", (char *)cases[i].flag, (char *)cases[i].val};
+        config *c = load(argv, 3, err);
+        ASSERT_NULL(c);
+        ASSERT_CONTAINS(err, cases[i].want);
+    }
+    char *argv[] = {"serve", "--port"};
+    ASSERT_NULL(load(argv, 2, err));
+    ASSERT_CONTAINS(err, "--port needs a value");
+    char *argv2[] = {"serve", "--vast-api-key", "secret-value-1234"};
+    ASSERT_NULL(load(argv2, 3, err));
+    ASSERT_CONTAINS(err, "secrets are not accepted");
+    ASSERT_NOT_CONTAINS(err, "secret-value-1234");
+    write_text("bad.env", "PORT=1\nthis line is wrong\n");
+    char *argv3[] = {"serve", "--env-file", "bad.env"};
+    ASSERT_NULL(load(argv3, 3, err));
+    ASSERT_CONTAINS(err, "bad.env:2: malformed line");
+}
+
+TEST(config_positional_and_unknown_flags_are_left)
+{
+    char err[512];
+    char **rest = NULL;
+    char *argv[] = {"transcribe", "file.wav", "--format", "srt", "--port", "9000"};
+    config *c = config_load(6, argv, &rest, err, sizeof err);
+    ASSERT_NOT_NULL(c);
+    ASSERT_STR_EQ(rest[0], "file.wav");
+    ASSERT_STR_EQ(rest[1], "--format");
+    ASSERT_STR_EQ(rest[2], "srt");
+    ASSERT_NULL(rest[3]);
+    ASSERT_EQ(config_int(c, CFG_PORT), 9000);
+    free(rest);
+    config_free(c);
+}
+
+TEST(config_vast_key_file)
+{
+    char err[512];
+    setenv("HOME", test_tmpdir(), 1);
+    setenv("XDG_CONFIG_HOME", "xdg", 1);
+    mkdir_p("xdg/vastai", 0700);
+    write_text("xdg/vastai/vast_api_key", "  key-from-xdg-file-0001 \n");
+    write_text(".vast_api_key", "key-from-home-0002\n");
+    char *argv[] = {"serve"};
+    config *c = load(argv, 1, err);
+    ASSERT_STR_EQ(config_str(c, CFG_VAST_API_KEY), "key-from-xdg-file-0001");
+    ASSERT_EQ(config_source(c, CFG_VAST_API_KEY), CFG_SRC_KEYFILE);
+    config_free(c);
+    unlink("xdg/vastai/vast_api_key");
+    c = load(argv, 1, err);
+    ASSERT_STR_EQ(config_str(c, CFG_VAST_API_KEY), "key-from-home-0002");
+    config_free(c);
+    setenv("VAST_API_KEY", "key-from-env-0003", 1);
+    c = load(argv, 1, err);
+    ASSERT_STR_EQ(config_str(c, CFG_VAST_API_KEY), "key-from-env-0003");
+    config_free(c);
+    unsetenv("VAST_API_KEY");
+    log_clear_secrets();
+}
+
+TEST(config_secrets_redacted_in_dump_and_logs)
+{
+    char err[512];
+    setenv("OPENAI_API_KEY", "sk-test-not-real-abcdef", 1);
+    char *argv[] = {"serve"};
+    config *c = load(argv, 1, err);
+    json_t *j = config_dump_json(c);
+    char *s = json_dumps(j, 0);
+    ASSERT_NOT_CONTAINS(s, "sk-test-not-real-abcdef");
+    ASSERT_TRUE(json_is_true(json_object_get(j, "OPENAI_API_KEY")));
+    ASSERT_TRUE(json_is_false(json_object_get(j, "HF_TOKEN")));
+    char *r = log_redact("Authorization: Bearer sk-test-not-real-abcdef!");
+    ASSERT_STR_EQ(r, "Authorization: Bearer [REDACTED]!");
+    free(r);
+    free(s);
+    json_decref(j);
+    config_free(c);
+    unsetenv("OPENAI_API_KEY");
+    log_clear_secrets();
+}
+
+TEST(config_env_set_keeps_other_lines)
+{
+    char err[256];
+    write_text(".env", "# my settings\nVAST_API_KEY=abc\n\nVAST_INSTANCE_ID=111 # old\nexport LOG_LEVEL=debug\n");
+    chmod(".env", 0644);
+    ASSERT_EQ(config_env_set(".env", "VAST_INSTANCE_ID", "29040484", err, sizeof err), 0);
+    char *t = read_file(".env", 4096, NULL);
+    ASSERT_STR_EQ(t, "# my settings\nVAST_API_KEY=abc\n\nVAST_INSTANCE_ID=29040484\nexport LOG_LEVEL=debug\n");
+    free(t);
+    struct stat st;
+    ASSERT_EQ(stat(".env", &st), 0);
+    ASSERT_EQ(st.st_mode & 0777, 0600);
+    /* clear */
+    ASSERT_EQ(config_env_set(".env", "VAST_INSTANCE_ID", NULL, err, sizeof err), 0);
+    t = read_file(".env", 4096, NULL);
+    ASSERT_STR_EQ(t, "# my settings\nVAST_API_KEY=abc\n\nexport LOG_LEVEL=debug\n");
+    free(t);
+    /* append a value that needs quoting, and read it back through config_load */
+    ASSERT_EQ(config_env_set(".env", "HF_TOKEN", "a b\"c\\d#e", err, sizeof err), 0);
+    char *argv[] = {"serve"};
+    config *c = config_load(1, argv, NULL, err, sizeof err);
+    ASSERT_NOT_NULL(c);
+    ASSERT_STR_EQ(config_str(c, CFG_HF_TOKEN), "a b\"c\\d#e");
+    config_free(c);
+    log_clear_secrets();
+    /* no file yet: created with 0600; a file without a final newline keeps its last line */
+    ASSERT_EQ(config_env_set("new.env", "PORT", "1234", err, sizeof err), 0);
+    ASSERT_EQ(stat("new.env", &st), 0);
+    ASSERT_EQ(st.st_mode & 0777, 0600);
+    write_text("nonl.env", "A=1");
+    ASSERT_EQ(config_env_set("nonl.env", "B", "2", err, sizeof err), 0);
+    t = read_file("nonl.env", 4096, NULL);
+    ASSERT_STR_EQ(t, "A=1\nB=2\n");
+    free(t);
+    ASSERT_NE(config_env_set(".env", "BAD KEY", "x", err, sizeof err), 0);
+    /* duplicate keys collapse to one line */
+    write_text("dup.env", "X=1\nX=2\n");
+    ASSERT_EQ(config_env_set("dup.env", "X", "3", err, sizeof err), 0);
+    t = read_file("dup.env", 4096, NULL);
+    ASSERT_STR_EQ(t, "X=3\n");
+    free(t);
+}
+
+TEST(config_loopback_detection)
+{
+    ASSERT_TRUE(config_host_is_loopback("127.0.0.1"));
+    ASSERT_TRUE(config_host_is_loopback("127.3.2.1"));
+    ASSERT_TRUE(config_host_is_loopback("::1"));
+    ASSERT_TRUE(config_host_is_loopback("localhost"));
+    ASSERT_FALSE(config_host_is_loopback("0.0.0.0"));
+    ASSERT_FALSE(config_host_is_loopback("192.168.1.2"));
+    ASSERT_FALSE(config_host_is_loopback("::"));
+    ASSERT_FALSE(config_host_is_loopback("localhost.evil.com"));
+    ASSERT_FALSE(config_host_is_loopback(""));
+}

@@ -1,0 +1,68 @@
+#include "test.h"
+#include "store/store.h"
+#include "core/util.h"
+
+#include <sys/stat.h>
+
+static int count(store *s, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    int n = -1;
+    if (sqlite3_prepare_v2(store_db(s), sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return n;
+}
+
+TEST(store_open_migrates_and_reopens)
+{
+    char err[256];
+    store *s = store_open("data/sub", err, sizeof err);
+    ASSERT_NOT_NULL(s);
+    ASSERT_EQ(store_schema_version(s), 1);
+    ASSERT_EQ(count(s, "SELECT count(*) FROM sqlite_master WHERE type='table' AND name IN ('instances','jobs','events','ledger')"), 4);
+    sqlite3_stmt *st = NULL;
+    sqlite3_prepare_v2(store_db(s), "PRAGMA journal_mode", -1, &st, NULL);
+    ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+    ASSERT_STR_EQ((const char *)sqlite3_column_text(st, 0), "wal");
+    sqlite3_finalize(st);
+    ASSERT_EQ(count(s, "PRAGMA foreign_keys"), 1);
+    ASSERT_TRUE(store_event_add(s, "job.created", "job-1", "{\"a\":1}") > 0);
+    store_close(s);
+    struct stat stt;
+    ASSERT_EQ(stat("data/sub/gpuscribe.db", &stt), 0);
+    ASSERT_EQ(stt.st_mode & 0777, 0600);
+    s = store_open("data/sub", err, sizeof err);
+    ASSERT_NOT_NULL(s);
+    ASSERT_EQ(count(s, "SELECT count(*) FROM events WHERE kind='job.created' AND subject='job-1'"), 1);
+    store_close(s);
+}
+
+TEST(store_foreign_keys_enforced)
+{
+    char err[256];
+    store *s = store_open("d", err, sizeof err);
+    ASSERT_NOT_NULL(s);
+    ASSERT_NE(store_exec(s, "INSERT INTO ledger(instance_id, kind, rate_per_hour, start_ts) VALUES(42,'gpu',0.2,0)", err, sizeof err), 0);
+    ASSERT_CONTAINS(err, "FOREIGN KEY");
+    store_close(s);
+}
+
+TEST(store_refuses_newer_schema)
+{
+    char err[256];
+    store *s = store_open("d", err, sizeof err);
+    ASSERT_EQ(store_exec(s, "PRAGMA user_version=99", err, sizeof err), 0);
+    store_close(s);
+    ASSERT_NULL(store_open("d", err, sizeof err));
+    ASSERT_CONTAINS(err, "newer than this program");
+}
+
+TEST(store_bad_directory)
+{
+    char err[256];
+    FILE *f = fopen("file", "w");
+    fclose(f);
+    ASSERT_NULL(store_open("file/sub", err, sizeof err));
+    ASSERT_CONTAINS(err, "cannot create data directory");
+}
