@@ -9,6 +9,9 @@
 #include "store/store.h"
 
 struct http_server;
+struct events;
+struct jobs;
+struct vastctl;
 
 typedef struct app {
     config *cfg;
@@ -17,6 +20,9 @@ typedef struct app {
     gpu_info gpu;
     double started_at;   /* wall clock */
     const char *version;
+    struct events *bus;    /* core/events.h: the event bus behind /api/events */
+    struct jobs *jobs;     /* jobs/jobs.h: the transcription queue */
+    struct vastctl *vast;  /* fleet/vastctl.h: Vast client, cached instance status, boots */
 } app;
 
 #endif

@@ -2,11 +2,15 @@
  * configuration (config.h) for its own flags and runs. */
 #include "api/api.h"
 #include "app.h"
+#include "cli/cli.h"
 #include "core/config.h"
 #include "core/gpu.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "fleet/vastctl.h"
+#include "core/events.h"
 #include "http/http.h"
+#include "jobs/jobs.h"
 #include "store/store.h"
 
 #include <curl/curl.h>
@@ -28,6 +32,8 @@ static void usage(FILE *out)
             "Commands:\n"
             "  serve      run the web UI and REST API (default http://127.0.0.1:8000)\n"
             "  status     show the GPU status of a running server\n"
+            "  transcribe transcribe an audio file (locally, or with --server URL)\n"
+            "  worker     run the worker API on loopback (GPU instances)\n"
             "  help       show this help; `gpuscribe COMMAND --help` for a command\n"
             "  version    print the version\n\n",
             GS_VERSION);
@@ -103,6 +109,21 @@ static int cmd_serve(int argc, char **argv)
     sigaddset(&sigs, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
+    a.bus = events_new(a.st, 15);
+    jobs_config jc = {
+        .data_dir = config_str(cfg, CFG_DATA_DIR),
+        .concurrency = (int)config_int(cfg, CFG_JOBS_CONCURRENCY),
+        .engine = config_str(cfg, CFG_ENGINE),
+        .model = config_str(cfg, CFG_WHISPER_MODEL),
+        .gpu_only = config_bool(cfg, CFG_GPU_ONLY),
+    };
+    a.jobs = jobs_new(a.st, a.bus, &jc, err, sizeof err);
+    if (!a.jobs || jobs_start(a.jobs, err, sizeof err) != 0) {
+        LOG_E("jobs", "%s", err);
+        goto out;
+    }
+    vast_global_init(); /* after the mask: the Vast status thread inherits it */
+    a.vast = vastctl_new(cfg, a.st);
 
     http_config hc = {
         .host = host,
@@ -125,11 +146,17 @@ static int cmd_serve(int argc, char **argv)
     int sig = 0;
     while (sigwait(&sigs, &sig) != 0) {}
     LOG_I("main", "received %s, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    http_server_stop(a.http); /* waits for in-flight requests' threads */
+    http_server_stop(a.http); /* waits for in-flight requests; waiting ones get 503 */
     a.http = NULL;
     rc = 0;
 out:
     http_server_stop(a.http);
+    jobs_free(a.jobs); /* a running job is interrupted and queued again */
+    events_free(a.bus);
+    if (a.vast) {
+        vastctl_free(a.vast);
+        vast_global_cleanup();
+    }
     store_close(a.st);
     config_free(cfg);
     free(rest);
@@ -231,6 +258,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "serve") == 0) return cmd_serve(argc - 1, argv + 1);
     if (strcmp(argv[1], "status") == 0) return cmd_status(argc - 1, argv + 1);
+    if (strcmp(argv[1], "transcribe") == 0) return cli_transcribe(argc - 1, argv + 1);
+    if (strcmp(argv[1], "worker") == 0) return cli_worker(argc - 1, argv + 1);
     fprintf(stderr, "gpuscribe: unknown command '%s' (see gpuscribe --help)\n", argv[1]);
     return 2;
 }

@@ -16,4 +16,31 @@ void api_openapi(http_req *r, void *app);
 void api_docs(http_req *r, void *app);
 void api_config(http_req *r, void *app);
 
+/* vast.c */
+void api_vast_search(http_req *r, void *app);
+void api_vast_boot(http_req *r, void *app);
+void api_vast_destroy(http_req *r, void *app);
+void api_vast_instances(http_req *r, void *app);
+
+/* jobs.c */
+struct upload;
+struct app;
+void api_jobs_create(http_req *r, void *app);
+void api_jobs_list(http_req *r, void *app);
+void api_jobs_get(http_req *r, void *app);
+void api_jobs_delete(http_req *r, void *app);
+void api_jobs_transcript(http_req *r, void *app);
+void api_jobs_audio(http_req *r, void *app);
+json_t *api_job_options(http_req *r, const struct upload *u, int openai_style);
+int api_submit_upload(http_req *r, struct app *a, struct upload *u, json_t *opts, int openai_style);
+#include "transcript/transcript.h"
+void api_reply_transcript(http_req *r, const transcript *t, enum transcript_format fmt, int words);
+
+/* events.c */
+void api_events(http_req *r, void *app);
+
+/* openai.c */
+void api_openai_transcriptions(http_req *r, void *app);
+void api_openai_models(http_req *r, void *app);
+
 #endif

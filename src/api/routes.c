@@ -1,4 +1,5 @@
 #include "api/api.h"
+#include "api/upload.h"
 #include "core/util.h"
 
 #define GPU_STATUS_SCHEMA                                                                    \
@@ -9,6 +10,99 @@
     "\"vast\",\"none\"]},\"cuda_available\":{\"type\":\"boolean\"},\"vast_instance\":{"      \
     "\"type\":\"string\",\"nullable\":true},\"message\":{\"type\":\"string\"}}}}}}}}"
 
+#define JSON_BODY(schema) \
+    "\"requestBody\":{\"required\":true,\"content\":{\"application/json\":{\"schema\":" schema "}}}"
+#define JSON_RESP(code, desc, schema) \
+    "\"" code "\":{\"description\":\"" desc "\",\"content\":{\"application/json\":{\"schema\":" \
+    schema "}}}"
+#define ERR_SCHEMA \
+    "{\"type\":\"object\",\"required\":[\"error\"],\"properties\":{\"error\":{\"type\":" \
+    "\"string\"},\"kind\":{\"type\":\"string\"},\"success\":{\"type\":\"boolean\"}}}"
+#define VAST_ERRS                                                                            \
+    JSON_RESP("400", "invalid input (the message names the field)", ERR_SCHEMA) ","            \
+    JSON_RESP("502", "Vast.ai rejected the API key, or could not be reached", ERR_SCHEMA) ","  \
+    JSON_RESP("503", "no VAST_API_KEY configured, or Vast.ai rate limit", ERR_SCHEMA)
+#define NUM "{\"type\":\"number\",\"minimum\":0}"
+
+#define VAST_SEARCH_SCHEMA                                                                   \
+    "{" JSON_BODY("{\"type\":\"object\",\"additionalProperties\":false,\"properties\":{"     \
+    "\"gpu_ram_min\":" NUM ",\"max_price\":" NUM ",\"min_reliability\":{\"type\":\"number\","  \
+    "\"minimum\":0,\"maximum\":1},\"min_cuda\":" NUM ",\"min_disk\":" NUM ",\"min_inet_down\":" \
+    NUM ",\"num_gpus\":{\"type\":\"integer\",\"minimum\":0},\"gpu_name\":{\"type\":\"string\"}," \
+    "\"limit\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":1000,\"default\":20},"          \
+    "\"type\":{\"type\":\"string\",\"enum\":[\"on-demand\",\"interruptible\",\"reserved\"]},"   \
+    "\"include_unverified\":{\"type\":\"boolean\"},\"disk\":" NUM "}}") ",\"responses\":{"      \
+    JSON_RESP("200", "offers, cheapest (dph_total) first; gpu_ram in GB, prices in $/h",     \
+              "{\"type\":\"object\",\"properties\":{\"offers\":{\"type\":\"array\",\"items\":{" \
+              "\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"integer\"},\"gpu_name\":"   \
+              "{\"type\":\"string\"},\"num_gpus\":{\"type\":\"integer\"},\"gpu_ram\":" NUM        \
+              ",\"dph_total\":" NUM ",\"reliability2\":" NUM ",\"disk_space\":" NUM              \
+              ",\"inet_down\":" NUM ",\"inet_up\":" NUM ",\"cuda_max_good\":" NUM                 \
+              ",\"geolocation\":{\"type\":\"string\"}}}}}}") "," VAST_ERRS "}}"
+
+#define VAST_BOOT_SCHEMA                                                                     \
+    "{\"parameters\":[{\"name\":\"Idempotency-Key\",\"in\":\"header\",\"required\":false,"    \
+    "\"schema\":{\"type\":\"string\",\"maxLength\":200},\"description\":\"one rental per key; " \
+    "without it a repeat for the same offer within 10 minutes returns the same instance\"}],"  \
+    JSON_BODY("{\"type\":\"object\",\"required\":[\"offer_id\"],\"properties\":{\"offer_id\":" \
+              "{\"type\":\"integer\",\"minimum\":1}}}") ",\"responses\":{"                     \
+    JSON_RESP("200", "instance created (or the one an identical earlier request created)",     \
+              "{\"type\":\"object\",\"properties\":{\"success\":{\"type\":\"boolean\"},"        \
+              "\"instance_id\":{\"type\":\"string\"},\"message\":{\"type\":\"string\"},"        \
+              "\"offer_id\":{\"type\":\"integer\"},\"label\":{\"type\":\"string\"},"            \
+              "\"reused\":{\"type\":\"boolean\"}}}") ","                                        \
+    JSON_RESP("409", "the offer is no longer available: search again", ERR_SCHEMA) ","         \
+    VAST_ERRS "}}"
+
+#define VAST_DESTROY_SCHEMA                                                                  \
+    "{\"responses\":{"                                                                       \
+    JSON_RESP("200", "destroyed", "{\"type\":\"object\",\"properties\":{\"success\":{\"type\":" \
+              "\"boolean\"},\"message\":{\"type\":\"string\"}}}") ","                          \
+    JSON_RESP("404", "no such instance on the account", ERR_SCHEMA) "," VAST_ERRS "}}"
+
+#define VAST_INSTANCES_SCHEMA                                                                \
+    "{\"responses\":{"                                                                       \
+    JSON_RESP("200", "the account's instances merged with gpuscribe's own state",            \
+              "{\"type\":\"object\",\"properties\":{\"vast_instance\":{\"type\":\"string\","    \
+              "\"nullable\":true},\"instances\":{\"type\":\"array\",\"items\":{\"type\":"       \
+              "\"object\",\"properties\":{\"id\":{\"type\":\"integer\"},\"label\":{\"type\":"   \
+              "\"string\",\"nullable\":true},\"actual_status\":{\"type\":\"string\","           \
+              "\"nullable\":true},\"state\":{\"type\":\"string\",\"nullable\":true},"           \
+              "\"gpu_name\":{\"type\":\"string\"},\"dph_total\":" NUM ",\"ssh_host\":{\"type\":" \
+              "\"string\",\"nullable\":true},\"ssh_port\":{\"type\":\"integer\",\"nullable\":"   \
+              "true},\"created_at\":{\"type\":\"number\",\"nullable\":true},\"ours\":{\"type\":" \
+              "\"boolean\"},\"current\":{\"type\":\"boolean\"}}}}}}") "," VAST_ERRS "}}"
+
+#define UPLOAD_FIELDS                                                                        \
+    "\"file\":{\"type\":\"string\",\"format\":\"binary\"},\"language\":{\"type\":\"string\"},"     \
+    "\"prompt\":{\"type\":\"string\"},\"model\":{\"type\":\"string\"},\"temperature\":{"          \
+    "\"type\":\"number\"},\"response_format\":{\"type\":\"string\",\"enum\":[\"json\",\"text\","    \
+    "\"srt\",\"vtt\",\"verbose_json\"]},\"timestamp_granularities[]\":{\"type\":\"string\"}"
+
+#define JOB_CREATE_DOC                                                                       \
+    "{\"requestBody\":{\"required\":true,\"content\":{\"multipart/form-data\":{\"schema\":{"     \
+    "\"type\":\"object\",\"required\":[\"file\"],\"properties\":{" UPLOAD_FIELDS "}}},"           \
+    "\"application/octet-stream\":{\"schema\":{\"type\":\"string\",\"format\":\"binary\"}}}},"     \
+    "\"responses\":{\"202\":{\"description\":\"the queued job\"},\"400\":{\"description\":"      \
+    "\"no file, bad options, or audio that cannot be decoded\"},\"413\":{\"description\":"           \
+    "\"larger than MAX_UPLOAD_MB\"}}}"
+
+#define JOB_LIST_DOC                                                                         \
+    "{\"parameters\":[{\"name\":\"state\",\"in\":\"query\",\"schema\":{\"type\":\"string\"}},"   \
+    "{\"name\":\"limit\",\"in\":\"query\",\"schema\":{\"type\":\"integer\"}},{\"name\":"        \
+    "\"offset\",\"in\":\"query\",\"schema\":{\"type\":\"integer\"}}]}"
+
+#define JOB_TRANSCRIPT_DOC                                                                   \
+    "{\"parameters\":[{\"name\":\"format\",\"in\":\"query\",\"schema\":{\"type\":\"string\","   \
+    "\"enum\":[\"json\",\"verbose_json\",\"srt\",\"vtt\",\"txt\",\"text\"]}},{\"name\":"          \
+    "\"download\",\"in\":\"query\",\"schema\":{\"type\":\"string\"}}],\"responses\":{\"409\":"  \
+    "{\"description\":\"the job is not done\"}}}"
+
+#define OPENAI_DOC                                                                           \
+    "{\"requestBody\":{\"required\":true,\"content\":{\"multipart/form-data\":{\"schema\":{"     \
+    "\"type\":\"object\",\"required\":[\"file\"],\"properties\":{" UPLOAD_FIELDS "}}}}},"         \
+    "\"responses\":{\"200\":{\"description\":\"the transcript in response_format\"}}}"
+
 const http_route api_routes[] = {
     {"GET", "/healthz", api_healthz, HTTP_ROUTE_PUBLIC, NULL, "meta", "liveness probe", NULL},
     {"GET", "/openapi.json", api_openapi, HTTP_ROUTE_PUBLIC, NULL, "meta",
@@ -18,6 +112,28 @@ const http_route api_routes[] = {
      "whether a GPU (local or Vast.ai) is available", GPU_STATUS_SCHEMA},
     {"GET", "/api/config", api_config, 0, NULL, "meta",
      "effective configuration (secrets show only whether they are set)", NULL},
+    {"POST", "/api/jobs", api_jobs_create, HTTP_ROUTE_STREAM, upload_body, "jobs",
+     "upload audio and queue a transcription job", JOB_CREATE_DOC},
+    {"GET", "/api/jobs", api_jobs_list, 0, NULL, "jobs", "list jobs, newest first", JOB_LIST_DOC},
+    {"GET", "/api/jobs/{id}", api_jobs_get, 0, NULL, "jobs", "one job: state, progress, timing, engine, error", NULL},
+    {"DELETE", "/api/jobs/{id}", api_jobs_delete, 0, NULL, "jobs",
+     "cancel an active job, or delete a finished one (its files too)", NULL},
+    {"GET", "/api/jobs/{id}/transcript", api_jobs_transcript, 0, NULL, "jobs",
+     "the transcript of a done job", JOB_TRANSCRIPT_DOC},
+    {"GET", "/api/jobs/{id}/audio", api_jobs_audio, 0, NULL, "jobs", "the uploaded audio", NULL},
+    {"GET", "/api/events", api_events, 0, NULL, "events",
+     "Server-Sent Events: job.created, job.progress, job.state, job.deleted; heartbeats", NULL},
+    {"POST", "/v1/audio/transcriptions", api_openai_transcriptions, HTTP_ROUTE_STREAM, upload_body,
+     "openai", "OpenAI-compatible transcription (synchronous)", OPENAI_DOC},
+    {"GET", "/v1/models", api_openai_models, 0, NULL, "openai", "OpenAI-compatible model list", NULL},
+    {"POST", "/api/vast/search", api_vast_search, 0, NULL, "vast",
+     "search Vast.ai GPU offers, cheapest first", VAST_SEARCH_SCHEMA},
+    {"POST", "/api/vast/boot", api_vast_boot, 0, NULL, "vast",
+     "rent an offer (never twice for one request)", VAST_BOOT_SCHEMA},
+    {"POST", "/api/vast/destroy/{instance_id}", api_vast_destroy, 0, NULL, "vast",
+     "destroy a Vast.ai instance", VAST_DESTROY_SCHEMA},
+    {"GET", "/api/vast/instances", api_vast_instances, 0, NULL, "vast",
+     "the account's instances with gpuscribe's state", VAST_INSTANCES_SCHEMA},
 };
 
 const size_t api_nroutes = ARRAY_LEN(api_routes);

@@ -41,6 +41,7 @@ enum cfg_type { CFG_T_STR, CFG_T_SECRET, CFG_T_INT, CFG_T_NUM, CFG_T_BOOL, CFG_T
     X(OPENAI_BASE_URL, CFG_T_STR, "https://api.openai.com/v1", 0, 0, NULL, "OpenAI API base")  \
     X(API_TOKEN, CFG_T_SECRET, NULL, 0, 0, NULL, "Bearer token required on /api and /v1")     \
     X(MAX_UPLOAD_MB, CFG_T_INT, "2048", 1, 1048576, NULL, "largest accepted upload (MB)")     \
+    X(JOBS_CONCURRENCY, CFG_T_INT, "1", 1, 16, NULL, "jobs run at once on local engines")     \
     X(IDLE_DESTROY_MINUTES, CFG_T_NUM, "15", 0, 1e6, NULL, "destroy an idle instance after")   \
     X(IDLE_WARN_MINUTES, CFG_T_NUM, "5", 0, 1e6, NULL, "warn this long before a destroy")      \
     X(AUTO_DESTROY_AFTER_HOURS, CFG_T_NUM, NULL, 0, 1e6, NULL, "hard cap on instance uptime") \

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <microhttpd.h>
+#include <pthread.h>
 #include <netdb.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -30,6 +31,21 @@ struct http_server {
     char *version;
     int port;
     int loopback;
+    pthread_mutex_t lock;      /* guards the suspended lists and stopping */
+    int stopping;
+    struct http_req *susp_reqs;
+    struct http_stream *streams;
+};
+
+struct http_stream {
+    http_server *srv;
+    struct MHD_Connection *conn;
+    http_stream_fn fn;
+    void *cls;
+    void (*cls_free)(void *);
+    int suspended;
+    int wake_pending;          /* a wake that came while fn was running */
+    struct http_stream *next;
 };
 
 struct http_req {
@@ -55,6 +71,8 @@ struct http_req {
     char *hname[MAX_EXTRA_HEADERS], *hval[MAX_EXTRA_HEADERS];
     int nheaders;
     double t0;
+    int suspended;
+    struct http_req *susp_next;
 };
 
 const char *http_status_text(int status)
@@ -196,7 +214,7 @@ void http_reply_data(http_req *r, int status, const char *content_type, const ch
 
 void http_reply_json(http_req *r, int status, json_t *body)
 {
-    char *s = json_dumps(body, JSON_COMPACT);
+    char *s = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(12));
     json_decref(body);
     if (!s) s = xstrdup("{\"error\":\"internal error: cannot encode response\"}");
     size_t n = strlen(s);
@@ -226,6 +244,159 @@ void http_reply_fd(http_req *r, int status, const char *content_type, int fd, si
         return;
     }
     send_response(r, status, resp, content_type);
+}
+
+/* ---- forms ------------------------------------------------------------------------------------ */
+
+struct http_form {
+    struct MHD_PostProcessor *pp;
+    http_form_fn fn;
+    void *ud;
+    int failed;
+};
+
+static enum MHD_Result form_iter(void *cls, enum MHD_ValueKind kind, const char *key,
+                                 const char *filename, const char *content_type,
+                                 const char *transfer_encoding, const char *data, uint64_t off,
+                                 size_t size)
+{
+    (void)kind;
+    (void)transfer_encoding;
+    http_form *f = cls;
+    if (f->failed) return MHD_NO;
+    if (f->fn(f->ud, key, filename, content_type, data, off, size) != 0) {
+        f->failed = 1;
+        return MHD_NO;
+    }
+    return MHD_YES;
+}
+
+http_form *http_form_new(http_req *r, http_form_fn fn, void *ud)
+{
+    http_form *f = xcalloc(1, sizeof *f);
+    f->fn = fn;
+    f->ud = ud;
+    f->pp = MHD_create_post_processor(r->conn, 64 * 1024, form_iter, f);
+    if (!f->pp) {
+        free(f);
+        return NULL;
+    }
+    return f;
+}
+
+int http_form_feed(http_form *f, const char *data, size_t n)
+{
+    if (f->failed) return -1;
+    if (MHD_post_process(f->pp, data, n) != MHD_YES) return -1;
+    return f->failed ? -1 : 0;
+}
+
+void http_form_free(http_form *f)
+{
+    if (!f) return;
+    MHD_destroy_post_processor(f->pp);
+    free(f);
+}
+
+/* ---- suspend / resume / streams ----------------------------------------------------------- */
+
+void http_suspend(http_req *r)
+{
+    http_server *s = r->srv;
+    pthread_mutex_lock(&s->lock);
+    if (!r->suspended) {
+        r->suspended = 1;
+        r->susp_next = s->susp_reqs;
+        s->susp_reqs = r;
+        MHD_suspend_connection(r->conn);
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* caller holds s->lock */
+static void resume_locked(http_server *s, http_req *r)
+{
+    if (!r->suspended) return;
+    r->suspended = 0;
+    for (http_req **pp = &s->susp_reqs; *pp; pp = &(*pp)->susp_next)
+        if (*pp == r) { *pp = r->susp_next; break; }
+    MHD_resume_connection(r->conn);
+}
+
+void http_resume(http_req *r)
+{
+    http_server *s = r->srv;
+    pthread_mutex_lock(&s->lock);
+    resume_locked(s, r);
+    pthread_mutex_unlock(&s->lock);
+}
+
+static ssize_t stream_reader(void *cls, uint64_t pos, char *out, size_t max)
+{
+    (void)pos;
+    http_stream *st = cls;
+    http_server *s = st->srv;
+    pthread_mutex_lock(&s->lock);
+    long n = s->stopping ? -1 : 0;
+    if (!s->stopping) {
+        st->wake_pending = 0;
+        pthread_mutex_unlock(&s->lock);
+        n = st->fn(st->cls, out, max);
+        pthread_mutex_lock(&s->lock);
+        if (n == 0 && s->stopping) n = -1;
+    }
+    if (n == 0 && !st->wake_pending) {
+        st->suspended = 1;
+        MHD_suspend_connection(st->conn);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return n < 0 ? MHD_CONTENT_READER_END_OF_STREAM : (ssize_t)n;
+}
+
+static void stream_free(void *cls)
+{
+    http_stream *st = cls;
+    http_server *s = st->srv;
+    pthread_mutex_lock(&s->lock);
+    for (http_stream **pp = &s->streams; *pp; pp = &(*pp)->next)
+        if (*pp == st) { *pp = st->next; break; }
+    pthread_mutex_unlock(&s->lock);
+    if (st->cls_free) st->cls_free(st->cls);
+    free(st);
+}
+
+http_stream *http_reply_stream(http_req *r, int status, const char *content_type,
+                               http_stream_fn fn, void *cls, void (*cls_free)(void *))
+{
+    http_stream *st = xcalloc(1, sizeof *st);
+    st->srv = r->srv;
+    st->conn = r->conn;
+    st->fn = fn;
+    st->cls = cls;
+    st->cls_free = cls_free;
+    pthread_mutex_lock(&r->srv->lock);
+    st->next = r->srv->streams;
+    r->srv->streams = st;
+    pthread_mutex_unlock(&r->srv->lock);
+    struct MHD_Response *resp =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_reader, st, stream_free);
+    http_add_header(r, "Cache-Control", "no-store");
+    http_add_header(r, "X-Accel-Buffering", "no");
+    send_response(r, status, resp, content_type);
+    return st;
+}
+
+void http_stream_wake(http_stream *st)
+{
+    http_server *s = st->srv;
+    pthread_mutex_lock(&s->lock);
+    if (st->suspended) {
+        st->suspended = 0;
+        MHD_resume_connection(st->conn);
+    } else {
+        st->wake_pending = 1;
+    }
+    pthread_mutex_unlock(&s->lock);
 }
 
 /* ---- static files ------------------------------------------------------------------------- */
@@ -436,6 +607,7 @@ static int has_body(http_req *r)
 static void req_free(http_req *r)
 {
     if (!r) return;
+    if (r->suspended) http_resume(r); /* cannot happen while MHD owns it; keep lists sane */
     if (r->ctx_free) r->ctx_free(r->ctx);
     if (r->deferred) MHD_destroy_response(r->deferred);
     for (int i = 0; i < r->nparams; i++) free(r->pvals[i]);
@@ -505,8 +677,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     } else if (r->pending_status) {
         http_reply_error(r, r->pending_status, "%s", r->pending_msg);
     } else if (r->route) {
+        pthread_mutex_lock(&s->lock);
+        int stopping = s->stopping;
+        pthread_mutex_unlock(&s->lock);
+        if (stopping) {
+            http_reply_error(r, 503, "server is shutting down");
+            return MHD_YES;
+        }
         r->route->handler(r, s->app);
-        if (!r->responded) http_reply_error(r, 500, "internal error: handler gave no reply");
+        if (!r->responded && !r->suspended)
+            http_reply_error(r, 500, "internal error: handler gave no reply");
     } else {
         serve_static(r);
     }
@@ -559,7 +739,9 @@ http_server *http_server_start(const http_config *cfg, const http_route *routes,
         if (realpath(cfg->web_dir, real)) s->web_dir = xstrdup(real);
         else LOG_W("http", "web directory '%s' not found; the UI is not served", cfg->web_dir);
     }
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+    pthread_mutex_init(&s->lock, NULL);
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
+                     MHD_ALLOW_SUSPEND_RESUME;
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
     s->d = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, s,
                             MHD_OPTION_SOCK_ADDR, ai->ai_addr,
@@ -589,7 +771,28 @@ int http_server_port(const http_server *s) { return s->port; }
 void http_server_stop(http_server *s)
 {
     if (!s) return;
-    if (s->d) MHD_stop_daemon(s->d);
+    if (s->d) {
+        /* libmicrohttpd must not stop with suspended connections: end every stream and
+         * answer every waiting request first */
+        pthread_mutex_lock(&s->lock);
+        s->stopping = 1;
+        while (s->susp_reqs) resume_locked(s, s->susp_reqs);
+        for (http_stream *st = s->streams; st; st = st->next)
+            if (st->suspended) {
+                st->suspended = 0;
+                MHD_resume_connection(st->conn);
+            }
+        pthread_mutex_unlock(&s->lock);
+        for (int i = 0; i < 100; i++) { /* let resumed connections finish (at most ~1 s) */
+            pthread_mutex_lock(&s->lock);
+            int busy = s->streams != NULL;
+            pthread_mutex_unlock(&s->lock);
+            if (!busy) break;
+            usleep(10000);
+        }
+        MHD_stop_daemon(s->d);
+    }
+    pthread_mutex_destroy(&s->lock);
     free(s->web_dir);
     free(s->api_token);
     free(s->version);

@@ -22,6 +22,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define HTTP_JSON_BODY_MAX (1u << 20)
 
@@ -90,6 +91,38 @@ void http_reply_data(http_req *r, int status, const char *content_type, const ch
                      size_t len);
 /* Stream a file (fd is taken). */
 void http_reply_fd(http_req *r, int status, const char *content_type, int fd, size_t size);
+/* ---- form bodies (multipart/form-data or urlencoded), parsed as they stream in
+ * Create on the first body chunk of an HTTP_ROUTE_STREAM route, feed every chunk. fn gets
+ * each field's data in pieces (off = offset within the field); return 0 to go on, -1 to
+ * stop. http_form_new returns NULL when the Content-Type is not a form. */
+typedef struct http_form http_form;
+typedef int (*http_form_fn)(void *ud, const char *key, const char *filename,
+                            const char *content_type, const char *data, uint64_t off,
+                            size_t size);
+http_form *http_form_new(http_req *r, http_form_fn fn, void *ud);
+int http_form_feed(http_form *f, const char *data, size_t n);
+void http_form_free(http_form *f);
+
+/* ---- long waits and streams
+ * From a handler: http_suspend(r) and return without replying; later, from any thread,
+ * http_resume(r) runs the route's handler again (it then replies, or suspends again). The
+ * caller that will resume must learn when the request goes away: register through
+ * http_set_ctx's free_fn. While the server stops, suspended requests get 503 without their
+ * handler being called. */
+void http_suspend(http_req *r);
+void http_resume(http_req *r);
+
+/* A streamed reply (Server-Sent Events). fn copies up to max bytes into out and returns the
+ * count, 0 when it has nothing now (the connection then sleeps until http_stream_wake), or
+ * -1 to end the stream. fn runs on a pool thread, never concurrently with itself. cls_free
+ * runs when the connection ends; the returned handle is valid until then. */
+typedef struct http_stream http_stream;
+typedef long (*http_stream_fn)(void *cls, char *out, size_t max);
+http_stream *http_reply_stream(http_req *r, int status, const char *content_type,
+                               http_stream_fn fn, void *cls, void (*cls_free)(void *));
+/* Any thread: fn has something to say (or should end). */
+void http_stream_wake(http_stream *st);
+
 /* Served from web/ and the API alike. */
 const char *http_status_text(int status);
 

@@ -1,0 +1,241 @@
+#include "api/upload.h"
+#include "app.h"
+#include "audio/audio.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "jobs/jobs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#define MAX_FIELDS 16
+#define MAX_FIELD_LEN 8192
+
+struct upload {
+    app *a;
+    http_req *r;
+    char *id, *dir, *path, *filename;
+    int fd;
+    long long size, max;
+    int raw;              /* raw audio body, not a form */
+    http_form *form;
+    int have_file, extra_file, too_big, io_error;
+    char *file_key;
+    char *keys[MAX_FIELDS];
+    buf vals[MAX_FIELDS];
+    int nfields;
+    double duration;
+    int committed;
+    struct jobs *waiting_on;
+};
+
+void api_error(http_req *r, int openai_style, int status, const char *param, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *msg = xvasprintf(fmt, ap);
+    va_end(ap);
+    char *safe = log_redact(msg);
+    free(msg);
+    if (!openai_style) {
+        http_reply_json(r, status, json_pack("{s:s}", "error", safe));
+    } else {
+        const char *type = status == 401 ? "authentication_error"
+                           : status >= 500 ? "server_error" : "invalid_request_error";
+        http_reply_json(r, status, json_pack("{s:{s:s,s:s,s:s?,s:n}}", "error", "message", safe,
+                                             "type", type, "param", param, "code"));
+    }
+    free(safe);
+}
+
+static void upload_free(void *p)
+{
+    upload *u = p;
+    if (!u) return;
+    if (u->waiting_on) jobs_wait_cancel(u->waiting_on, u->r);
+    if (u->fd >= 0) close(u->fd);
+    http_form_free(u->form);
+    if (!u->committed && u->dir) {
+        if (u->path) unlink(u->path);
+        char *wav = xasprintf("%s/audio.wav", u->dir);
+        unlink(wav);
+        free(wav);
+        rmdir(u->dir);
+    }
+    for (int i = 0; i < u->nfields; i++) {
+        free(u->keys[i]);
+        buf_release(&u->vals[i]);
+    }
+    free(u->file_key);
+    free(u->id);
+    free(u->dir);
+    free(u->path);
+    free(u->filename);
+    free(u);
+}
+
+static int open_file(upload *u)
+{
+    if (u->fd >= 0) return 0;
+    if (mkdir_p(u->dir, 0700) != 0) { u->io_error = errno; return -1; }
+    u->fd = open(u->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (u->fd < 0) { u->io_error = errno; return -1; }
+    return 0;
+}
+
+static int write_data(upload *u, const char *data, size_t n)
+{
+    if ((long long)n > u->max - u->size) {
+        u->too_big = 1;
+        return -1;
+    }
+    if (open_file(u) != 0) return -1;
+    while (n > 0) {
+        ssize_t w = write(u->fd, data, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) { u->io_error = errno; return -1; }
+        data += w;
+        n -= (size_t)w;
+        u->size += w;
+    }
+    return 0;
+}
+
+static int on_field(void *ud, const char *key, const char *filename, const char *ctype,
+                    const char *data, uint64_t off, size_t size)
+{
+    (void)ctype;
+    upload *u = ud;
+    if (!key) return 0;
+    if (filename) {
+        if (!u->have_file) {
+            u->have_file = 1;
+            u->file_key = xstrdup(key);
+            free(u->filename);
+            u->filename = xstrdup(filename);
+        } else if (strcmp(key, u->file_key) != 0 || off == 0) {
+            if (off == 0 && strcmp(key, u->file_key) == 0 && u->size > 0) { u->extra_file = 1; return -1; }
+            if (strcmp(key, u->file_key) != 0) { u->extra_file = 1; return -1; }
+        }
+        return size ? write_data(u, data, size) : (open_file(u) == 0 ? 0 : -1);
+    }
+    int i = 0;
+    for (; i < u->nfields; i++)
+        if (strcmp(u->keys[i], key) == 0) break;
+    if (i == u->nfields) {
+        if (u->nfields >= MAX_FIELDS) return 0; /* ignore extra fields */
+        u->keys[i] = xstrdup(key);
+        buf_init(&u->vals[i], MAX_FIELD_LEN);
+        u->nfields++;
+    } else if (off == 0 && u->vals[i].len) {
+        /* repeated field (timestamp_granularities[]): join with commas */
+        if (buf_append(&u->vals[i], ",", 1) != 0) return -1;
+    }
+    return buf_append(&u->vals[i], data, size) == 0 ? 0 : -1;
+}
+
+int upload_body(http_req *r, const char *data, size_t n, void *appv)
+{
+    app *a = appv;
+    upload *u = http_ctx(r);
+    int openai = str_starts(http_path(r), "/v1/");
+    if (!u) {
+        u = xcalloc(1, sizeof *u);
+        u->a = a;
+        u->r = r;
+        u->fd = -1;
+        u->id = jobs_new_id();
+        u->dir = xasprintf("%s/jobs/%s", config_str(a->cfg, CFG_DATA_DIR), u->id);
+        u->path = xasprintf("%s/upload", u->dir);
+        u->max = (long long)config_int(a->cfg, CFG_MAX_UPLOAD_MB) * 1024 * 1024;
+        http_set_ctx(r, u, upload_free);
+        const char *ct = http_header(r, "Content-Type");
+        if (ct && (strncasecmp(ct, "multipart/form-data", 19) == 0 ||
+                   strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0)) {
+            u->form = http_form_new(r, on_field, u);
+            if (!u->form) {
+                api_error(r, openai, 400, NULL, "malformed form upload (multipart boundary missing?)");
+                return -1;
+            }
+        } else {
+            u->raw = 1;
+            u->have_file = 1;
+            const char *fn = http_query(r, "filename");
+            u->filename = xstrdup(fn ? fn : "upload");
+        }
+    }
+    int rc = u->raw ? write_data(u, data, n) : http_form_feed(u->form, data, n);
+    if (rc == 0) return 0;
+    if (u->too_big)
+        api_error(r, openai, 413, "file", "upload too large: the limit is %ld MB (MAX_UPLOAD_MB)",
+                  config_int(a->cfg, CFG_MAX_UPLOAD_MB));
+    else if (u->extra_file)
+        api_error(r, openai, 400, "file", "send one audio file per request");
+    else if (u->io_error)
+        api_error(r, openai, 500, NULL, "cannot store the upload: %s", strerror(u->io_error));
+    else
+        api_error(r, openai, 400, NULL, "malformed form upload");
+    return -1;
+}
+
+const char *upload_field(const upload *u, const char *name)
+{
+    if (u->raw) return http_query(u->r, name);
+    for (int i = 0; i < u->nfields; i++)
+        if (strcmp(u->keys[i], name) == 0) return u->vals[i].data ? u->vals[i].data : "";
+    return NULL;
+}
+
+const char *upload_id(const upload *u) { return u->id; }
+const char *upload_path(const upload *u) { return u->path; }
+const char *upload_filename(const upload *u) { return u->filename ? u->filename : "upload"; }
+long long upload_size(const upload *u) { return u->size; }
+double upload_duration(const upload *u) { return u->duration; }
+void upload_commit(upload *u) { u->committed = 1; }
+int upload_committed(const upload *u) { return u->committed; }
+void upload_set_waiter(upload *u, struct jobs *j, http_req *r)
+{
+    u->waiting_on = j;
+    u->r = r;
+}
+
+upload *upload_finish(http_req *r, void *appv, int openai_style)
+{
+    (void)appv;
+    upload *u = http_ctx(r);
+    if (!u || !u->have_file) {
+        api_error(r, openai_style, 400, "file",
+                  "no audio file in the request: send multipart/form-data with a 'file' field, "
+                  "or the audio itself as the body");
+        return NULL;
+    }
+    if (u->fd >= 0) {
+        close(u->fd);
+        u->fd = -1;
+    } else if (open_file(u) == 0) { /* an empty file part */
+        close(u->fd);
+        u->fd = -1;
+    }
+    char err[256];
+    audio_pcm pcm = {0};
+    double max_s = 24.0 * 3600;
+    if (audio_decode_file(u->path, max_s, &pcm, err, sizeof err) != 0) {
+        api_error(r, openai_style, 400, "file", "invalid audio file '%s': %s", upload_filename(u), err);
+        return NULL;
+    }
+    u->duration = (double)pcm.nsamples / pcm.rate;
+    char *wav = xasprintf("%s/audio.wav", u->dir);
+    int rc = audio_write_wav(wav, &pcm);
+    audio_pcm_release(&pcm);
+    free(wav);
+    if (rc != 0) {
+        api_error(r, openai_style, 500, NULL, "cannot store the decoded audio: %s", strerror(errno));
+        return NULL;
+    }
+    return u;
+}
