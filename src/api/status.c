@@ -1,6 +1,7 @@
 #include "api/api.h"
 #include "app.h"
 #include "core/util.h"
+#include "fleet/vastctl.h"
 
 #include <fcntl.h>
 #include <string.h>
@@ -18,16 +19,20 @@ void api_gpu_status(http_req *r, void *appv)
 {
     app *a = appv;
     const char *type = "none";
-    char msg[192];
-    if (a->gpu.cuda_available) {
+    char msg[192], vid[32];
+    bool vast = a->vast && vastctl_running_instance(a->vast, vid, sizeof vid);
+    if (vast) {
+        type = "vast";
+        snprintf(msg, sizeof msg, "Vast.ai GPU available: Instance %s", vid);
+    } else if (a->gpu.cuda_available) {
         type = "local";
         snprintf(msg, sizeof msg, "Local GPU available: %s", a->gpu.name[0] ? a->gpu.name : "NVIDIA GPU");
     } else {
         snprintf(msg, sizeof msg, "No GPU available");
     }
-    http_reply_json(r, 200, json_pack("{s:b,s:s,s:b,s:n,s:s}", "available", strcmp(type, "none") != 0,
+    http_reply_json(r, 200, json_pack("{s:b,s:s,s:b,s:s?,s:s}", "available", strcmp(type, "none") != 0,
                                       "type", type, "cuda_available", a->gpu.cuda_available,
-                                      "vast_instance", "message", msg));
+                                      "vast_instance", vast ? vid : NULL, "message", msg));
 }
 
 void api_openapi(http_req *r, void *appv)

@@ -1,0 +1,347 @@
+/* api/vast.c: /api/vast/search, /api/vast/boot, /api/vast/destroy/{id}, /api/vast/instances.
+ * The Vast state (client, boots, VAST_INSTANCE_ID) lives in fleet/vastctl. Handlers block on
+ * the Vast API for as long as the client's timeouts allow. */
+#include "api/api.h"
+#include "app.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "fleet/vastctl.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <string.h>
+
+#define SEARCH_DEFAULT_LIMIT 20
+#define SEARCH_MAX_LIMIT 1000
+
+static void reply_fail(http_req *r, int status, const char *kind, const char *msg)
+{
+    if (status == 503 && strcmp(kind, "rate_limit") == 0) http_add_header(r, "Retry-After", "5");
+    http_reply_json(r, status, json_pack("{s:s,s:s,s:b}", "error", msg, "kind", kind,
+                                         "success", 0));
+}
+
+static void reply_vast_err(http_req *r, const vast_error *e)
+{
+    char msg[640];
+    vastctl_describe(e, msg, sizeof msg);
+    reply_fail(r, vastctl_http_status(e->kind), vast_err_kind_name(e->kind), msg);
+}
+
+static int need_key(http_req *r, app *a)
+{
+    if (vastctl_has_key(a->vast)) return 0;
+    reply_fail(r, 503, "no_key", vastctl_no_key_message());
+    return -1;
+}
+
+/* x rounded to 1/scale, dividing last so that it prints short (16.4, not 16.400000000000002) */
+static double round_to(double x, double scale) { return round(x * scale) / scale; }
+/* Vast's gpu_ram is MiB; our client reports MB/1000. Whole GiB is what people call it. */
+static json_int_t gib(double gb) { return (json_int_t)llround(gb * 1000.0 / 1024.0); }
+
+/* ---- POST /api/vast/search */
+
+/* Reads a non-negative number (or null) into *out. -1 after replying 400. */
+static int get_num(http_req *r, json_t *body, const char *name, double max, double *out)
+{
+    json_t *v = json_object_get(body, name);
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_number(v)) {
+        http_reply_error(r, 400, "%s must be a number", name);
+        return -1;
+    }
+    double d = json_number_value(v);
+    if (!isfinite(d) || d < 0 || d > max) {
+        http_reply_error(r, 400, "%s must be a number from 0 to %g", name, max);
+        return -1;
+    }
+    *out = d;
+    return 0;
+}
+
+static int get_int(http_req *r, json_t *body, const char *name, long min, long max, int *out)
+{
+    json_t *v = json_object_get(body, name);
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
+        http_reply_error(r, 400, "%s must be an integer from %ld to %ld", name, min, max);
+        return -1;
+    }
+    *out = (int)json_integer_value(v);
+    return 0;
+}
+
+static json_t *offer_json(const vast_offer *o)
+{
+    json_t *j = json_object();
+    json_object_set_new(j, "id", json_integer(o->id));
+    json_object_set_new(j, "gpu_name", json_string(o->gpu_name));
+    json_object_set_new(j, "num_gpus", json_integer(o->num_gpus));
+    json_object_set_new(j, "gpu_ram", json_integer(gib(o->gpu_ram_gb)));
+    json_object_set_new(j, "gpu_total_ram", json_integer(gib(o->gpu_total_ram_gb)));
+    json_object_set_new(j, "dph_total", json_real(round_to(o->dph_total, 1e4)));
+    json_object_set_new(j, "dph_base", json_real(round_to(o->dph_base, 1e4)));
+    json_object_set_new(j, "storage_total_cost", json_real(round_to(o->storage_total_cost, 1e4)));
+    json_object_set_new(j, "min_bid", json_real(round_to(o->min_bid, 1e4)));
+    json_object_set_new(j, "reliability2", json_real(round_to(o->reliability2, 1e4)));
+    json_object_set_new(j, "disk_space", json_real(round_to(o->disk_space_gb, 10)));
+    json_object_set_new(j, "inet_down", json_real(round_to(o->inet_down, 10)));
+    json_object_set_new(j, "inet_up", json_real(round_to(o->inet_up, 10)));
+    json_object_set_new(j, "cuda_max_good", json_real(o->cuda_max_good));
+    json_object_set_new(j, "cpu_ram", json_real(round_to(o->cpu_ram_gb, 10)));
+    json_object_set_new(j, "cpu_cores_effective", json_real(round_to(o->cpu_cores_effective, 10)));
+    json_object_set_new(j, "direct_port_count", json_integer(o->direct_port_count));
+    json_object_set_new(j, "dlperf", json_real(round_to(o->dlperf, 100)));
+    json_object_set_new(j, "score", json_real(round_to(o->score, 100)));
+    json_object_set_new(j, "geolocation", json_string(o->geolocation));
+    json_object_set_new(j, "verified", json_boolean(o->verified));
+    json_object_set_new(j, "machine_id", json_integer(o->machine_id));
+    return j;
+}
+
+static const char *const search_fields[] = {
+    "gpu_ram_min", "max_price", "min_reliability", "min_cuda", "min_disk", "min_inet_down",
+    "num_gpus", "gpu_name", "limit", "type", "include_unverified", "disk",
+};
+
+void api_vast_search(http_req *r, void *appv)
+{
+    app *a = appv;
+    size_t blen = 0;
+    http_body(r, &blen);
+    json_t *body = blen ? http_body_json(r) : json_object();
+    if (!body) return;
+    const char *k;
+    json_t *val;
+    json_object_foreach(body, k, val) {
+        bool known = false;
+        for (size_t i = 0; i < ARRAY_LEN(search_fields); i++)
+            if (strcmp(k, search_fields[i]) == 0) known = true;
+        if (!known) {
+            http_reply_error(r, 400, "unknown field '%.64s' (known: gpu_ram_min, max_price, "
+                             "min_reliability, min_cuda, min_disk, min_inet_down, num_gpus, "
+                             "gpu_name, limit, type, include_unverified, disk)", k);
+            json_decref(body);
+            return;
+        }
+    }
+    vast_search s = {0};
+    double disk = (double)config_int(a->cfg, CFG_VAST_DISK_GB);
+    s.limit = SEARCH_DEFAULT_LIMIT;
+    if (get_num(r, body, "gpu_ram_min", 1e4, &s.gpu_ram_min_gb) ||
+        get_num(r, body, "max_price", 1e4, &s.max_dph) ||
+        get_num(r, body, "min_reliability", 1, &s.min_reliability) ||
+        get_num(r, body, "min_cuda", 100, &s.min_cuda) ||
+        get_num(r, body, "min_disk", 1e6, &s.min_disk_gb) ||
+        get_num(r, body, "min_inet_down", 1e6, &s.min_inet_down) ||
+        get_num(r, body, "disk", 1e5, &disk) ||
+        get_int(r, body, "num_gpus", 0, 64, &s.num_gpus) ||
+        get_int(r, body, "limit", 1, SEARCH_MAX_LIMIT, &s.limit)) {
+        json_decref(body);
+        return;
+    }
+    json_t *v = json_object_get(body, "gpu_name");
+    if (v && !json_is_null(v)) {
+        const char *g = json_string_value(v);
+        bool ok = g && *g && strlen(g) < 64;
+        for (const char *p = g; ok && *p; p++)
+            if (!isalnum((unsigned char)*p) && !strchr(" _-.+/", *p)) ok = false;
+        if (!ok) {
+            http_reply_error(r, 400, "gpu_name must be a GPU model name such as \"RTX 4090\"");
+            json_decref(body);
+            return;
+        }
+        s.gpu_name = g;
+    }
+    v = json_object_get(body, "type");
+    if (v && !json_is_null(v)) {
+        const char *t = json_string_value(v);
+        if (!t || (strcmp(t, "on-demand") && strcmp(t, "bid") && strcmp(t, "interruptible") &&
+                   strcmp(t, "reserved"))) {
+            http_reply_error(r, 400, "type must be \"on-demand\", \"interruptible\" or \"reserved\"");
+            json_decref(body);
+            return;
+        }
+        s.type = strcmp(t, "interruptible") == 0 ? "bid" : t;
+    }
+    v = json_object_get(body, "include_unverified");
+    if (v && !json_is_null(v)) {
+        if (!json_is_boolean(v)) {
+            http_reply_error(r, 400, "include_unverified must be true or false");
+            json_decref(body);
+            return;
+        }
+        s.include_unverified = json_is_true(v);
+    }
+    if (disk < 1) disk = 1;
+    s.allocated_storage = disk; /* price offers for the disk a boot rents */
+    if (s.min_disk_gb <= 0) s.min_disk_gb = disk;
+
+    vast_offer_list l;
+    vast_error e;
+    int rc = vast_search_offers(vastctl_client(a->vast), &s, &l, &e);
+    json_decref(body);
+    if (rc != 0) {
+        reply_vast_err(r, &e);
+        return;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < l.n; i++) json_array_append_new(arr, offer_json(&l.items[i]));
+    vast_offer_list_free(&l);
+    http_reply_json(r, 200, json_pack("{s:o}", "offers", arr));
+}
+
+/* ---- POST /api/vast/boot */
+
+void api_vast_boot(http_req *r, void *appv)
+{
+    app *a = appv;
+    json_t *body = http_body_json(r);
+    if (!body) return;
+    json_t *o = json_object_get(body, "offer_id");
+    if (!json_is_integer(o) || json_integer_value(o) <= 0) {
+        json_decref(body);
+        http_reply_error(r, 400, "offer_id must be a positive integer (an offer id from "
+                         "POST /api/vast/search)");
+        return;
+    }
+    long long offer = json_integer_value(o);
+    json_decref(body);
+    const char *key = http_header(r, "Idempotency-Key");
+    if (key) {
+        size_t n = strlen(key);
+        bool ok = n > 0 && n <= 200;
+        for (const char *p = key; ok && *p; p++)
+            if (*p < 0x21 || *p > 0x7e) ok = false;
+        if (!ok) {
+            http_reply_error(r, 400, "Idempotency-Key must be 1 to 200 visible ASCII characters");
+            return;
+        }
+    }
+    if (need_key(r, a)) return;
+    vastctl_result res;
+    vastctl_boot(a->vast, offer, key, &res);
+    if (res.http_status != 200) {
+        reply_fail(r, res.http_status, res.kind, res.message);
+        return;
+    }
+    char ids[32];
+    snprintf(ids, sizeof ids, "%lld", res.instance_id);
+    char label[64];
+    snprintf(label, sizeof label, VASTCTL_LABEL_PREFIX "-%lld", res.row_id);
+    http_reply_json(r, 200, json_pack("{s:b,s:s,s:s,s:I,s:s,s:b}", "success", 1, "instance_id",
+                                      ids, "message", res.message, "offer_id", (json_int_t)offer,
+                                      "label", label, "reused", res.reused));
+}
+
+/* ---- POST /api/vast/destroy/{instance_id} */
+
+void api_vast_destroy(http_req *r, void *appv)
+{
+    app *a = appv;
+    const char *p = http_param(r, "instance_id");
+    long id;
+    if (!p || parse_long(p, &id) != 0 || id <= 0) {
+        http_reply_error(r, 400, "instance id must be a positive integer");
+        return;
+    }
+    if (need_key(r, a)) return;
+    vastctl_result res;
+    vastctl_destroy(a->vast, id, &res);
+    if (res.http_status != 200) {
+        reply_fail(r, res.http_status, res.kind, res.message);
+        return;
+    }
+    http_reply_json(r, 200, json_pack("{s:b,s:s}", "success", 1, "message", res.message));
+}
+
+/* ---- GET /api/vast/instances */
+
+static json_t *str_or_null(const char *s) { return s && *s ? json_string(s) : json_null(); }
+
+void api_vast_instances(http_req *r, void *appv)
+{
+    app *a = appv;
+    if (need_key(r, a)) return;
+    vast_instance_list l;
+    vast_error e;
+    if (vast_list_instances(vastctl_client(a->vast), &l, &e) != 0) {
+        reply_vast_err(r, &e);
+        return;
+    }
+    char cur[32];
+    vastctl_current_instance(a->vast, cur, sizeof cur);
+    json_t *ours = json_object(); /* vast_id -> store row */
+    sqlite3_stmt *st = NULL;
+    store_lock(a->st);
+    if (sqlite3_prepare_v2(store_db(a->st),
+                           "SELECT vast_id, state, stage, percent, label, created_at, offer_id"
+                           " FROM instances WHERE vast_id IS NOT NULL ORDER BY id",
+                           -1, &st, NULL) == SQLITE_OK) {
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            const char *vid = (const char *)sqlite3_column_text(st, 0);
+            json_object_set_new(ours, vid,
+                json_pack("{s:s?,s:s?,s:i,s:s?,s:f,s:I}",
+                          "state", (const char *)sqlite3_column_text(st, 1),
+                          "stage", (const char *)sqlite3_column_text(st, 2),
+                          "percent", sqlite3_column_int(st, 3),
+                          "label", (const char *)sqlite3_column_text(st, 4),
+                          "created_at", sqlite3_column_double(st, 5),
+                          "offer_id", (json_int_t)sqlite3_column_int64(st, 6)));
+        }
+    }
+    sqlite3_finalize(st);
+    store_unlock(a->st);
+
+    json_t *arr = json_array();
+    for (size_t i = 0; i < l.n; i++) {
+        const vast_instance *in = &l.items[i];
+        char ids[32];
+        snprintf(ids, sizeof ids, "%lld", in->id);
+        json_t *row = json_object_get(ours, ids);
+        bool labelled = strncmp(in->label, VASTCTL_LABEL_PREFIX, strlen(VASTCTL_LABEL_PREFIX)) == 0;
+        json_t *j = json_object();
+        json_object_set_new(j, "id", json_integer(in->id));
+        json_object_set_new(j, "label", str_or_null(in->label));
+        json_object_set_new(j, "actual_status", str_or_null(in->actual_status));
+        json_object_set_new(j, "intended_status", str_or_null(in->intended_status));
+        json_object_set_new(j, "status_msg", str_or_null(in->status_msg));
+        json_object_set_new(j, "state", row ? json_incref(json_object_get(row, "state")) : json_null());
+        json_object_set_new(j, "stage", row ? json_incref(json_object_get(row, "stage")) : json_null());
+        json_object_set_new(j, "percent", row ? json_incref(json_object_get(row, "percent")) : json_null());
+        json_object_set_new(j, "gpu_name", str_or_null(in->gpu_name));
+        json_object_set_new(j, "num_gpus", json_integer(in->num_gpus));
+        json_object_set_new(j, "gpu_ram", json_integer(gib(in->gpu_ram_gb)));
+        json_object_set_new(j, "dph_total", json_real(round_to(in->dph_total, 1e4)));
+        json_object_set_new(j, "ssh_host", str_or_null(in->ssh_host));
+        json_object_set_new(j, "ssh_port", in->ssh_port ? json_integer(in->ssh_port) : json_null());
+        json_object_set_new(j, "geolocation", str_or_null(in->geolocation));
+        double created = in->start_date > 0 ? in->start_date
+                         : row ? json_real_value(json_object_get(row, "created_at")) : 0;
+        json_object_set_new(j, "created_at", created > 0 ? json_real(created) : json_null());
+        json_object_set_new(j, "ours", json_boolean(row != NULL || labelled));
+        json_object_set_new(j, "current", json_boolean(strcmp(ids, cur) == 0));
+        json_array_append_new(arr, j);
+        if (row) json_object_del(ours, ids);
+    }
+    vast_instance_list_free(&l);
+    /* rows we believe alive that Vast no longer lists */
+    const char *vid;
+    json_t *row;
+    json_object_foreach(ours, vid, row) {
+        const char *state = json_string_value(json_object_get(row, "state"));
+        if (!state || !strcmp(state, "destroyed") || !strcmp(state, "failed")) continue;
+        json_t *j = json_pack("{s:I,s:O,s:n,s:O,s:O,s:O,s:O,s:b,s:b,s:b}", "id",
+                              (json_int_t)strtoll(vid, NULL, 10), "label",
+                              json_object_get(row, "label"), "actual_status", "state",
+                              json_object_get(row, "state"), "stage", json_object_get(row, "stage"),
+                              "percent", json_object_get(row, "percent"), "created_at",
+                              json_object_get(row, "created_at"), "ours", 1, "current",
+                              strcmp(vid, cur) == 0, "vanished", 1);
+        if (j) json_array_append_new(arr, j);
+    }
+    json_decref(ours);
+    http_reply_json(r, 200, json_pack("{s:o,s:s?}", "instances", arr, "vast_instance",
+                                      cur[0] ? cur : NULL));
+}

@@ -1,0 +1,691 @@
+#include "fleet/vastctl.h"
+
+#include "core/log.h"
+#include "core/util.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define POLL_RUNNING_S 30.0
+#define POLL_MIN_S 2.0
+#define POLL_MAX_S 30.0
+#define POLL_IDLE_S 3600.0
+
+struct vastctl {
+    config *cfg;
+    store *st;
+    vast_client *client;       /* user requests: default timeouts and retries */
+    vast_client *poll_client;  /* the poller: short timeouts so shutdown stays quick */
+    bool has_key;
+
+    pthread_mutex_t lock;      /* everything below, and every write of VAST_INSTANCE_ID */
+    pthread_cond_t cond;
+    char cur_id[32];           /* VAST_INSTANCE_ID */
+    char cached_id[32];        /* what the last check was about */
+    bool cached_running;
+    char last_note[400];       /* last state logged, to log each change once */
+    bool poked, stopping;
+    pthread_t thread;
+    bool thread_started;
+
+    pthread_mutex_t boot_lock; /* one boot at a time */
+};
+
+static const char no_key_msg[] =
+    "no Vast.ai API key configured: set VAST_API_KEY in the .env file or the environment, "
+    "or log in with the vast CLI (`vastai set api-key KEY` writes ~/.config/vastai/vast_api_key), "
+    "then restart gpuscribe";
+
+const char *vastctl_no_key_message(void) { return no_key_msg; }
+
+/* ---- small SQL helper: binds by a format string (t text, l int64, d double, i int) */
+
+static int sql_run(store *st, const char *sql, const char *fmt, ...)
+{
+    sqlite3 *db = store_db(st);
+    sqlite3_stmt *s = NULL;
+    store_lock(st);
+    int rc = sqlite3_prepare_v2(db, sql, -1, &s, NULL);
+    if (rc == SQLITE_OK) {
+        va_list ap;
+        va_start(ap, fmt);
+        for (int i = 0; fmt[i]; i++) {
+            switch (fmt[i]) {
+            case 't': {
+                const char *x = va_arg(ap, const char *);
+                if (x) sqlite3_bind_text(s, i + 1, x, -1, SQLITE_TRANSIENT);
+                else sqlite3_bind_null(s, i + 1);
+                break;
+            }
+            case 'l': sqlite3_bind_int64(s, i + 1, va_arg(ap, long long)); break;
+            case 'i': sqlite3_bind_int(s, i + 1, va_arg(ap, int)); break;
+            case 'd': sqlite3_bind_double(s, i + 1, va_arg(ap, double)); break;
+            default: break;
+            }
+        }
+        va_end(ap);
+        rc = sqlite3_step(s);
+    }
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+        LOG_E("vast", "store: %s", sqlite3_errmsg(db));
+    sqlite3_finalize(s);
+    store_unlock(st);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : -1;
+}
+
+typedef struct boot_row {
+    long long id;
+    long long vast_id;         /* 0 when not created */
+    long long offer_id;
+    char state[24];
+    char label[64];
+    char idem_key[256];
+} boot_row;
+
+/* Fills *r from the first row of sql (columns id, vast_id, offer_id, state, label, idem_key)
+ * bound with one text or one int64+double. 1 found, 0 none, -1 error. */
+static int row_find(store *st, const char *sql, const char *text, long long n, double t,
+                    boot_row *r)
+{
+    sqlite3_stmt *s = NULL;
+    int found = -1;
+    store_lock(st);
+    if (sqlite3_prepare_v2(store_db(st), sql, -1, &s, NULL) == SQLITE_OK) {
+        if (text) {
+            sqlite3_bind_text(s, 1, text, -1, SQLITE_TRANSIENT);
+        } else {
+            sqlite3_bind_int64(s, 1, n);
+            sqlite3_bind_double(s, 2, t);
+        }
+        int rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW) {
+            memset(r, 0, sizeof *r);
+            r->id = sqlite3_column_int64(s, 0);
+            const char *vid = (const char *)sqlite3_column_text(s, 1);
+            r->vast_id = vid ? strtoll(vid, NULL, 10) : 0;
+            r->offer_id = sqlite3_column_int64(s, 2);
+            const char *x = (const char *)sqlite3_column_text(s, 3);
+            snprintf(r->state, sizeof r->state, "%s", x ? x : "");
+            x = (const char *)sqlite3_column_text(s, 4);
+            snprintf(r->label, sizeof r->label, "%s", x ? x : "");
+            x = (const char *)sqlite3_column_text(s, 5);
+            snprintf(r->idem_key, sizeof r->idem_key, "%s", x ? x : "");
+            found = 1;
+        } else if (rc == SQLITE_DONE) {
+            found = 0;
+        }
+    }
+    if (found < 0) LOG_E("vast", "store: %s", sqlite3_errmsg(store_db(st)));
+    sqlite3_finalize(s);
+    store_unlock(st);
+    return found;
+}
+
+#define ROW_COLS "SELECT id, vast_id, offer_id, state, label, idem_key FROM instances "
+
+/* ---- errors */
+
+int vastctl_http_status(vast_err_kind kind)
+{
+    switch (kind) {
+    case VAST_OK: return 200;
+    case VAST_ERR_AUTH: return 502;
+    case VAST_ERR_NOT_FOUND: return 404;
+    case VAST_ERR_OFFER_TAKEN: return 409;
+    case VAST_ERR_RATE_LIMIT: return 503;
+    case VAST_ERR_NETWORK: return 502;
+    case VAST_ERR_TIMEOUT: return 504;
+    case VAST_ERR_SERVER: return 502;
+    case VAST_ERR_BAD_REQUEST: return 400;
+    case VAST_ERR_FORBIDDEN: return 403;
+    case VAST_ERR_NO_CREDIT: return 402;
+    case VAST_ERR_FAILED: return 502;
+    case VAST_ERR_PARSE: return 502;
+    case VAST_ERR_INVALID: return 400;
+    }
+    return 502;
+}
+
+void vastctl_describe(const vast_error *e, char *out, size_t outlen)
+{
+    const char *m = e->message;
+    switch (e->kind) {
+    case VAST_ERR_AUTH:
+        snprintf(out, outlen,
+                 "Vast.ai rejected the API key (%s). Check VAST_API_KEY in the .env file or the "
+                 "environment, or the vast CLI's key file (~/.config/vastai/vast_api_key)", m);
+        break;
+    case VAST_ERR_RATE_LIMIT:
+        snprintf(out, outlen, "Vast.ai is rate-limiting requests (%s); try again in a few seconds", m);
+        break;
+    case VAST_ERR_NETWORK: snprintf(out, outlen, "Vast.ai could not be reached: %s", m); break;
+    case VAST_ERR_TIMEOUT: snprintf(out, outlen, "Vast.ai did not answer in time: %s", m); break;
+    case VAST_ERR_SERVER: snprintf(out, outlen, "Vast.ai server error: %s", m); break;
+    case VAST_ERR_OFFER_TAKEN:
+        snprintf(out, outlen,
+                 "This offer is no longer available (%s): it was rented by someone else or "
+                 "withdrawn. Search again and pick another offer", m);
+        break;
+    case VAST_ERR_NO_CREDIT: snprintf(out, outlen, "Vast.ai: insufficient credit (%s)", m); break;
+    case VAST_ERR_PARSE: snprintf(out, outlen, "unexpected answer from Vast.ai: %s", m); break;
+    default: snprintf(out, outlen, "Vast.ai: %s", m); break;
+    }
+}
+
+static void res_set(vastctl_result *res, int status, const char *kind, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void res_set(vastctl_result *res, int status, const char *kind, const char *fmt, ...)
+{
+    res->http_status = status;
+    snprintf(res->kind, sizeof res->kind, "%s", kind);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(res->message, sizeof res->message, fmt, ap);
+    va_end(ap);
+}
+
+static void res_vast_err(vastctl_result *res, const vast_error *e)
+{
+    res->http_status = vastctl_http_status(e->kind);
+    snprintf(res->kind, sizeof res->kind, "%s", vast_err_kind_name(e->kind));
+    vastctl_describe(e, res->message, sizeof res->message);
+}
+
+/* ---- client from config */
+
+vast_client *vastctl_client_from_config(const config *cfg, char *err, size_t errlen)
+{
+    const char *url = config_str(cfg, CFG_VAST_URL);
+    vast_client *c = vast_client_new(url, config_str(cfg, CFG_VAST_API_KEY));
+    if (!c) snprintf(err, errlen, "VAST_URL: invalid URL '%s' (expected http:// or https://)",
+                     url ? url : "");
+    return c;
+}
+
+void vastctl_create_params(const config *cfg, const char *label, vast_create *out)
+{
+    memset(out, 0, sizeof *out);
+    out->image = config_str(cfg, CFG_VAST_IMAGE);
+    out->disk_gb = (double)config_int(cfg, CFG_VAST_DISK_GB);
+    out->label = label;
+    out->runtype = "ssh_proxy";
+}
+
+/* ---- VAST_INSTANCE_ID */
+
+/* v->lock held */
+static void set_instance_locked(vastctl *v, const char *id)
+{
+    if (strcmp(v->cur_id, id ? id : "") == 0) return;
+    config_set(v->cfg, CFG_VAST_INSTANCE_ID, id);
+    char err[256];
+    const char *path = config_env_path(v->cfg);
+    if (config_env_set(path, "VAST_INSTANCE_ID", id, err, sizeof err) != 0)
+        LOG_W("vast", "cannot update VAST_INSTANCE_ID in %s: %s", path, err);
+    else if (id)
+        LOG_I("vast", "VAST_INSTANCE_ID=%s written to %s", id, path);
+    else
+        LOG_I("vast", "VAST_INSTANCE_ID removed from %s", path);
+    snprintf(v->cur_id, sizeof v->cur_id, "%s", id ? id : "");
+    v->cached_running = false;
+    v->cached_id[0] = '\0';
+    v->poked = true;
+    pthread_cond_signal(&v->cond);
+}
+
+void vastctl_set_instance(vastctl *v, const char *id, const char *only_if)
+{
+    pthread_mutex_lock(&v->lock);
+    if (id || !only_if || strcmp(v->cur_id, only_if) == 0) set_instance_locked(v, id);
+    pthread_mutex_unlock(&v->lock);
+}
+
+void vastctl_current_instance(vastctl *v, char *id, size_t idlen)
+{
+    pthread_mutex_lock(&v->lock);
+    snprintf(id, idlen, "%s", v->cur_id);
+    pthread_mutex_unlock(&v->lock);
+}
+
+bool vastctl_running_instance(vastctl *v, char *id, size_t idlen)
+{
+    pthread_mutex_lock(&v->lock);
+    bool run = v->cached_running && v->cur_id[0] && strcmp(v->cached_id, v->cur_id) == 0;
+    if (run) snprintf(id, idlen, "%s", v->cur_id);
+    pthread_mutex_unlock(&v->lock);
+    return run;
+}
+
+void vastctl_poke(vastctl *v)
+{
+    pthread_mutex_lock(&v->lock);
+    v->poked = true;
+    pthread_cond_signal(&v->cond);
+    pthread_mutex_unlock(&v->lock);
+}
+
+vast_client *vastctl_client(vastctl *v) { return v->client; }
+bool vastctl_has_key(const vastctl *v) { return v->has_key; }
+
+/* ---- the poller */
+
+static int parse_id(const char *s, long long *out)
+{
+    long l;
+    if (!s || !*s || parse_long(s, &l) != 0 || l <= 0) return -1;
+    *out = l;
+    return 0;
+}
+
+/* v->lock held: log `note` when it differs from the last one */
+static void note_locked(vastctl *v, int level, const char *note)
+{
+    if (strcmp(v->last_note, note) == 0) return;
+    snprintf(v->last_note, sizeof v->last_note, "%s", note);
+    if (level == LOG_WARN) LOG_W("vast", "%s", note);
+    else LOG_I("vast", "%s", note);
+}
+
+static void store_seen(vastctl *v, const vast_instance *in, const char *id)
+{
+    bool running = strcmp(in->actual_status, "running") == 0;
+    sql_run(v->st,
+            "UPDATE instances SET gpu_name=COALESCE(gpu_name,?), num_gpus=COALESCE(num_gpus,?),"
+            " gpu_ram_gb=COALESCE(gpu_ram_gb,?), dph_total=?, dph_base=?, storage_dph=?,"
+            " ssh_host=COALESCE(?,ssh_host), ssh_port=COALESCE(NULLIF(?,0),ssh_port),"
+            " running_at=CASE WHEN ? AND running_at IS NULL THEN ? ELSE running_at END,"
+            " updated_at=? WHERE vast_id=? AND state NOT IN ('destroyed','failed')",
+            "tiddddtiiddt", in->gpu_name[0] ? in->gpu_name : NULL, in->num_gpus, in->gpu_ram_gb,
+            in->dph_total, in->dph_base, in->storage_total_cost,
+            in->ssh_host[0] ? in->ssh_host : NULL, in->ssh_port, running ? 1 : 0, now_wall(),
+            now_wall(), id);
+}
+
+/* One check of VAST_INSTANCE_ID (no lock held). Returns the next delay in seconds. */
+static double poll_once(vastctl *v, const char *id, double backoff)
+{
+    char note[400];
+    long long n;
+    if (!id[0]) return POLL_IDLE_S;
+    if (!v->has_key) {
+        snprintf(note, sizeof note, "VAST_INSTANCE_ID=%.31s is set but %s", id, no_key_msg);
+        pthread_mutex_lock(&v->lock);
+        note_locked(v, LOG_WARN, note);
+        pthread_mutex_unlock(&v->lock);
+        return POLL_IDLE_S;
+    }
+    if (parse_id(id, &n) != 0) {
+        snprintf(note, sizeof note, "VAST_INSTANCE_ID='%.31s' is not a Vast.ai instance id "
+                 "(a positive integer); ignoring it", id);
+        pthread_mutex_lock(&v->lock);
+        note_locked(v, LOG_WARN, note);
+        pthread_mutex_unlock(&v->lock);
+        return POLL_IDLE_S;
+    }
+    vast_instance in;
+    vast_error e;
+    int rc = vast_show_instance(v->poll_client, n, &in, &e);
+    double next = backoff;
+    pthread_mutex_lock(&v->lock);
+    bool same = strcmp(v->cur_id, id) == 0;  /* a boot or destroy may have changed it */
+    if (!same) {
+        pthread_mutex_unlock(&v->lock);
+        if (rc == 0) vast_instance_clear(&in);
+        return 0;
+    }
+    if (rc == 0) {
+        bool running = strcmp(in.actual_status, "running") == 0;
+        snprintf(v->cached_id, sizeof v->cached_id, "%s", id);
+        v->cached_running = running;
+        if (running) {
+            snprintf(note, sizeof note, "Vast.ai GPU available: Instance %s", id);
+            next = POLL_RUNNING_S;
+        } else {
+            snprintf(note, sizeof note, "Vast.ai instance %s is %s; waiting for it to run", id,
+                     in.actual_status[0] ? in.actual_status : "being created");
+        }
+        note_locked(v, LOG_INFO, note);
+        pthread_mutex_unlock(&v->lock);
+        store_seen(v, &in, id);
+        vast_instance_clear(&in);
+        return next;
+    }
+    if (e.kind == VAST_ERR_NOT_FOUND) {
+        LOG_W("vast", "Vast.ai instance %s no longer exists (destroyed outside gpuscribe, or "
+              "expired); clearing VAST_INSTANCE_ID", id);
+        set_instance_locked(v, NULL);
+        v->last_note[0] = '\0';
+        pthread_mutex_unlock(&v->lock);
+        sql_run(v->st,
+                "UPDATE instances SET state='destroyed', stage='gone from Vast.ai',"
+                " destroyed_at=?, updated_at=? WHERE vast_id=? AND state NOT IN ('destroyed','failed')",
+                "ddt", now_wall(), now_wall(), id);
+        store_event_add(v->st, "instance.gone", id, NULL);
+        return POLL_IDLE_S;
+    }
+    char d[640];
+    vastctl_describe(&e, d, sizeof d);
+    snprintf(note, sizeof note, "cannot check Vast.ai instance %s: %.150s", id, d);
+    note_locked(v, LOG_WARN, note);
+    pthread_mutex_unlock(&v->lock);
+    return next;
+}
+
+static void *poller(void *arg)
+{
+    vastctl *v = arg;
+    double backoff = POLL_MIN_S, due = 0;
+    pthread_mutex_lock(&v->lock);
+    while (!v->stopping) {
+        while (!v->stopping && !v->poked && now_mono() < due) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            double wait = due - now_mono();
+            if (wait > 3600) wait = 3600;
+            ts.tv_sec += (time_t)wait;
+            ts.tv_nsec += (long)((wait - (double)(time_t)wait) * 1e9);
+            if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
+            pthread_cond_timedwait(&v->cond, &v->lock, &ts);
+        }
+        if (v->stopping) break;
+        if (v->poked) backoff = POLL_MIN_S;
+        v->poked = false;
+        char id[32];
+        snprintf(id, sizeof id, "%s", v->cur_id);
+        pthread_mutex_unlock(&v->lock);
+        double next = poll_once(v, id, backoff);
+        if (next == backoff) backoff = backoff * 2 > POLL_MAX_S ? POLL_MAX_S : backoff * 2;
+        else backoff = POLL_MIN_S;
+        pthread_mutex_lock(&v->lock);
+        due = now_mono() + next;
+    }
+    pthread_mutex_unlock(&v->lock);
+    return NULL;
+}
+
+/* ---- lifecycle */
+
+vastctl *vastctl_new(config *cfg, store *st)
+{
+    vastctl *v = xcalloc(1, sizeof *v);
+    v->cfg = cfg;
+    v->st = st;
+    char err[256];
+    v->client = vastctl_client_from_config(cfg, err, sizeof err);
+    if (!v->client) {
+        /* config validation should have caught it; fall back to the default URL */
+        LOG_E("vast", "%s; using %s", err, VAST_DEFAULT_URL);
+        v->client = vast_client_new(NULL, config_str(cfg, CFG_VAST_API_KEY));
+    }
+    v->poll_client = vast_client_new(vast_client_base_url(v->client),
+                                     config_str(cfg, CFG_VAST_API_KEY));
+    vast_client_set_timeouts(v->poll_client, 5000, 10000);
+    vast_client_set_retry(v->poll_client, 2, 200, 1000);
+    v->has_key = config_isset(cfg, CFG_VAST_API_KEY);
+    const char *id = config_str(cfg, CFG_VAST_INSTANCE_ID);
+    snprintf(v->cur_id, sizeof v->cur_id, "%s", id ? id : "");
+    pthread_mutex_init(&v->lock, NULL);
+    pthread_mutex_init(&v->boot_lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&v->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    if (!v->has_key) LOG_I("vast", "no Vast.ai API key: GPU rental disabled (set VAST_API_KEY)");
+    if (pthread_create(&v->thread, NULL, poller, v) == 0) v->thread_started = true;
+    else LOG_E("vast", "cannot start the instance status thread");
+    return v;
+}
+
+void vastctl_free(vastctl *v)
+{
+    if (!v) return;
+    pthread_mutex_lock(&v->lock);
+    v->stopping = true;
+    pthread_cond_signal(&v->cond);
+    pthread_mutex_unlock(&v->lock);
+    if (v->thread_started) pthread_join(v->thread, NULL);
+    vast_client_free(v->poll_client);
+    vast_client_free(v->client);
+    pthread_cond_destroy(&v->cond);
+    pthread_mutex_destroy(&v->lock);
+    pthread_mutex_destroy(&v->boot_lock);
+    free(v);
+}
+
+/* ---- boot */
+
+static void boot_ok(vastctl *v, vastctl_result *res, long long vast_id, long long row_id,
+                    bool reused)
+{
+    char ids[32];
+    snprintf(ids, sizeof ids, "%lld", vast_id);
+    vastctl_set_instance(v, ids, NULL);
+    res->http_status = 200;
+    res->kind[0] = '\0';
+    res->instance_id = vast_id;
+    res->row_id = row_id;
+    res->reused = reused;
+    snprintf(res->message, sizeof res->message,
+             "Instance created. Setting up dependencies in background...");
+}
+
+/* Looks for the row's label on the account. 1 adopted (res filled), 0 certainly absent
+ * (row marked failed), -1 cannot tell (res filled with the error). */
+static int reconcile(vastctl *v, const boot_row *r, vastctl_result *res)
+{
+    vast_instance_list l;
+    vast_error e;
+    if (vast_list_instances(v->client, &l, &e) != 0) {
+        char d[512];
+        vastctl_describe(&e, d, sizeof d);
+        res_set(res, vastctl_http_status(e.kind), vast_err_kind_name(e.kind),
+                "an earlier boot of offer %lld did not finish and whether it rented an instance "
+                "cannot be checked now (%s); nothing was rented again. Retry shortly",
+                r->offer_id, d);
+        return -1;
+    }
+    long long found = 0;
+    for (size_t i = 0; i < l.n; i++)
+        if (strcmp(l.items[i].label, r->label) == 0) found = l.items[i].id;
+    vast_instance_list_free(&l);
+    if (!found) {
+        sql_run(v->st, "UPDATE instances SET state='failed', stage='failed', error=COALESCE(error,"
+                " 'no instance was created'), updated_at=? WHERE id=?", "dl", now_wall(), r->id);
+        return 0;
+    }
+    char ids[32];
+    snprintf(ids, sizeof ids, "%lld", found);
+    LOG_I("vast", "boot #%lld: found instance %s created by an unfinished attempt; adopting it",
+          r->id, ids);
+    sql_run(v->st, "UPDATE instances SET vast_id=?, state='loading', stage='creating instance',"
+            " percent=10, error=NULL, updated_at=? WHERE id=?", "tdl", ids, now_wall(), r->id);
+    boot_ok(v, res, found, r->id, true);
+    return 1;
+}
+
+/* Errors after which Vast certainly did not create anything. */
+static bool certain_failure(vast_err_kind k)
+{
+    return k == VAST_ERR_AUTH || k == VAST_ERR_OFFER_TAKEN || k == VAST_ERR_RATE_LIMIT ||
+           k == VAST_ERR_BAD_REQUEST || k == VAST_ERR_FORBIDDEN || k == VAST_ERR_NO_CREDIT ||
+           k == VAST_ERR_INVALID || k == VAST_ERR_NOT_FOUND || k == VAST_ERR_FAILED;
+}
+
+static void boot_locked(vastctl *v, long long offer_id, const char *idem_key,
+                        vastctl_result *res)
+{
+    char key[300];
+    boot_row r;
+    int found;
+    if (idem_key) {
+        snprintf(key, sizeof key, "key:%s", idem_key);
+        found = row_find(v->st, ROW_COLS "WHERE idem_key=?", key, 0, 0, &r);
+    } else {
+        found = row_find(v->st, ROW_COLS "WHERE offer_id=? AND created_at>? AND state NOT IN"
+                         " ('failed','destroyed') ORDER BY id DESC LIMIT 1", NULL, offer_id,
+                         now_wall() - VASTCTL_BOOT_WINDOW_S, &r);
+    }
+    if (found < 0) {
+        res_set(res, 500, "store", "cannot read the instance store");
+        return;
+    }
+    if (found) {
+        if (idem_key && r.offer_id != offer_id) {
+            res_set(res, 409, "conflict", "Idempotency-Key already used for a boot of offer %lld; "
+                    "send a new key for another offer", r.offer_id);
+            return;
+        }
+        if (strcmp(r.state, "destroyed") == 0) {
+            res_set(res, 409, "conflict", "Idempotency-Key already used for instance %lld, which "
+                    "has been destroyed; send a new key to boot again", r.vast_id);
+            return;
+        }
+        if (r.vast_id > 0 && strcmp(r.state, "failed") != 0) {
+            LOG_I("vast", "boot of offer %lld repeated: answering with instance %lld (no new "
+                  "rental)", offer_id, r.vast_id);
+            boot_ok(v, res, r.vast_id, r.id, true);
+            return;
+        }
+        if (strcmp(r.state, "failed") != 0) {
+            /* requested/creating without an id: an attempt whose outcome is unknown */
+            int rc = reconcile(v, &r, res);
+            if (rc != 0) return;
+        }
+        /* certainly failed: free the key for a new attempt */
+        if (idem_key)
+            sql_run(v->st, "UPDATE instances SET idem_key=idem_key||'#'||id WHERE id=?", "l", r.id);
+    }
+
+    double t = now_wall();
+    store_lock(v->st); /* recursive: keeps the rowid ours */
+    int irc = sql_run(v->st, "INSERT INTO instances(offer_id, idem_key, state, stage, percent,"
+                      " created_at, updated_at) VALUES(?,?,'requested','boot requested',0,?,?)",
+                      "ltdd", offer_id, idem_key ? key : NULL, t, t);
+    long long row = sqlite3_last_insert_rowid(store_db(v->st));
+    store_unlock(v->st);
+    if (irc != 0) {
+        res_set(res, 500, "store", "cannot record the boot in the store");
+        return;
+    }
+    char label[64];
+    snprintf(label, sizeof label, VASTCTL_LABEL_PREFIX "-%lld", row);
+    if (!idem_key) snprintf(key, sizeof key, "offer:%lld:%lld", offer_id, row);
+    if (sql_run(v->st, "UPDATE instances SET label=?, idem_key=?, state='creating',"
+                " stage='creating instance', percent=5, updated_at=? WHERE id=?", "ttdl", label,
+                key, now_wall(), row) != 0) {
+        res_set(res, 500, "store", "cannot record the boot in the store");
+        return;
+    }
+    res->row_id = row;
+    LOG_I("vast", "boot #%lld: renting offer %lld (label %s)", row, offer_id, label);
+
+    vast_create cr;
+    vastctl_create_params(v->cfg, label, &cr);
+    vast_created out;
+    vast_error e;
+    if (vast_create_instance(v->client, offer_id, &cr, &out, &e) == 0) {
+        char ids[32];
+        snprintf(ids, sizeof ids, "%lld", out.instance_id);
+        sql_run(v->st, "UPDATE instances SET vast_id=?, state='loading', stage='creating instance',"
+                " percent=10, updated_at=? WHERE id=?", "tdl", ids, now_wall(), row);
+        char *data = xasprintf("{\"offer_id\":%lld,\"label\":\"%s\"}", offer_id, label);
+        store_event_add(v->st, "instance.created", ids, data);
+        free(data);
+        LOG_I("vast", "boot #%lld: instance %s created from offer %lld", row, ids, offer_id);
+        long long vid = out.instance_id;
+        vast_created_clear(&out);
+        boot_ok(v, res, vid, row, false);
+        return;
+    }
+    char d[640];
+    vastctl_describe(&e, d, sizeof d);
+    LOG_W("vast", "boot #%lld: renting offer %lld failed: %s", row, offer_id, d);
+    if (certain_failure(e.kind)) {
+        sql_run(v->st, "UPDATE instances SET state='failed', stage='failed', error=?,"
+                " updated_at=? WHERE id=?", "tdl", d, now_wall(), row);
+        res_vast_err(res, &e);
+        if (e.kind == VAST_ERR_OFFER_TAKEN)
+            snprintf(res->message, sizeof res->message,
+                     "Offer %lld is no longer available: it was rented by someone else or "
+                     "withdrawn. Search again and pick another offer (Vast.ai: %.400s)",
+                     offer_id, e.message);
+        return;
+    }
+    /* unknown outcome: look for the label before answering */
+    sql_run(v->st, "UPDATE instances SET error=?, updated_at=? WHERE id=?", "tdl", d,
+            now_wall(), row);
+    boot_row me = {.id = row, .offer_id = offer_id};
+    snprintf(me.label, sizeof me.label, "%s", label);
+    vastctl_result probe = {0};
+    int rc = reconcile(v, &me, &probe);
+    if (rc == 1) { *res = probe; return; }
+    res_vast_err(res, &e);
+    if (rc < 0)
+        snprintf(res->message + strlen(res->message),
+                 sizeof res->message - strlen(res->message),
+                 ". Whether an instance was rented is not known yet; repeating this request "
+                 "checks first and never rents twice");
+}
+
+void vastctl_boot(vastctl *v, long long offer_id, const char *idem_key, vastctl_result *res)
+{
+    memset(res, 0, sizeof *res);
+    if (!v->has_key) {
+        res_set(res, 503, "no_key", "%s", no_key_msg);
+        return;
+    }
+    if (offer_id <= 0) {
+        res_set(res, 400, "invalid", "offer_id must be a positive integer");
+        return;
+    }
+    pthread_mutex_lock(&v->boot_lock);
+    boot_locked(v, offer_id, idem_key, res);
+    pthread_mutex_unlock(&v->boot_lock);
+}
+
+/* ---- destroy */
+
+void vastctl_destroy(vastctl *v, long long id, vastctl_result *res)
+{
+    memset(res, 0, sizeof *res);
+    res->instance_id = id;
+    if (!v->has_key) {
+        res_set(res, 503, "no_key", "%s", no_key_msg);
+        return;
+    }
+    char ids[32];
+    snprintf(ids, sizeof ids, "%lld", id);
+    boot_row r;
+    int have = row_find(v->st, ROW_COLS "WHERE vast_id=?", ids, 0, 0, &r);
+    if (have > 0 && strcmp(r.state, "destroyed") != 0)
+        sql_run(v->st, "UPDATE instances SET state='destroying', stage='destroying',"
+                " updated_at=? WHERE id=?", "dl", now_wall(), r.id);
+    vast_error e;
+    int rc = vast_destroy_instance(v->client, id, &e);
+    if (rc != 0 && e.kind != VAST_ERR_NOT_FOUND) {
+        if (have > 0 && strcmp(r.state, "destroyed") != 0)
+            sql_run(v->st, "UPDATE instances SET state=?, updated_at=? WHERE id=?", "tdl",
+                    r.state, now_wall(), r.id);
+        res_vast_err(res, &e);
+        return;
+    }
+    sql_run(v->st, "UPDATE instances SET state='destroyed', stage='destroyed', destroyed_at=?,"
+            " updated_at=? WHERE vast_id=? AND state<>'destroyed'", "ddt", now_wall(),
+            now_wall(), ids);
+    vastctl_set_instance(v, NULL, ids);
+    if (rc != 0) {
+        res_set(res, 404, "not_found", "Instance %lld not found on this Vast.ai account "
+                "(already destroyed, or not yours)", id);
+        return;
+    }
+    store_event_add(v->st, "instance.destroyed", ids, NULL);
+    LOG_I("vast", "instance %s destroyed", ids);
+    res_set(res, 200, "", "Instance %lld destroyed", id);
+}

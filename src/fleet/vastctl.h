@@ -1,0 +1,91 @@
+/* vastctl: the controller's shared Vast.ai state: the REST client built from the
+ * configuration, the cached status of the instance named by VAST_INSTANCE_ID (kept fresh
+ * by a background thread, so /api/gpu-status never waits on the API), and boots and
+ * destroys that are persisted in the store and never rent twice.
+ *
+ * Contract:
+ * - vastctl_new(cfg, st) after the store is open and before the HTTP server starts;
+ *   vastctl_free after the server stopped and before the store closes. vastctl_new never
+ *   fails: without a key (VAST_API_KEY, from .env, the environment or the vast CLI's key
+ *   file) the client still searches (Vast allows it unauthenticated), and every call that
+ *   needs the account answers VASTCTL_NO_KEY.
+ * - The poller thread checks VAST_INSTANCE_ID at start, then every 30 s while it runs and
+ *   every 2-30 s (backing off) while it does not; vastctl_poke wakes it. When Vast says the
+ *   instance no longer exists it logs so, clears VAST_INSTANCE_ID from the .env file and
+ *   from memory, and marks its store row destroyed.
+ * - Boots are serialised by one mutex. Each boot is a store row (state requested ->
+ *   creating -> loading, or failed) written BEFORE Vast is called, found again by its
+ *   idempotency key: the Idempotency-Key header when the caller sends one, else the offer id
+ *   within VASTCTL_BOOT_WINDOW_S. A repeat returns the existing instance. A create whose
+ *   outcome is unknown (timeout, 5xx, dropped connection, controller killed) is reconciled by
+ *   looking for the row's unique label (gpuscribe-<row id>) on the account before anything
+ *   is rented again.
+ * - VAST_INSTANCE_ID is only written under this module's lock (config_set + config_env_set);
+ *   other modules read it through vastctl_current_instance.
+ * - All functions are thread-safe. Errors carry an HTTP status and a user-facing message
+ *   (never the API key).
+ */
+#ifndef GS_VASTCTL_H
+#define GS_VASTCTL_H
+
+#include "core/config.h"
+#include "store/store.h"
+#include "vast/vast.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define VASTCTL_LABEL_PREFIX "gpuscribe"
+#define VASTCTL_BOOT_WINDOW_S 600.0
+
+typedef struct vastctl vastctl;
+
+vastctl *vastctl_new(config *cfg, store *st);
+void vastctl_free(vastctl *v);
+
+/* The shared client (never NULL once vastctl_new returned); has_key says whether it
+ * carries an account key. */
+vast_client *vastctl_client(vastctl *v);
+bool vastctl_has_key(const vastctl *v);
+/* The message explaining how to configure a key (static string). */
+const char *vastctl_no_key_message(void);
+
+/* The cached view for /api/gpu-status: true when VAST_INSTANCE_ID names an instance the
+ * last check found running; its id is copied to id. Never blocks on the network. */
+bool vastctl_running_instance(vastctl *v, char *id, size_t idlen);
+/* VAST_INSTANCE_ID as currently set ("" when unset), copied to id. */
+void vastctl_current_instance(vastctl *v, char *id, size_t idlen);
+/* Set (id != NULL) or clear VAST_INSTANCE_ID in memory and in the .env file, and wake the
+ * poller. Clearing with only_if != NULL clears only when the current value equals it. */
+void vastctl_set_instance(vastctl *v, const char *id, const char *only_if);
+void vastctl_poke(vastctl *v);
+
+/* Outcome of a boot or destroy, ready to become an HTTP answer. */
+typedef struct vastctl_result {
+    int http_status;            /* 200 on success */
+    char kind[24];              /* vast_err_kind_name, "no_key", "conflict", ... ("" on success) */
+    char message[640];
+    long long instance_id;      /* Vast's id, 0 when none */
+    long long row_id;           /* our store row, 0 when none */
+    bool reused;                /* boot: an earlier boot with the same key answered */
+} vastctl_result;
+
+/* Rent offer_id (> 0). idem_key: the caller's Idempotency-Key, or NULL to derive one. */
+void vastctl_boot(vastctl *v, long long offer_id, const char *idem_key, vastctl_result *res);
+/* Destroy instance_id (> 0): Vast first, then the store row and VAST_INSTANCE_ID. An id
+ * Vast does not know is 404 (its row, if any, is marked destroyed too). */
+void vastctl_destroy(vastctl *v, long long instance_id, vastctl_result *res);
+
+/* HTTP status for a client error kind (auth 502, rate limit 503, network 502, timeout 504,
+ * offer taken 409, not found 404, no credit 402, bad request 400, ...). */
+int vastctl_http_status(vast_err_kind kind);
+/* "Vast.ai rejected the API key: ..." etc.: a user-facing message for err. */
+void vastctl_describe(const vast_error *err, char *out, size_t outlen);
+
+/* Shared with the CLI: build a client from the configuration (NULL with err filled when the
+ * URL is invalid), and the create parameters a boot uses (image VAST_IMAGE, disk
+ * VAST_DISK_GB, the given label, on-demand, ssh runtype). */
+vast_client *vastctl_client_from_config(const config *cfg, char *err, size_t errlen);
+void vastctl_create_params(const config *cfg, const char *label, vast_create *out);
+
+#endif
