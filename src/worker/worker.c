@@ -1,0 +1,738 @@
+/* worker: see worker.h. Job files in the work dir: upload-N.part while a body arrives,
+ * job-ID.wav once accepted (deleted when the job ends), job-ID.json for the result. */
+#define _GNU_SOURCE
+#include "worker/worker.h"
+
+#include "audio/audio.h"
+#include "core/config.h"
+#include "core/gpu.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "engine/engine.h"
+#include "http/http.h"
+#include "transcript/transcript.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DEFAULT_MAX_BODY ((size_t)2 << 30)
+#define DEFAULT_MAX_QUEUE 16
+#define DEFAULT_TTL_S (30.0 * 60.0)
+#define WAV_HEADER_SCAN (1u << 20) /* chunks before "data" must fit in this */
+
+enum wstate { WS_QUEUED, WS_RUNNING, WS_DONE, WS_FAILED, WS_CANCELLED };
+
+static const char *state_name(enum wstate s)
+{
+    switch (s) {
+    case WS_QUEUED: return "queued";
+    case WS_RUNNING: return "running";
+    case WS_DONE: return "done";
+    case WS_FAILED: return "failed";
+    case WS_CANCELLED: return "cancelled";
+    }
+    return "unknown";
+}
+
+typedef struct wjob {
+    char id[65];
+    enum wstate state;
+    double progress;
+    char *error;
+    char *wav_path, *result_path;
+    size_t data_off, nsamples; /* PCM data chunk in the WAV */
+    char *language, *prompt;
+    engine_opts opts;          /* language/prompt point at the fields above */
+    int cancel;
+    int deleted;               /* files deleted by DELETE or expiry */
+    double started, finished;  /* monotonic; 0 = not yet */
+    struct wjob *next;
+} wjob;
+
+struct worker {
+    char *host;
+    char *work_dir;
+    int own_work_dir;
+    size_t max_body;
+    int max_queue;
+    double ttl_s;
+    char *version;
+    engine *eng;
+    gpu_info gpu;
+    http_server *http;
+    pthread_t thr;
+    int thr_started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    wjob *jobs, *tail;   /* every known job, oldest first (FIFO for the queue) */
+    wjob *running;
+    int nqueued;
+    int stopping;
+    unsigned long jobs_done;
+    unsigned long seq;
+};
+
+int worker_job_id_ok(const char *id)
+{
+    if (!id || !*id || id[0] == '.' || strlen(id) > 64) return 0;
+    for (const char *p = id; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '.' || *p == '_' || *p == '-'))
+            return 0;
+    return 1;
+}
+
+/* ---- WAV header ---------------------------------------------------------------------------- */
+
+static uint32_t le32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static unsigned le16(const unsigned char *p) { return (unsigned)p[0] | (unsigned)p[1] << 8; }
+
+/* Find the PCM data of a 16 kHz mono s16 WAV file. 0 on success; -1 with err. */
+static int wav_locate(int fd, size_t *data_off, size_t *nsamples, char *err, size_t errlen)
+{
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        snprintf(err, errlen, "cannot read the upload: %s", strerror(errno));
+        return -1;
+    }
+    size_t fsize = (size_t)sb.st_size;
+    size_t want = fsize < WAV_HEADER_SCAN ? fsize : WAV_HEADER_SCAN;
+    unsigned char *h = xmalloc(want + 1);
+    ssize_t got = pread(fd, h, want, 0);
+    int rc = -1;
+    if (got < 12 || memcmp(h, "RIFF", 4) != 0 || memcmp(h + 8, "WAVE", 4) != 0) {
+        snprintf(err, errlen, "body is not a WAV file (expected RIFF/WAVE, 16 kHz mono 16-bit PCM)");
+        goto out;
+    }
+    size_t len = (size_t)got, off = 12;
+    int fmt_ok = 0;
+    while (off + 8 <= len) {
+        uint32_t sz = le32(h + off + 4);
+        const unsigned char *body = h + off + 8;
+        if (memcmp(h + off, "fmt ", 4) == 0) {
+            if (sz < 16 || off + 8 + 16 > len) break;
+            unsigned fmt = le16(body), ch = le16(body + 2), bits = le16(body + 14);
+            uint32_t rate = le32(body + 4);
+            if (fmt == 0xFFFE && sz >= 40 && off + 8 + 26 <= len) fmt = le16(body + 24);
+            if (fmt != 1 || ch != 1 || rate != AUDIO_RATE || bits != 16) {
+                snprintf(err, errlen, "unsupported WAV format (format %u, %u channels, %u Hz, "
+                         "%u bits): the worker takes 16 kHz mono 16-bit PCM", fmt, ch,
+                         (unsigned)rate, bits);
+                goto out;
+            }
+            fmt_ok = 1;
+        } else if (memcmp(h + off, "data", 4) == 0) {
+            if (!fmt_ok) break;
+            size_t avail = fsize - (off + 8);
+            /* streamed writers leave 0 or 0xFFFFFFFF: take the rest of the file */
+            size_t n = (sz == 0 || sz == 0xFFFFFFFFu || sz > avail) ? avail : sz;
+            *data_off = off + 8;
+            *nsamples = n / 2;
+            if (*nsamples == 0) {
+                snprintf(err, errlen, "the WAV file holds no audio samples");
+                goto out;
+            }
+            rc = 0;
+            goto out;
+        }
+        off += 8 + (size_t)sz + (sz & 1);
+    }
+    snprintf(err, errlen, fmt_ok ? "WAV file has no data chunk" : "WAV file has no usable fmt chunk");
+out:
+    free(h);
+    return rc;
+}
+
+/* ---- jobs ------------------------------------------------------------------------------------ */
+
+static wjob *find_job(worker *w, const char *id)
+{
+    for (wjob *j = w->jobs; j; j = j->next)
+        if (strcmp(j->id, id) == 0) return j;
+    return NULL;
+}
+
+static void job_delete_files(wjob *j)
+{
+    if (j->wav_path) unlink(j->wav_path);
+    if (j->result_path) unlink(j->result_path);
+    j->deleted = 1;
+}
+
+static void job_free(wjob *j)
+{
+    free(j->error);
+    free(j->wav_path);
+    free(j->result_path);
+    free(j->language);
+    free(j->prompt);
+    free(j);
+}
+
+static json_t *job_json(const wjob *j)
+{
+    double elapsed = j->started ? (j->finished ? j->finished : now_mono()) - j->started : 0;
+    return json_pack("{s:s,s:s,s:f,s:s?,s:f,s:f,s:b}", "job_id", j->id, "state",
+                     state_name(j->state), "progress", j->progress, "error", j->error,
+                     "audio_seconds", (double)j->nsamples / AUDIO_RATE, "elapsed_seconds",
+                     elapsed, "deleted", j->deleted);
+}
+
+/* Forget finished jobs older than the TTL. Caller holds the lock. */
+static void purge_expired(worker *w)
+{
+    double now = now_mono();
+    wjob **pp = &w->jobs, *prev = NULL;
+    while (*pp) {
+        wjob *j = *pp;
+        int terminal = j->state == WS_DONE || j->state == WS_FAILED || j->state == WS_CANCELLED;
+        if (terminal && j != w->running && j->finished && now - j->finished >= w->ttl_s) {
+            if (!j->deleted) LOG_I("worker", "job %s: result expired unfetched, deleted", j->id);
+            job_delete_files(j);
+            *pp = j->next;
+            if (w->tail == j) w->tail = prev;
+            job_free(j);
+            continue;
+        }
+        prev = j;
+        pp = &j->next;
+    }
+}
+
+struct prog { worker *w; wjob *j; };
+
+static int on_progress(void *ud, double f)
+{
+    struct prog *p = ud;
+    pthread_mutex_lock(&p->w->mu);
+    if (f > p->j->progress) p->j->progress = f > 1 ? 1 : f;
+    int stop = p->j->cancel || p->w->stopping;
+    pthread_mutex_unlock(&p->w->mu);
+    return stop;
+}
+
+static int16_t *read_pcm(const wjob *j, char *err, size_t errlen)
+{
+    int fd = open(j->wav_path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot open the job's audio: %s", strerror(errno));
+        return NULL;
+    }
+    size_t bytes = j->nsamples * 2;
+    int16_t *pcm = xmalloc(bytes ? bytes : 2);
+    size_t done = 0;
+    while (done < bytes) {
+        ssize_t n = pread(fd, (char *)pcm + done, bytes - done, (off_t)(j->data_off + done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            snprintf(err, errlen, "cannot read the job's audio: %s", n < 0 ? strerror(errno) : "short file");
+            close(fd);
+            free(pcm);
+            return NULL;
+        }
+        done += (size_t)n;
+    }
+    close(fd);
+    /* WAV is little-endian, as are the hosts we build for */
+    return pcm;
+}
+
+static void run_job(worker *w, wjob *j)
+{
+    char err[512] = "";
+    double t0 = now_mono();
+    transcript *t = NULL;
+    char *tmp = NULL;
+    int16_t *pcm = read_pcm(j, err, sizeof err);
+    if (pcm) {
+        struct prog p = {w, j};
+        t = engine_transcribe(w->eng, pcm, j->nsamples, &j->opts, on_progress, &p, err, sizeof err);
+        free(pcm);
+    }
+    if (t) {
+        char *json = transcript_to_json_store(t);
+        tmp = xasprintf("%s.part", j->result_path);
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        size_t len = strlen(json), off = 0;
+        while (fd >= 0 && off < len) {
+            ssize_t n = write(fd, json + off, len - off);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) break;
+            off += (size_t)n;
+        }
+        if (fd < 0 || off < len || close(fd) != 0) {
+            snprintf(err, sizeof err, "cannot store the result: %s", strerror(errno ? errno : EIO));
+            unlink(tmp);
+            SAFE_FREE(tmp);
+        }
+        free(json);
+    }
+    double secs = now_mono() - t0;
+    pthread_mutex_lock(&w->mu);
+    if (j->cancel || w->stopping) {
+        if (tmp) unlink(tmp);
+        j->state = WS_CANCELLED;
+        free(j->error);
+        j->error = xstrdup("cancelled");
+    } else if (t && tmp && rename(tmp, j->result_path) == 0) {
+        j->state = WS_DONE;
+        j->progress = 1;
+        w->jobs_done++;
+    } else {
+        if (tmp) {
+            snprintf(err, sizeof err, "cannot store the result: %s", strerror(errno));
+            unlink(tmp);
+        }
+        j->state = WS_FAILED;
+        free(j->error);
+        j->error = xstrdup(err[0] ? err : "transcription failed");
+    }
+    unlink(j->wav_path); /* the audio is not needed any more */
+    j->finished = now_mono();
+    w->running = NULL;
+    double audio = (double)j->nsamples / AUDIO_RATE;
+    LOG_I("worker", "job %s %s: %.1f s of audio in %.2f s (RTF %.3f)%s%s", j->id,
+          state_name(j->state), audio, secs, audio > 0 ? secs / audio : 0,
+          j->error ? ": " : "", j->error ? j->error : "");
+    pthread_mutex_unlock(&w->mu);
+    free(tmp);
+    transcript_free(t);
+}
+
+static void *job_thread(void *arg)
+{
+    worker *w = arg;
+    pthread_mutex_lock(&w->mu);
+    while (!w->stopping) {
+        purge_expired(w);
+        wjob *j = NULL;
+        for (wjob *x = w->jobs; x; x = x->next)
+            if (x->state == WS_QUEUED) { j = x; break; }
+        if (!j) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += 1;
+            pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+            continue;
+        }
+        j->state = WS_RUNNING;
+        j->started = now_mono();
+        w->nqueued--;
+        w->running = j;
+        pthread_mutex_unlock(&w->mu);
+        run_job(w, j);
+        pthread_mutex_lock(&w->mu);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+/* ---- HTTP handlers --------------------------------------------------------------------------- */
+
+static void h_health(http_req *r, void *app)
+{
+    worker *w = app;
+    pthread_mutex_lock(&w->mu);
+    json_t *j = json_pack("{s:s,s:s,s:s,s:b,s:s,s:b,s:s,s:I,s:i,s:i}", "status", "ok", "engine",
+                          engine_name(w->eng), "model", engine_model(w->eng), "gpu",
+                          engine_uses_gpu(w->eng), "gpu_name", w->gpu.name, "busy",
+                          w->running != NULL, "version", w->version, "jobs_done",
+                          (json_int_t)w->jobs_done, "queued", w->nqueued, "max_queue",
+                          w->max_queue);
+    pthread_mutex_unlock(&w->mu);
+    http_reply_json(r, 200, j);
+}
+
+struct upload {
+    worker *w;
+    int fd;
+    char *tmp;        /* unlinked at request end unless claimed */
+    size_t n;
+    unsigned char head[12];
+    int dup;          /* the job is known already: discard the body */
+};
+
+static void upload_free(void *p)
+{
+    struct upload *u = p;
+    if (u->fd >= 0) close(u->fd);
+    if (u->tmp) {
+        unlink(u->tmp);
+        free(u->tmp);
+    }
+    free(u);
+}
+
+static int body_chunk(http_req *r, const char *data, size_t n, void *app)
+{
+    worker *w = app;
+    struct upload *u = http_ctx(r);
+    if (!u) {
+        const char *id = http_query(r, "job_id");
+        if (!worker_job_id_ok(id)) {
+            http_reply_error(r, 400, "missing or invalid job_id (1-64 of A-Z a-z 0-9 . _ -)");
+            return -1;
+        }
+        const char *cl = http_header(r, "Content-Length");
+        if (cl && strtoull(cl, NULL, 10) > w->max_body) {
+            http_reply_error(r, 413, "audio too large (limit %zu bytes)", w->max_body);
+            return -1;
+        }
+        u = xcalloc(1, sizeof *u);
+        u->w = w;
+        u->fd = -1;
+        http_set_ctx(r, u, upload_free);
+        pthread_mutex_lock(&w->mu);
+        int known = find_job(w, id) != NULL, full = w->nqueued >= w->max_queue;
+        unsigned long seq = ++w->seq;
+        pthread_mutex_unlock(&w->mu);
+        if (known) {
+            u->dup = 1;
+        } else if (full) {
+            http_reply_error(r, 503, "worker queue is full (%d jobs waiting); retry later",
+                             w->max_queue);
+            return -1;
+        } else {
+            u->tmp = xasprintf("%s/upload-%lu.part", w->work_dir, seq);
+            u->fd = open(u->tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+            if (u->fd < 0) {
+                http_reply_error(r, 500, "cannot store the upload: %s", strerror(errno));
+                return -1;
+            }
+        }
+    }
+    if (u->dup) return 0;
+    if (n > w->max_body - u->n) {
+        http_reply_error(r, 413, "audio too large (limit %zu bytes)", w->max_body);
+        return -1;
+    }
+    if (u->n < sizeof u->head) {
+        size_t k = sizeof u->head - u->n < n ? sizeof u->head - u->n : n;
+        memcpy(u->head + u->n, data, k);
+        if (u->n + k == sizeof u->head &&
+            (memcmp(u->head, "RIFF", 4) != 0 || memcmp(u->head + 8, "WAVE", 4) != 0)) {
+            http_reply_error(r, 415, "body is not a WAV file (expected RIFF/WAVE, 16 kHz mono "
+                                     "16-bit PCM)");
+            return -1;
+        }
+    }
+    size_t off = 0;
+    while (off < n) {
+        ssize_t k = write(u->fd, data + off, n - off);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) {
+            http_reply_error(r, 500, "cannot store the upload: %s", strerror(errno ? errno : EIO));
+            return -1;
+        }
+        off += (size_t)k;
+    }
+    u->n += n;
+    return 0;
+}
+
+static int query_bool(const char *v, int *out)
+{
+    if (!v) return 0;
+    if (!strcmp(v, "1") || !strcasecmp(v, "true") || !strcasecmp(v, "yes")) *out = 1;
+    else if (!strcmp(v, "0") || !strcasecmp(v, "false") || !strcasecmp(v, "no") || !*v) *out = 0;
+    else return -1;
+    return 0;
+}
+
+static void h_transcribe(http_req *r, void *app)
+{
+    worker *w = app;
+    struct upload *u = http_ctx(r);
+    const char *id = http_query(r, "job_id");
+    if (!worker_job_id_ok(id)) {
+        http_reply_error(r, 400, "missing or invalid job_id (1-64 of A-Z a-z 0-9 . _ -)");
+        return;
+    }
+    pthread_mutex_lock(&w->mu);
+    wjob *known = find_job(w, id);
+    if (known) {
+        json_t *j = job_json(known);
+        pthread_mutex_unlock(&w->mu);
+        http_reply_json(r, 200, j);
+        return;
+    }
+    pthread_mutex_unlock(&w->mu);
+
+    engine_opts o = {0};
+    const char *lang = http_query(r, "language"), *prompt = http_query(r, "prompt");
+    const char *temp = http_query(r, "temperature"), *beam = http_query(r, "beam_size");
+    if (lang && (strlen(lang) > 16 || strspn(lang, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_") != strlen(lang))) {
+        http_reply_error(r, 400, "invalid language");
+        return;
+    }
+    if (prompt && strlen(prompt) > 4096) {
+        http_reply_error(r, 400, "prompt too long (limit 4096 bytes)");
+        return;
+    }
+    if (temp && *temp && (parse_double(temp, &o.temperature) != 0 || !(o.temperature >= 0) ||
+                          o.temperature > 1)) {
+        http_reply_error(r, 400, "temperature must be a number from 0 to 1");
+        return;
+    }
+    long bs = 0;
+    if (beam && *beam && (parse_long(beam, &bs) != 0 || bs < 0 || bs > 16)) {
+        http_reply_error(r, 400, "beam_size must be an integer from 0 to 16");
+        return;
+    }
+    o.beam_size = (int)bs;
+    if (query_bool(http_query(r, "word_timestamps"), &o.word_timestamps) != 0 ||
+        query_bool(http_query(r, "translate"), &o.translate) != 0) {
+        http_reply_error(r, 400, "word_timestamps and translate take 0 or 1");
+        return;
+    }
+    if (!u || u->n == 0) {
+        http_reply_error(r, 400, "empty body: send the audio as a 16 kHz mono 16-bit PCM WAV");
+        return;
+    }
+    if (u->n < sizeof u->head) {
+        http_reply_error(r, 415, "body is not a WAV file (expected RIFF/WAVE, 16 kHz mono 16-bit PCM)");
+        return;
+    }
+    char err[256];
+    size_t data_off = 0, nsamples = 0;
+    if (wav_locate(u->fd, &data_off, &nsamples, err, sizeof err) != 0) {
+        http_reply_error(r, 415, "%s", err);
+        return;
+    }
+    close(u->fd);
+    u->fd = -1;
+
+    pthread_mutex_lock(&w->mu);
+    known = find_job(w, id); /* a concurrent POST of the same id may have won */
+    if (known) {
+        json_t *j = job_json(known);
+        pthread_mutex_unlock(&w->mu);
+        http_reply_json(r, 200, j);
+        return;
+    }
+    if (w->nqueued >= w->max_queue) {
+        pthread_mutex_unlock(&w->mu);
+        http_reply_error(r, 503, "worker queue is full (%d jobs waiting); retry later", w->max_queue);
+        return;
+    }
+    wjob *j = xcalloc(1, sizeof *j);
+    snprintf(j->id, sizeof j->id, "%s", id);
+    j->wav_path = xasprintf("%s/job-%s.wav", w->work_dir, id);
+    j->result_path = xasprintf("%s/job-%s.json", w->work_dir, id);
+    if (rename(u->tmp, j->wav_path) != 0) {
+        int e = errno;
+        pthread_mutex_unlock(&w->mu);
+        job_free(j);
+        http_reply_error(r, 500, "cannot store the upload: %s", strerror(e));
+        return;
+    }
+    SAFE_FREE(u->tmp);
+    j->data_off = data_off;
+    j->nsamples = nsamples;
+    j->language = lang && *lang ? xstrdup(lang) : NULL;
+    j->prompt = prompt && *prompt ? xstrdup(prompt) : NULL;
+    o.language = j->language;
+    o.prompt = j->prompt;
+    j->opts = o;
+    j->state = WS_QUEUED;
+    if (w->tail) w->tail->next = j;
+    else w->jobs = j;
+    w->tail = j;
+    w->nqueued++;
+    pthread_cond_broadcast(&w->cv);
+    json_t *body = job_json(j);
+    pthread_mutex_unlock(&w->mu);
+    LOG_I("worker", "job %s accepted: %.1f s of audio", id, (double)nsamples / AUDIO_RATE);
+    http_reply_json(r, 202, body);
+}
+
+static void h_job(http_req *r, void *app)
+{
+    worker *w = app;
+    const char *id = http_param(r, "id");
+    pthread_mutex_lock(&w->mu);
+    wjob *j = find_job(w, id);
+    json_t *body = j ? job_json(j) : NULL;
+    pthread_mutex_unlock(&w->mu);
+    if (!body) http_reply_error(r, 404, "unknown job: %s", id);
+    else http_reply_json(r, 200, body);
+}
+
+static void h_result(http_req *r, void *app)
+{
+    worker *w = app;
+    const char *id = http_param(r, "id");
+    pthread_mutex_lock(&w->mu);
+    wjob *j = find_job(w, id);
+    int fd = -1, status = 0;
+    char msg[600] = "";
+    if (!j) {
+        status = 404;
+        snprintf(msg, sizeof msg, "unknown job: %s", id);
+    } else if (j->deleted) {
+        status = 404;
+        snprintf(msg, sizeof msg, "the result of job %s was deleted", id);
+    } else if (j->state != WS_DONE) {
+        status = 409;
+        snprintf(msg, sizeof msg, "job %s is %s%s%s", id, state_name(j->state),
+                 j->error ? ": " : "", j->error ? j->error : "");
+    } else {
+        fd = open(j->result_path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            status = 500;
+            snprintf(msg, sizeof msg, "cannot read the result: %s", strerror(errno));
+        }
+    }
+    pthread_mutex_unlock(&w->mu);
+    if (status) {
+        http_reply_error(r, status, "%s", msg);
+        return;
+    }
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        close(fd);
+        http_reply_error(r, 500, "cannot read the result");
+        return;
+    }
+    http_reply_fd(r, 200, "application/json", fd, (size_t)sb.st_size);
+}
+
+static void h_delete(http_req *r, void *app)
+{
+    worker *w = app;
+    const char *id = http_param(r, "id");
+    pthread_mutex_lock(&w->mu);
+    wjob *j = find_job(w, id);
+    if (!j) {
+        pthread_mutex_unlock(&w->mu);
+        http_reply_error(r, 404, "unknown job: %s", id);
+        return;
+    }
+    if (j->state == WS_QUEUED) {
+        j->state = WS_CANCELLED;
+        j->error = xstrdup("cancelled");
+        j->finished = now_mono();
+        w->nqueued--;
+        LOG_I("worker", "job %s cancelled before it started", id);
+    } else if (j->state == WS_RUNNING) {
+        j->cancel = 1; /* the job thread stops at the engine's next progress callback */
+        j->state = WS_CANCELLED;
+        LOG_I("worker", "job %s cancelled while running", id);
+    }
+    job_delete_files(j);
+    json_t *body = json_pack("{s:s,s:s,s:b}", "job_id", j->id, "state", state_name(j->state),
+                             "deleted", 1);
+    pthread_mutex_unlock(&w->mu);
+    http_reply_json(r, 200, body);
+}
+
+static const http_route worker_routes[] = {
+    {"GET", "/health", h_health, 0, NULL, "worker", "worker status", NULL},
+    {"POST", "/transcribe", h_transcribe, HTTP_ROUTE_STREAM, body_chunk, "worker",
+     "submit a 16 kHz mono WAV for transcription", NULL},
+    {"GET", "/jobs/{id}", h_job, 0, NULL, "worker", "job state and progress", NULL},
+    {"GET", "/jobs/{id}/result", h_result, 0, NULL, "worker", "the finished transcript", NULL},
+    {"DELETE", "/jobs/{id}", h_delete, 0, NULL, "worker", "cancel a job and delete its files",
+     NULL},
+};
+
+/* ---- lifecycle ------------------------------------------------------------------------------- */
+
+worker *worker_start(const worker_config *cfg, char *err, size_t errlen)
+{
+    const char *host = cfg->host ? cfg->host : "127.0.0.1";
+    if (!config_host_is_loopback(host)) {
+        snprintf(err, errlen, "refusing to listen on %s: the worker has no authentication and "
+                 "only listens on loopback (127.0.0.1 or ::1); the controller reaches it "
+                 "through an SSH tunnel", host);
+        return NULL;
+    }
+    worker *w = xcalloc(1, sizeof *w);
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+    w->host = xstrdup(host);
+    w->max_body = cfg->max_body ? cfg->max_body : DEFAULT_MAX_BODY;
+    w->max_queue = cfg->max_queue > 0 ? cfg->max_queue : DEFAULT_MAX_QUEUE;
+    w->ttl_s = cfg->result_ttl_s > 0 ? cfg->result_ttl_s : DEFAULT_TTL_S;
+    w->version = xstrdup(cfg->version ? cfg->version : "dev");
+    if (cfg->work_dir && *cfg->work_dir) {
+        if (mkdir_p(cfg->work_dir, 0700) != 0) {
+            snprintf(err, errlen, "cannot create the work directory %s: %s", cfg->work_dir,
+                     strerror(errno));
+            goto fail;
+        }
+        w->work_dir = xstrdup(cfg->work_dir);
+    } else {
+        const char *tmp = getenv("TMPDIR");
+        char *tpl = xasprintf("%s/gpuscribe-worker-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+        if (!mkdtemp(tpl)) {
+            snprintf(err, errlen, "cannot create a work directory in %s: %s",
+                     tmp && *tmp ? tmp : "/tmp", strerror(errno));
+            free(tpl);
+            goto fail;
+        }
+        w->work_dir = tpl;
+        w->own_work_dir = 1;
+    }
+    w->eng = engine_open(cfg->engine ? cfg->engine : "auto", cfg->model, err, errlen);
+    if (!w->eng) goto fail;
+    gpu_probe(&w->gpu);
+    if (pthread_create(&w->thr, NULL, job_thread, w) != 0) {
+        snprintf(err, errlen, "cannot start the job thread");
+        goto fail;
+    }
+    w->thr_started = 1;
+    http_config hc = {.host = host, .port = cfg->port, .threads = 4, .version = w->version};
+    w->http = http_server_start(&hc, worker_routes, ARRAY_LEN(worker_routes), w, err, errlen);
+    if (!w->http) goto fail;
+    return w;
+fail:
+    worker_stop(w);
+    return NULL;
+}
+
+int worker_port(const worker *w) { return http_server_port(w->http); }
+const char *worker_engine_name(const worker *w) { return engine_name(w->eng); }
+
+void worker_stop(worker *w)
+{
+    if (!w) return;
+    http_server_stop(w->http); /* no handler runs after this */
+    w->http = NULL;
+    if (w->thr_started) {
+        pthread_mutex_lock(&w->mu);
+        w->stopping = 1;
+        pthread_cond_broadcast(&w->cv);
+        pthread_mutex_unlock(&w->mu);
+        pthread_join(w->thr, NULL);
+    }
+    while (w->jobs) {
+        wjob *j = w->jobs;
+        w->jobs = j->next;
+        job_delete_files(j);
+        job_free(j);
+    }
+    engine_close(w->eng);
+    if (w->own_work_dir && w->work_dir && rmdir(w->work_dir) != 0)
+        LOG_W("worker", "cannot remove %s: %s", w->work_dir, strerror(errno));
+    free(w->work_dir);
+    free(w->host);
+    free(w->version);
+    pthread_cond_destroy(&w->cv);
+    pthread_mutex_destroy(&w->mu);
+    free(w);
+}

@@ -1,0 +1,68 @@
+/* worker: the HTTP API that runs beside the engine on a GPU instance (or locally), reached by
+ * the controller through an SSH tunnel. It listens on loopback only and has no
+ * authentication of its own: the tunnel is the access control (worker_start refuses any
+ * non-loopback host).
+ *
+ * One engine, loaded once at start; one job runs at a time on the worker's own thread, the
+ * others wait in a bounded FIFO queue (503 when full). Routes (errors are {"error": "..."}):
+ *
+ *   GET    /health              {"status":"ok","engine","model","gpu","gpu_name","busy",
+ *                                "version","jobs_done","queued","max_queue"}
+ *   POST   /transcribe?job_id=ID[&language=en][&prompt=...][&temperature=0..1]
+ *                              [&word_timestamps=0|1][&translate=0|1][&beam_size=N]
+ *          body: a RIFF/WAVE file, PCM 16-bit mono 16 kHz (streamed to the work dir,
+ *          capped at max_body bytes: 413; not WAV or another format: 415; empty: 400).
+ *          202 {"job_id","state":"queued"|"running",...} for a new job; for a job_id the
+ *          worker already knows: 200 with that job's current state (the body is discarded,
+ *          the job never runs twice). job_id: 1-64 of [A-Za-z0-9._-], not starting with '.'.
+ *   GET    /jobs/{id}           {"job_id","state","progress":0..1,"error":null|"...",
+ *                                "audio_seconds","elapsed_seconds","deleted":bool}
+ *          state: queued | running | done | failed | cancelled
+ *   GET    /jobs/{id}/result    200 the transcript in transcript_to_json_store form when done;
+ *                               409 while queued/running or when failed/cancelled; 404 once
+ *                               deleted or unknown
+ *   DELETE /jobs/{id}           cancels a queued/running job (the engine stops at its next
+ *                               progress callback) and deletes the job's audio and result;
+ *                               200 {"job_id","state","deleted":true}. Idempotent.
+ *
+ * The audio file is deleted as soon as its job ends; the result file when the job is DELETEd
+ * or result_ttl_s after the job ended, whichever comes first. A job's record (for the
+ * idempotent POST and GET /jobs/{id}) is forgotten result_ttl_s after it ended.
+ *
+ * Threads: handlers run on the HTTP pool; the engine runs on one job thread; all job state
+ * is guarded by one mutex. worker_stop cancels the running job, joins everything, deletes
+ * every file the worker made (and the work dir when the worker created it).
+ */
+#ifndef GS_WORKER_H
+#define GS_WORKER_H
+
+#include <stddef.h>
+
+typedef struct worker worker;
+
+typedef struct worker_config {
+    const char *host;        /* must be loopback (127.0.0.0/8, ::1, localhost) */
+    int port;                /* 0 = ephemeral */
+    const char *engine;      /* "auto" | "sphinx" | "whisper" (NULL = auto) */
+    const char *model;       /* engine model (NULL = the engine's default) */
+    const char *work_dir;    /* NULL = a fresh directory under $TMPDIR, removed at stop */
+    size_t max_body;         /* largest accepted WAV in bytes (0 = 2 GiB) */
+    int max_queue;           /* jobs waiting behind the running one (0 = 16) */
+    double result_ttl_s;     /* keep finished results/records this long (0 = 30 min) */
+    const char *version;     /* reported by /health */
+} worker_config;
+
+/* Open the engine, create the work dir, start the job thread and the HTTP server.
+ * NULL with err set on failure ("refusing to listen on ...: the worker only listens on
+ * loopback", engine errors, bind errors). */
+worker *worker_start(const worker_config *cfg, char *err, size_t errlen);
+int worker_port(const worker *w);
+const char *worker_engine_name(const worker *w);
+/* Cancel the running job, stop serving, join threads, delete the worker's files, free.
+ * NULL is fine. */
+void worker_stop(worker *w);
+
+/* Job ids the worker accepts (also used by the client before sending). */
+int worker_job_id_ok(const char *id);
+
+#endif

@@ -1,0 +1,39 @@
+/* worker_client: the controller's side of the worker API (worker.h), over libcurl. The
+ * base_url is the worker's root, e.g. "http://127.0.0.1:8765" (the local end of an SSH
+ * tunnel); no trailing slash needed.
+ *
+ * worker_client_transcribe uploads the WAV (16 kHz mono 16-bit PCM) as job job_id, polls
+ * GET /jobs/{id} every ~200 ms, reports the worker's progress (0..1, nondecreasing) to
+ * progress(ud, f) when given, fetches /jobs/{id}/result and DELETEs the job on the worker
+ * (its audio and result go away). When progress returns nonzero the remote job is cancelled
+ * (DELETE) and the call fails with "cancelled". Posting a job_id the worker already knows
+ * resumes that job (the worker never runs it twice), so a caller may retry the whole call
+ * with the same job_id after a dropped tunnel. Polling survives up to 30 s of consecutive
+ * connection failures (a tunnel reconnecting) before giving up.
+ *
+ * Errors (lowercase, never containing secrets): "cannot reach the worker at URL: <reason>",
+ * "worker refused the job (HTTP 415): <worker's message>", "worker job failed: <message>",
+ * "cancelled", "the worker lost job ID (restarted?)", "bad result from the worker: ...".
+ *
+ * Timeouts: connect 10 s; each request aborts below 1 byte/s for 60 s; polls 10 s each.
+ * Thread-safe: every call uses its own curl handle (curl_global_init must have run once,
+ * before threads start; main does it).
+ */
+#ifndef GS_WORKER_CLIENT_H
+#define GS_WORKER_CLIENT_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "engine/engine.h"
+#include "transcript/transcript.h"
+
+transcript *worker_client_transcribe(const char *base_url, const char *job_id,
+                                     const char *wav_path, const engine_opts *o,
+                                     int (*progress)(void *ud, double f), void *ud, char *err,
+                                     size_t errlen);
+
+/* GET /health: 0 and the parsed object in *out (caller decrefs), or -1 with err. */
+int worker_client_health(const char *base_url, json_t **out, char *err, size_t errlen);
+
+#endif
