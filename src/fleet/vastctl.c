@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -688,4 +689,59 @@ void vastctl_destroy(vastctl *v, long long id, vastctl_result *res)
     store_event_add(v->st, "instance.destroyed", ids, NULL);
     LOG_I("vast", "instance %s destroyed", ids);
     res_set(res, 200, "", "Instance %lld destroyed", id);
+}
+
+/* ---- JSON views shared by the API and the CLI */
+
+/* x rounded to 1/scale, dividing last so that it prints short (16.4, not 16.400000000000002) */
+static double round_to(double x, double scale) { return round(x * scale) / scale; }
+/* Vast's gpu_ram is MiB; the client reports MB/1000. Whole GiB is what people call it. */
+static json_int_t gib(double gb) { return (json_int_t)llround(gb * 1000.0 / 1024.0); }
+static json_t *str_or_null(const char *s) { return s && *s ? json_string(s) : json_null(); }
+
+json_t *vastctl_offer_json(const vast_offer *o)
+{
+    json_t *j = json_object();
+    json_object_set_new(j, "id", json_integer(o->id));
+    json_object_set_new(j, "gpu_name", json_string(o->gpu_name));
+    json_object_set_new(j, "num_gpus", json_integer(o->num_gpus));
+    json_object_set_new(j, "gpu_ram", json_integer(gib(o->gpu_ram_gb)));
+    json_object_set_new(j, "gpu_total_ram", json_integer(gib(o->gpu_total_ram_gb)));
+    json_object_set_new(j, "dph_total", json_real(round_to(o->dph_total, 1e4)));
+    json_object_set_new(j, "dph_base", json_real(round_to(o->dph_base, 1e4)));
+    json_object_set_new(j, "storage_total_cost", json_real(round_to(o->storage_total_cost, 1e4)));
+    json_object_set_new(j, "min_bid", json_real(round_to(o->min_bid, 1e4)));
+    json_object_set_new(j, "reliability2", json_real(round_to(o->reliability2, 1e4)));
+    json_object_set_new(j, "disk_space", json_real(round_to(o->disk_space_gb, 10)));
+    json_object_set_new(j, "inet_down", json_real(round_to(o->inet_down, 10)));
+    json_object_set_new(j, "inet_up", json_real(round_to(o->inet_up, 10)));
+    json_object_set_new(j, "cuda_max_good", json_real(o->cuda_max_good));
+    json_object_set_new(j, "cpu_ram", json_real(round_to(o->cpu_ram_gb, 10)));
+    json_object_set_new(j, "cpu_cores_effective", json_real(round_to(o->cpu_cores_effective, 10)));
+    json_object_set_new(j, "direct_port_count", json_integer(o->direct_port_count));
+    json_object_set_new(j, "dlperf", json_real(round_to(o->dlperf, 100)));
+    json_object_set_new(j, "score", json_real(round_to(o->score, 100)));
+    json_object_set_new(j, "geolocation", json_string(o->geolocation));
+    json_object_set_new(j, "verified", json_boolean(o->verified));
+    json_object_set_new(j, "machine_id", json_integer(o->machine_id));
+    return j;
+}
+
+json_t *vastctl_instance_json(const vast_instance *in)
+{
+    json_t *j = json_object();
+    json_object_set_new(j, "id", json_integer(in->id));
+    json_object_set_new(j, "label", str_or_null(in->label));
+    json_object_set_new(j, "actual_status", str_or_null(in->actual_status));
+    json_object_set_new(j, "intended_status", str_or_null(in->intended_status));
+    json_object_set_new(j, "status_msg", str_or_null(in->status_msg));
+    json_object_set_new(j, "gpu_name", str_or_null(in->gpu_name));
+    json_object_set_new(j, "num_gpus", json_integer(in->num_gpus));
+    json_object_set_new(j, "gpu_ram", json_integer(gib(in->gpu_ram_gb)));
+    json_object_set_new(j, "dph_total", json_real(round_to(in->dph_total, 1e4)));
+    json_object_set_new(j, "ssh_host", str_or_null(in->ssh_host));
+    json_object_set_new(j, "ssh_port", in->ssh_port ? json_integer(in->ssh_port) : json_null());
+    json_object_set_new(j, "geolocation", str_or_null(in->geolocation));
+    json_object_set_new(j, "created_at", in->start_date > 0 ? json_real(in->start_date) : json_null());
+    return j;
 }

@@ -88,4 +88,12 @@ void vastctl_describe(const vast_error *err, char *out, size_t outlen);
 vast_client *vastctl_client_from_config(const config *cfg, char *err, size_t errlen);
 void vastctl_create_params(const config *cfg, const char *label, vast_create *out);
 
+/* JSON views (new references) shared by the API and the CLI: an offer {id, gpu_name,
+ * num_gpus, gpu_ram (GiB), dph_total ($/h), reliability2, disk_space, inet_down, inet_up,
+ * cuda_max_good, geolocation, ...}; an instance {id, label, actual_status, intended_status,
+ * status_msg, gpu_name, num_gpus, gpu_ram, dph_total, ssh_host, ssh_port, geolocation,
+ * created_at}. */
+json_t *vastctl_offer_json(const vast_offer *o);
+json_t *vastctl_instance_json(const vast_instance *in);
+
 #endif
