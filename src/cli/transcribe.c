@@ -82,7 +82,7 @@ static int engine_progress(void *ud, double f)
 
 /* ---- output */
 
-static int emit(const char *out_path, const char *data, size_t len)
+static int emit_raw(const char *out_path, const char *data, size_t len)
 {
     if (!out_path || strcmp(out_path, "-") == 0) {
         if (fwrite(data, 1, len, stdout) != len || fflush(stdout) != 0) {
@@ -96,6 +96,20 @@ static int emit(const char *out_path, const char *data, size_t len)
         return 1;
     }
     return 0;
+}
+
+static int emit(const char *out_path, const char *data, size_t len)
+{
+    char *owned = NULL;
+    if (len && data[len - 1] != '\n') { /* JSON bodies: end with a newline like text files */
+        owned = xmalloc(len + 1);
+        memcpy(owned, data, len);
+        owned[len++] = '\n';
+        data = owned;
+    }
+    int rc = emit_raw(out_path, data, len);
+    free(owned);
+    return rc;
 }
 
 /* ---- local */
