@@ -222,19 +222,13 @@ upload *upload_finish(http_req *r, void *appv, int openai_style)
         u->fd = -1;
     }
     char err[256];
-    audio_pcm pcm = {0};
-    double max_s = 24.0 * 3600;
-    if (audio_decode_file(u->path, max_s, &pcm, err, sizeof err) != 0) {
-        api_error(r, openai_style, 400, "file", "invalid audio file '%s': %s", upload_filename(u), err);
-        return NULL;
-    }
-    u->duration = (double)pcm.nsamples / pcm.rate;
     char *wav = xasprintf("%s/audio.wav", u->dir);
-    int rc = audio_write_wav(wav, &pcm);
-    audio_pcm_release(&pcm);
+    int rc = audio_decode_to_wav(u->path, wav, AUDIO_HARD_LIMIT_S, &u->duration, err, sizeof err);
     free(wav);
     if (rc != 0) {
-        api_error(r, openai_style, 500, NULL, "cannot store the decoded audio: %s", strerror(errno));
+        int io = str_starts(err, "cannot write");
+        api_error(r, openai_style, io ? 500 : 400, io ? NULL : "file", "%s%s%s%s",
+                  io ? "" : "invalid audio file '", io ? "" : upload_filename(u), io ? "" : "': ", err);
         return NULL;
     }
     return u;

@@ -93,7 +93,28 @@ struct dec {
 struct out {
     int16_t *s;
     size_t n, cap, max;
+    FILE *sink;        /* when set, samples are written out as they come (bounded memory) */
+    size_t flushed;    /* samples already written to sink */
+    int io_err;
 };
+
+#define SINK_CHUNK ((size_t)AUDIO_RATE * 4)
+
+static int out_flush(struct out *o)
+{
+    if (!o->sink || o->n == 0) return 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (fwrite(o->s, 2, o->n, o->sink) != o->n) { o->io_err = errno ? errno : EIO; return -1; }
+#else
+    for (size_t i = 0; i < o->n; i++) {
+        unsigned char b[2] = {(unsigned char)(o->s[i] & 0xff), (unsigned char)((uint16_t)o->s[i] >> 8)};
+        if (fwrite(b, 1, 2, o->sink) != 2) { o->io_err = errno ? errno : EIO; return -1; }
+    }
+#endif
+    o->flushed += o->n;
+    o->n = 0;
+    return 0;
+}
 
 static int io_read(void *opaque, uint8_t *buf, int n)
 {
@@ -310,6 +331,8 @@ int audio_probe(const char *path, audio_info *info, char *err, size_t errlen)
 static int out_reserve(struct out *o, size_t extra)
 {
     if (o->n + extra <= o->cap) return 0;
+    if (o->sink && o->n && out_flush(o) != 0) return -1;
+    if (o->n + extra <= o->cap) return 0;
     size_t cap = o->cap ? o->cap * 2 : AUDIO_RATE;
     if (cap < o->n + extra) cap = o->n + extra;
     int16_t *s = realloc(o->s, cap * sizeof *s);
@@ -341,7 +364,7 @@ static int resample(struct dec *d, struct out *o, const uint8_t **data, int nin,
             return -1;
         }
         o->n += (size_t)got;
-        if (o->n > o->max) {
+        if (o->flushed + o->n > o->max) {
             set_err(err, errlen, "audio is longer than the limit of %.0f s",
                     (double)o->max / AUDIO_RATE - LIMIT_SLACK_S);
             return -1;
@@ -434,7 +457,7 @@ static int decode_all(struct dec *d, double max_s, struct out *o, char *err, siz
     }
     o->max = (size_t)((max_s + LIMIT_SLACK_S) * AUDIO_RATE);
     double guess = dur > 0 ? (dur < max_s ? dur : max_s) + 1.0 : 60.0;
-    if (out_reserve(o, (size_t)(guess * AUDIO_RATE)) != 0) {
+    if (out_reserve(o, o->sink ? SINK_CHUNK : (size_t)(guess * AUDIO_RATE)) != 0) {
         set_err(err, errlen, "out of memory");
         return -1;
     }
@@ -487,7 +510,7 @@ static int decode_all(struct dec *d, double max_s, struct out *o, char *err, siz
         if (fail) return -1;
     }
     if (read_failed(d, err, errlen)) return -1;
-    if (demux_err && o->n == 0) {
+    if (demux_err && o->flushed + o->n == 0) {
         set_err(err, errlen, "truncated or corrupt audio: no audio could be decoded");
         return -1;
     }
@@ -500,11 +523,15 @@ static int decode_all(struct dec *d, double max_s, struct out *o, char *err, siz
     if (avcodec_send_packet(d->cc, NULL) >= 0 && drain(d, o, err, errlen) != 0) return -1;
     if (d->swr && resample(d, o, NULL, 0, err, errlen) != 0) return -1;
 
-    if (o->n == 0) {
+    if (out_flush(o) != 0) {
+        set_err(err, errlen, "cannot write the decoded audio: %s", strerror(o->io_err));
+        return -1;
+    }
+    if (o->flushed + o->n == 0) {
         set_err(err, errlen, "truncated or corrupt audio: no audio could be decoded");
         return -1;
     }
-    double got = (double)o->n / AUDIO_RATE;
+    double got = (double)(o->flushed + o->n) / AUDIO_RATE;
     if (dur > 0 && !estimated && got < TRUNC_FRACTION * dur - 0.5) {
         set_err(err, errlen, "truncated or corrupt audio: decoded %.1f s of the declared %.1f s",
                 got, dur);
@@ -551,6 +578,8 @@ void audio_pcm_release(audio_pcm *p)
 
 /* ---- WAV writer */
 
+static void wav_header(unsigned char h[44], uint32_t data_bytes, uint32_t rate);
+
 static void put_le16(unsigned char *p, uint16_t v)
 {
     p[0] = (unsigned char)(v & 0xff);
@@ -572,20 +601,8 @@ int audio_write_wav(const char *path, const audio_pcm *p)
         errno = EFBIG;
         return -1;
     }
-    uint32_t data_bytes = (uint32_t)(p->nsamples * 2);
     unsigned char h[44];
-    memcpy(h, "RIFF", 4);
-    put_le32(h + 4, 36 + data_bytes);
-    memcpy(h + 8, "WAVEfmt ", 8);
-    put_le32(h + 16, 16);                    /* fmt chunk size */
-    put_le16(h + 20, 1);                     /* PCM */
-    put_le16(h + 22, 1);                     /* mono */
-    put_le32(h + 24, (uint32_t)p->rate);
-    put_le32(h + 28, (uint32_t)p->rate * 2); /* byte rate */
-    put_le16(h + 32, 2);                     /* block align */
-    put_le16(h + 34, 16);                    /* bits per sample */
-    memcpy(h + 36, "data", 4);
-    put_le32(h + 40, data_bytes);
+    wav_header(h, (uint32_t)(p->nsamples * 2), (uint32_t)p->rate);
 
     char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
     FILE *f = fopen(tmp, "wbx");
@@ -622,4 +639,69 @@ int audio_write_wav(const char *path, const audio_pcm *p)
     }
     free(tmp);
     return 0;
+}
+
+static void wav_header(unsigned char h[44], uint32_t data_bytes, uint32_t rate)
+{
+    memcpy(h, "RIFF", 4);
+    put_le32(h + 4, 36 + data_bytes);
+    memcpy(h + 8, "WAVEfmt ", 8);
+    put_le32(h + 16, 16);       /* fmt chunk size */
+    put_le16(h + 20, 1);        /* PCM */
+    put_le16(h + 22, 1);        /* mono */
+    put_le32(h + 24, rate);
+    put_le32(h + 28, rate * 2); /* byte rate */
+    put_le16(h + 32, 2);        /* block align */
+    put_le16(h + 34, 16);       /* bits per sample */
+    memcpy(h + 36, "data", 4);
+    put_le32(h + 40, data_bytes);
+}
+
+int audio_decode_to_wav(const char *path, const char *wav_path, double max_duration_s,
+                        double *duration_out, char *err, size_t errlen)
+{
+    if (!(max_duration_s > 0) || max_duration_s > AUDIO_HARD_LIMIT_S)
+        max_duration_s = AUDIO_HARD_LIMIT_S;
+    if (max_duration_s > (double)(UINT32_MAX - 36) / 2 / AUDIO_RATE)
+        max_duration_s = (double)(UINT32_MAX - 36) / 2 / AUDIO_RATE;
+    char *tmp = xasprintf("%s.tmp.%ld", wav_path, (long)getpid());
+    struct out o = {0};
+    o.sink = fopen(tmp, "wbx");
+    if (!o.sink) {
+        set_err(err, errlen, "cannot write '%s': %s", wav_path, strerror(errno));
+        free(tmp);
+        return -1;
+    }
+    unsigned char h[44];
+    wav_header(h, 0, AUDIO_RATE);
+    int r = fwrite(h, 1, sizeof h, o.sink) == sizeof h ? 0 : -1;
+    if (r == 0) {
+        struct dec d;
+        r = dec_open(&d, path, err, errlen); /* dec_close is due even when it fails */
+        if (r == 0) r = decode_all(&d, max_duration_s, &o, err, errlen);
+        dec_close(&d);
+    } else {
+        set_err(err, errlen, "cannot write '%s': %s", wav_path, strerror(errno));
+    }
+    size_t total = o.flushed + o.n;
+    if (r == 0) {
+        wav_header(h, (uint32_t)(total * 2), AUDIO_RATE);
+        if (fseek(o.sink, 0, SEEK_SET) != 0 || fwrite(h, 1, sizeof h, o.sink) != sizeof h) {
+            set_err(err, errlen, "cannot write '%s': %s", wav_path, strerror(errno));
+            r = -1;
+        }
+    }
+    if (fclose(o.sink) != 0 && r == 0) {
+        set_err(err, errlen, "cannot write '%s': %s", wav_path, strerror(errno));
+        r = -1;
+    }
+    if (r == 0 && rename(tmp, wav_path) != 0) {
+        set_err(err, errlen, "cannot write '%s': %s", wav_path, strerror(errno));
+        r = -1;
+    }
+    if (r != 0) unlink(tmp);
+    else if (duration_out) *duration_out = (double)total / AUDIO_RATE;
+    free(o.s);
+    free(tmp);
+    return r;
 }

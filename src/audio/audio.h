@@ -60,6 +60,11 @@ int audio_decode_file(const char *path, double max_duration_s, audio_pcm *out, c
                       size_t errlen);
 
 void audio_pcm_release(audio_pcm *p);
+/* Decode like audio_decode_file, but stream the 16 kHz mono s16 samples into a WAV file at
+ * wav_path (written atomically) instead of memory: memory stays bounded whatever the length.
+ * *duration_out (optional) receives the decoded duration in seconds. */
+int audio_decode_to_wav(const char *path, const char *wav_path, double max_duration_s,
+                        double *duration_out, char *err, size_t errlen);
 
 /* Write pcm as a canonical 44-byte-header RIFF/WAVE file, 16-bit mono at p->rate. Writes to a
  * temporary file beside path and renames it into place. 0 on success, -1 with errno set

@@ -449,3 +449,33 @@ TEST(audio_ffmpeg_log_is_quiet_and_routed)
     free(text);
     LEAK_CHECK();
 }
+
+/* Streaming decode to a WAV file gives exactly the samples of the in-memory decode, and a
+ * refused input leaves no file behind. */
+TEST(audio_decode_to_wav_matches_memory_decode)
+{
+    ASSERT_EQ(system("espeak-ng -v en-us -s 170 -w sp.wav 'streaming decode to a file keeps memory flat' "
+                     "&& ffmpeg -loglevel error -y -i sp.wav -ac 2 -ar 44100 -c:a libmp3lame sp.mp3"), 0);
+    char err[256];
+    audio_pcm mem = {0}, back = {0};
+    ASSERT_EQ(audio_decode_file("sp.mp3", 0, &mem, err, sizeof err), 0);
+    double dur = 0;
+    ASSERT_EQ(audio_decode_to_wav("sp.mp3", "out.wav", 0, &dur, err, sizeof err), 0);
+    ASSERT_NEAR(dur, (double)mem.nsamples / 16000, 1e-9);
+    ASSERT_EQ(audio_decode_file("out.wav", 0, &back, err, sizeof err), 0);
+    ASSERT_EQ(back.nsamples, mem.nsamples);
+    ASSERT_EQ(memcmp(back.samples, mem.samples, mem.nsamples * 2), 0);
+    audio_pcm_release(&mem);
+    audio_pcm_release(&back);
+    FILE *f = fopen("junk.bin", "w");
+    fputs("this is not audio at all, not even close", f);
+    fclose(f);
+    ASSERT_EQ(audio_decode_to_wav("junk.bin", "bad.wav", 0, NULL, err, sizeof err), -1);
+    ASSERT_CONTAINS(err, "unrecognised or corrupt");
+    ASSERT_EQ(access("bad.wav", F_OK), -1);
+    ASSERT_EQ(audio_decode_to_wav("sp.mp3", "long.wav", 1.0, NULL, err, sizeof err), -1);
+    ASSERT_CONTAINS(err, "limit");
+    ASSERT_EQ(access("long.wav", F_OK), -1);
+    ASSERT_EQ(audio_decode_to_wav("sp.mp3", "/nonexistent/dir/x.wav", 0, NULL, err, sizeof err), -1);
+    ASSERT_CONTAINS(err, "cannot write");
+}
