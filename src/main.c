@@ -117,6 +117,8 @@ static int cmd_serve(int argc, char **argv)
         .engine = config_str(cfg, CFG_ENGINE),
         .model = config_str(cfg, CFG_WHISPER_MODEL),
         .gpu_only = config_bool(cfg, CFG_GPU_ONLY),
+        .openai_url = config_str(cfg, CFG_OPENAI_BASE_URL),
+        .openai_key = config_str(cfg, CFG_OPENAI_API_KEY),
     };
     a.jobs = jobs_new(a.st, a.bus, &jc, err, sizeof err);
     if (!a.jobs || jobs_start(a.jobs, err, sizeof err) != 0) {

@@ -1,4 +1,5 @@
 #include "jobs/jobs.h"
+#include "jobs/openai_backend.h"
 #include "audio/audio.h"
 #include "core/events.h"
 #include "core/log.h"
@@ -14,10 +15,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define MAX_WORKERS 16
 #define JOB_MAX_AUDIO_S (24.0 * 3600)
+#define OPENAI_MAX_BYTES (25LL * 1024 * 1024) /* OpenAI's upload cap */
 
 struct waiter {
     char *id;
@@ -39,6 +42,7 @@ struct jobs {
     char *data_dir;
     char *engine_name;
     char *model;
+    char *openai_url, *openai_key;
     int concurrency;
     int gpu_only;
     int max_attempts;
@@ -489,13 +493,22 @@ static void run_job(jobs *j, int slot, engine **eng, const char *id, const char 
     engine_opts eo;
     fill_opts(&eo, oj);
     double t0 = now_mono();
-    if (!*eng) {
+    char *dir = jobs_dir_for(j, id);
+    char *upload = xasprintf("%s/upload", dir);
+    struct stat sb;
+    const char *backend = "local";
+    const char *ename = NULL;
+    if (j->openai_key && j->openai_url && stat(upload, &sb) == 0 && sb.st_size <= OPENAI_MAX_BYTES) {
+        backend = "openai";
+        ename = "openai";
+        t = openai_transcribe(j->openai_url, j->openai_key, upload, &eo, err, sizeof err);
+        if (t) on_progress(&(struct run_ctx){.j = j, .lv = lv}, 1.0);
+    } else if (!*eng) {
         *eng = engine_open(j->engine_name, j->model, err, sizeof err);
         if (*eng) LOG_I("jobs", "engine %s ready (%s) in %.2f s", engine_name(*eng),
                         engine_model(*eng), now_mono() - t0);
     }
-    if (*eng) {
-        char *dir = jobs_dir_for(j, id);
+    if (!ename && *eng) {
         char *wav = xasprintf("%s/audio.wav", dir);
         audio_pcm pcm = {0};
         if (audio_decode_file(wav, JOB_MAX_AUDIO_S, &pcm, err, sizeof err) == 0) {
@@ -505,8 +518,9 @@ static void run_job(jobs *j, int slot, engine **eng, const char *id, const char 
             audio_pcm_release(&pcm);
         }
         free(wav);
-        free(dir);
     }
+    free(upload);
+    free(dir);
     json_decref(oj);
 
     pthread_mutex_lock(&j->lock);
@@ -515,19 +529,20 @@ static void run_job(jobs *j, int slot, engine **eng, const char *id, const char 
     lv->in_use = 0;
     pthread_mutex_unlock(&j->lock);
 
-    const char *ename = *eng ? engine_name(*eng) : j->engine_name;
+    if (!ename) ename = *eng ? engine_name(*eng) : j->engine_name;
     if (t) {
         char *js = transcript_to_json_store(t);
         exec_bind(j, "UPDATE jobs SET state='done', finished_at=?, progress=1, transcript=?, "
-                     "engine=?, backend='local', error=NULL WHERE id=? AND state='running'",
-                  "dsss", now_wall(), js, ename, id);
+                     "engine=?, backend=?, error=NULL WHERE id=? AND state='running'",
+                  "dssss", now_wall(), js, ename, backend, id);
         free(js);
         transcript_free(t);
-        LOG_I("jobs", "job %s done on the local %s engine in %.1f s", id, ename, now_mono() - t0);
+        LOG_I("jobs", "job %s done (%s backend, %s engine) in %.1f s", id, backend, ename,
+              now_mono() - t0);
     } else if (user_cancel) {
-        char *dir = jobs_dir_for(j, id);
-        remove_dir(dir);
-        free(dir);
+        char *jdir = jobs_dir_for(j, id);
+        remove_dir(jdir);
+        free(jdir);
         LOG_I("jobs", "job %s cancelled", id);
     } else if (stopping) {
         /* interrupted by shutdown: run it again at the next start */
@@ -537,8 +552,8 @@ static void run_job(jobs *j, int slot, engine **eng, const char *id, const char 
         return;
     } else {
         exec_bind(j, "UPDATE jobs SET state='failed', finished_at=?, error=?, engine=?, "
-                     "backend='local' WHERE id=? AND state='running'",
-                  "dsss", now_wall(), err[0] ? err : "transcription failed", ename, id);
+                     "backend=? WHERE id=? AND state='running'",
+                  "dssss", now_wall(), err[0] ? err : "transcription failed", ename, backend, id);
         LOG_W("jobs", "job %s failed: %s", id, err);
     }
     finished(j, id);
@@ -562,7 +577,7 @@ static void *dispatcher_main(void *arg)
         pthread_mutex_unlock(&j->lock);
         char *options = NULL, *id = NULL;
         double duration = 0;
-        if (!j->gpu_only) id = claim(j, &options, &duration);
+        if (!j->gpu_only) id = claim(j, &options, &duration); /* no GPU backend yet */
         if (!id) {
             pthread_mutex_lock(&j->lock);
             if (!j->stopping) {
@@ -592,6 +607,8 @@ jobs *jobs_new(store *st, events *bus, const jobs_config *cfg, char *err, size_t
     j->data_dir = xstrdup(cfg->data_dir);
     j->engine_name = xstrdup(cfg->engine ? cfg->engine : "auto");
     j->model = cfg->model ? xstrdup(cfg->model) : NULL;
+    j->openai_url = cfg->openai_url ? xstrdup(cfg->openai_url) : NULL;
+    j->openai_key = cfg->openai_key ? xstrdup(cfg->openai_key) : NULL;
     j->concurrency = cfg->concurrency < 1 ? 1 : cfg->concurrency > MAX_WORKERS ? MAX_WORKERS
                                                                                 : cfg->concurrency;
     j->gpu_only = cfg->gpu_only;
@@ -660,5 +677,7 @@ void jobs_free(jobs *j)
     free(j->data_dir);
     free(j->engine_name);
     free(j->model);
+    free(j->openai_url);
+    free(j->openai_key);
     free(j);
 }

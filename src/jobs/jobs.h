@@ -7,8 +7,9 @@
  * killed controller go back to `queued` (up to max_attempts runs in all, then `failed`).
  *
  * Dispatcher threads (concurrency) claim the oldest queued job and run it on a backend:
- * the local engine (pocketsphinx or whisper.cpp, opened once per thread) unless GPU_ONLY
- * forbids a CPU engine, in which case jobs wait, visibly, for a GPU. Progress and state
+ * the OpenAI API when a key is configured and the upload fits its 25 MB cap, else the local
+ * engine (pocketsphinx or whisper.cpp, opened once per thread); GPU_ONLY forbids both, and
+ * jobs then wait, visibly, for a GPU. Progress and state
  * changes are published on the event bus (job.created, job.progress, job.state). States:
  * queued -> running -> done | failed | cancelled. Cancelling a running job stops its engine
  * at the next progress callback. All functions are thread-safe.
@@ -33,6 +34,9 @@ typedef struct jobs_config {
     const char *model;        /* WHISPER_MODEL */
     int gpu_only;             /* never run on a CPU engine */
     int max_attempts;         /* runs per job before it fails (default 3) */
+    const char *openai_url;   /* OPENAI_BASE_URL */
+    const char *openai_key;   /* OPENAI_API_KEY: when set (and not gpu_only), jobs whose upload
+                                 fits OpenAI's 25 MB cap go to the OpenAI API, not the CPU */
 } jobs_config;
 
 jobs *jobs_new(struct store *st, struct events *bus, const jobs_config *cfg, char *err,
