@@ -17,6 +17,8 @@
 #define POLL_MIN_S 2.0
 #define POLL_MAX_S 30.0
 #define POLL_IDLE_S 3600.0
+#define VASTCTL_STALE_S 5.0
+#define BOOT_ATTEMPTS 3
 
 struct vastctl {
     config *cfg;
@@ -32,6 +34,7 @@ struct vastctl {
     bool cached_running;
     char last_note[400];       /* last state logged, to log each change once */
     bool poked, stopping;
+    double checked_at;         /* now_mono() of the last check's answer */
     pthread_t thread;
     bool thread_started;
 
@@ -259,6 +262,11 @@ bool vastctl_running_instance(vastctl *v, char *id, size_t idlen)
     pthread_mutex_lock(&v->lock);
     bool run = v->cached_running && v->cur_id[0] && strcmp(v->cached_id, v->cur_id) == 0;
     if (run) snprintf(id, idlen, "%s", v->cur_id);
+    /* lazily fresher than the timer: someone is looking, so re-check soon (never waits) */
+    if (v->cur_id[0] && !v->poked && now_mono() - v->checked_at > VASTCTL_STALE_S) {
+        v->poked = true;
+        pthread_cond_signal(&v->cond);
+    }
     pthread_mutex_unlock(&v->lock);
     return run;
 }
@@ -335,6 +343,7 @@ static double poll_once(vastctl *v, const char *id, double backoff)
     double next = backoff;
     pthread_mutex_lock(&v->lock);
     bool same = strcmp(v->cur_id, id) == 0;  /* a boot or destroy may have changed it */
+    v->checked_at = now_mono();
     if (!same) {
         pthread_mutex_unlock(&v->lock);
         if (rc == 0) vast_instance_clear(&in);
@@ -477,13 +486,61 @@ static void boot_ok(vastctl *v, vastctl_result *res, long long vast_id, long lon
              "Instance created. Setting up dependencies in background...");
 }
 
+/* Instances on the account carrying label: 1 found (*id = the first, *others counts the
+ * rest), 0 none, -1 cannot tell (e filled). */
+static int find_label(vastctl *v, const char *label, long long *id, int *others, vast_error *e)
+{
+    vast_instance_list l;
+    if (vast_list_instances(v->client, &l, e) != 0) return -1;
+    *id = 0;
+    *others = 0;
+    for (size_t i = 0; i < l.n; i++) {
+        if (strcmp(l.items[i].label, label) != 0) continue;
+        if (*id) (*others)++;
+        else *id = l.items[i].id;
+    }
+    vast_instance_list_free(&l);
+    return *id ? 1 : 0;
+}
+
+/* Destroys every instance labelled label except keep (a duplicate left by an unanswered
+ * create that Vast did carry out after all). */
+static void destroy_duplicates(vastctl *v, const char *label, long long keep)
+{
+    vast_instance_list l;
+    vast_error e;
+    if (vast_list_instances(v->client, &l, &e) != 0) return;
+    for (size_t i = 0; i < l.n; i++) {
+        if (strcmp(l.items[i].label, label) != 0 || l.items[i].id == keep) continue;
+        LOG_W("vast", "instance %lld duplicates %lld (label %s): destroying it", l.items[i].id,
+              keep, label);
+        if (vast_destroy_instance(v->client, l.items[i].id, &e) != 0)
+            LOG_E("vast", "cannot destroy duplicate instance %lld: %s; destroy it by hand",
+                  l.items[i].id, e.message);
+    }
+    vast_instance_list_free(&l);
+}
+
+static void adopt(vastctl *v, long long row, long long found, vastctl_result *res)
+{
+    char ids[32];
+    snprintf(ids, sizeof ids, "%lld", found);
+    LOG_I("vast", "boot #%lld: found instance %s created by an unanswered attempt; adopting it",
+          row, ids);
+    sql_run(v->st, "UPDATE instances SET vast_id=?, state='loading', stage='creating instance',"
+            " percent=10, error=NULL, updated_at=? WHERE id=?", "tdl", ids, now_wall(), row);
+    boot_ok(v, res, found, row, true);
+}
+
 /* Looks for the row's label on the account. 1 adopted (res filled), 0 certainly absent
  * (row marked failed), -1 cannot tell (res filled with the error). */
 static int reconcile(vastctl *v, const boot_row *r, vastctl_result *res)
 {
-    vast_instance_list l;
+    long long found;
+    int others;
     vast_error e;
-    if (vast_list_instances(v->client, &l, &e) != 0) {
+    int rc = find_label(v, r->label, &found, &others, &e);
+    if (rc < 0) {
         char d[512];
         vastctl_describe(&e, d, sizeof d);
         res_set(res, vastctl_http_status(e.kind), vast_err_kind_name(e.kind),
@@ -492,23 +549,20 @@ static int reconcile(vastctl *v, const boot_row *r, vastctl_result *res)
                 r->offer_id, d);
         return -1;
     }
-    long long found = 0;
-    for (size_t i = 0; i < l.n; i++)
-        if (strcmp(l.items[i].label, r->label) == 0) found = l.items[i].id;
-    vast_instance_list_free(&l);
-    if (!found) {
+    if (rc == 0) {
         sql_run(v->st, "UPDATE instances SET state='failed', stage='failed', error=COALESCE(error,"
                 " 'no instance was created'), updated_at=? WHERE id=?", "dl", now_wall(), r->id);
         return 0;
     }
-    char ids[32];
-    snprintf(ids, sizeof ids, "%lld", found);
-    LOG_I("vast", "boot #%lld: found instance %s created by an unfinished attempt; adopting it",
-          r->id, ids);
-    sql_run(v->st, "UPDATE instances SET vast_id=?, state='loading', stage='creating instance',"
-            " percent=10, error=NULL, updated_at=? WHERE id=?", "tdl", ids, now_wall(), r->id);
-    boot_ok(v, res, found, r->id, true);
+    if (others) destroy_duplicates(v, r->label, found);
+    adopt(v, r->id, found, res);
     return 1;
+}
+
+static void sleep_s(double s)
+{
+    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
 }
 
 /* Errors after which Vast certainly did not create anything. */
@@ -591,48 +645,61 @@ static void boot_locked(vastctl *v, long long offer_id, const char *idem_key,
     vastctl_create_params(v->cfg, label, &cr);
     vast_created out;
     vast_error e;
-    if (vast_create_instance(v->client, offer_id, &cr, &out, &e) == 0) {
-        char ids[32];
-        snprintf(ids, sizeof ids, "%lld", out.instance_id);
-        sql_run(v->st, "UPDATE instances SET vast_id=?, state='loading', stage='creating instance',"
-                " percent=10, updated_at=? WHERE id=?", "tdl", ids, now_wall(), row);
-        char *data = xasprintf("{\"offer_id\":%lld,\"label\":\"%s\"}", offer_id, label);
-        store_event_add(v->st, "instance.created", ids, data);
-        free(data);
-        LOG_I("vast", "boot #%lld: instance %s created from offer %lld", row, ids, offer_id);
-        long long vid = out.instance_id;
-        vast_created_clear(&out);
-        boot_ok(v, res, vid, row, false);
-        return;
-    }
     char d[640];
-    vastctl_describe(&e, d, sizeof d);
-    LOG_W("vast", "boot #%lld: renting offer %lld failed: %s", row, offer_id, d);
-    if (certain_failure(e.kind)) {
-        sql_run(v->st, "UPDATE instances SET state='failed', stage='failed', error=?,"
-                " updated_at=? WHERE id=?", "tdl", d, now_wall(), row);
-        res_vast_err(res, &e);
-        if (e.kind == VAST_ERR_OFFER_TAKEN)
-            snprintf(res->message, sizeof res->message,
-                     "Offer %lld is no longer available: it was rented by someone else or "
-                     "withdrawn. Search again and pick another offer (Vast.ai: %.400s)",
-                     offer_id, e.message);
-        return;
+    for (int attempt = 1;; attempt++) {
+        if (vast_create_instance(v->client, offer_id, &cr, &out, &e) == 0) {
+            char ids[32];
+            snprintf(ids, sizeof ids, "%lld", out.instance_id);
+            sql_run(v->st, "UPDATE instances SET vast_id=?, state='loading', stage='creating "
+                    "instance', percent=10, error=NULL, updated_at=? WHERE id=?", "tdl", ids,
+                    now_wall(), row);
+            char *data = xasprintf("{\"offer_id\":%lld,\"label\":\"%s\"}", offer_id, label);
+            store_event_add(v->st, "instance.created", ids, data);
+            free(data);
+            LOG_I("vast", "boot #%lld: instance %s created from offer %lld", row, ids, offer_id);
+            long long vid = out.instance_id;
+            vast_created_clear(&out);
+            /* an earlier unanswered attempt may have rented after all */
+            if (attempt > 1) destroy_duplicates(v, label, vid);
+            boot_ok(v, res, vid, row, false);
+            return;
+        }
+        vastctl_describe(&e, d, sizeof d);
+        LOG_W("vast", "boot #%lld: renting offer %lld failed (attempt %d): %s", row, offer_id,
+              attempt, d);
+        if (certain_failure(e.kind)) break;
+        /* Unknown outcome (5xx, timeout, dropped connection): before trying again, look for
+         * the row's label on the account, so that nothing is ever rented twice. */
+        sql_run(v->st, "UPDATE instances SET error=?, updated_at=? WHERE id=?", "tdl", d,
+                now_wall(), row);
+        sleep_s(0.3 * attempt);
+        long long got;
+        int others;
+        vast_error le;
+        int rc = find_label(v, label, &got, &others, &le);
+        if (rc == 1) {
+            if (others) destroy_duplicates(v, label, got);
+            adopt(v, row, got, res);
+            return;
+        }
+        if (rc < 0) {
+            res_vast_err(res, &e);
+            snprintf(res->message + strlen(res->message),
+                     sizeof res->message - strlen(res->message),
+                     ". Whether an instance was rented is not known yet; repeating this "
+                     "request checks first and never rents twice");
+            return;
+        }
+        if (attempt >= BOOT_ATTEMPTS) break; /* certainly nothing rented: give up cleanly */
     }
-    /* unknown outcome: look for the label before answering */
-    sql_run(v->st, "UPDATE instances SET error=?, updated_at=? WHERE id=?", "tdl", d,
-            now_wall(), row);
-    boot_row me = {.id = row, .offer_id = offer_id};
-    snprintf(me.label, sizeof me.label, "%s", label);
-    vastctl_result probe = {0};
-    int rc = reconcile(v, &me, &probe);
-    if (rc == 1) { *res = probe; return; }
+    sql_run(v->st, "UPDATE instances SET state='failed', stage='failed', error=?,"
+            " updated_at=? WHERE id=?", "tdl", d, now_wall(), row);
     res_vast_err(res, &e);
-    if (rc < 0)
-        snprintf(res->message + strlen(res->message),
-                 sizeof res->message - strlen(res->message),
-                 ". Whether an instance was rented is not known yet; repeating this request "
-                 "checks first and never rents twice");
+    if (e.kind == VAST_ERR_OFFER_TAKEN)
+        snprintf(res->message, sizeof res->message,
+                 "Offer %lld is no longer available: it was rented by someone else or "
+                 "withdrawn. Search again and pick another offer (Vast.ai: %.400s)",
+                 offer_id, e.message);
 }
 
 void vastctl_boot(vastctl *v, long long offer_id, const char *idem_key, vastctl_result *res)
