@@ -102,4 +102,6 @@ setup:
 clean:
 	rm -rf build
 
+include tests/hardening.mk   # fuzz, fuzz-regress, tsan-test, valgrind-test
+
 -include $(shell find build -name '*.d' 2>/dev/null)

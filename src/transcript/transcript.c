@@ -470,7 +470,11 @@ char *transcript_to_json_store(const transcript *t)
     json_t *root = json_object();
     json_object_set_new(root, "version", json_integer(STORE_VERSION));
     json_object_set_new(root, "language", t->language ? jstr(t->language) : json_null());
-    json_object_set_new(root, "duration", json_real(clamp_time(t->duration)));
+    /* a word past its segment's end extends the segment (segment_add_word) but cannot
+     * raise t->duration: keep duration >= every segment end, as loading would make it */
+    double dur = clamp_time(t->duration);
+    for (size_t i = 0; i < t->n_segments; i++) dur = dmax(dur, clamp_time(t->segments[i].end));
+    json_object_set_new(root, "duration", json_real(dur));
     json_object_set_new(root, "task", json_string(t->translated ? "translate" : "transcribe"));
     json_object_set_new(root, "temperature",
                         json_real(isfinite(t->temperature) ? t->temperature : 0));

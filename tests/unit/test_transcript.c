@@ -353,3 +353,23 @@ TEST(transcript_format_parse_names)
     ASSERT_STR_EQ(transcript_language_name("fr"), "french");
     ASSERT_STR_EQ(transcript_language_name("xx"), "xx");
 }
+
+/* fuzz finding: a word past its segment's end extends the segment; the stored duration must
+ * cover it, so that store JSON is stable across a load and a save */
+TEST(transcript_store_duration_covers_word_extended_segment)
+{
+    transcript *t = transcript_new("en", 2.0);
+    transcript_segment *s = transcript_add_segment(t, 0, 1.5, "hello");
+    segment_add_word(s, 0.5, 9.0, "hello", 0.9);
+    char *a = transcript_to_json_store(t);
+    char err[128];
+    transcript *t2 = transcript_from_json_store(a, err, sizeof err);
+    ASSERT_NOT_NULL(t2);
+    ASSERT_NEAR(t2->duration, 9.0, 1e-9);
+    char *b = transcript_to_json_store(t2);
+    ASSERT_STR_EQ(a, b);
+    free(a);
+    free(b);
+    transcript_free(t2);
+    transcript_free(t);
+}
