@@ -32,7 +32,7 @@
 #include <unistd.h>
 
 #define C2S_CAP (64 * 1024)
-#define S2C_CAP (256 * 1024)
+#define S2C_CAP (1024 * 1024)
 #define MAX_FWD 512
 
 struct fwd {
@@ -519,7 +519,7 @@ static void *io_main(void *arg)
         /* let libssh read and dispatch; a few rounds while data keeps coming (4 KiB each) */
         uint64_t before = tn->rx.in_bytes;
         int err = 0;
-        for (int r = 0; r < 32; r++) {
+        for (int r = 0; r < 128; r++) {
             uint64_t b0 = tn->rx.in_bytes;
             if (ssh_event_dopoll(tn->ev, 0) == SSH_ERROR) { err = 1; break; }
             if (tn->rx.in_bytes == b0) break;
