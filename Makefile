@@ -25,7 +25,7 @@ LDLIBS  := $(PKG_LIBS) -lpthread -ldl -lm
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 SRCS      := $(shell find src -name '*.c' ! -name main.c | sort)
-CORE_SRCS := $(shell find src/core -name '*.c' | sort)
+CORE_SRCS := src/core/util.c src/core/log.c   # what tools/ link (no app modules)
 TEST_SRCS := $(sort $(wildcard tests/unit/*.c))
 SIM_SRCS  := $(sort $(wildcard tools/vastsim/*.c))
 

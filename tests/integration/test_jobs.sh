@@ -211,6 +211,7 @@ expect "cancel a running job" 200 '.state == "cancelled"'
 sleep 1
 req GET "/api/jobs/$LID"
 expect "running job stops as cancelled" 200 '.state == "cancelled" and .finished_at != null'
+for i in $(seq 1 150); do [ -e "$DATA/jobs/$LID" ] || break; sleep 0.1; done  # the engine stops at its next chunk
 check "cancelled job's files removed" test ! -e "$DATA/jobs/$LID"
 
 req POST /api/jobs -F "file=@$A/long.wav"
