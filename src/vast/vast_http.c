@@ -74,18 +74,28 @@ void vast_set_error(const vast_client *c, vast_error *err, vast_err_kind kind, i
     if (!err) return;
     err->kind = kind;
     err->http_status = status;
-    snprintf(err->code, sizeof err->code, "%s", code ? code : "");
+    /* Scrub the whole text before it is cut to size: a key cut in half by the truncation
+     * would no longer match (found by tests/fuzz/fuzz_vast.c). */
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err->message, sizeof err->message, fmt, ap);
+    char *msg = xvasprintf(fmt, ap);
     va_end(ap);
+    char *cod = xstrdup(code ? code : "");
+    if (c) {
+        /* room for every occurrence to grow to "[REDACTED]" */
+        size_t ml = strlen(msg), cl = strlen(cod);
+        msg = xrealloc(msg, ml * 10 + 11);
+        cod = xrealloc(cod, cl * 10 + 11);
+        scrub(msg, ml * 10 + 11, c->api_key);
+        scrub(cod, cl * 10 + 11, c->api_key);
+    }
+    snprintf(err->message, sizeof err->message, "%s", msg);
+    snprintf(err->code, sizeof err->code, "%s", cod);
+    free(msg);
+    free(cod);
     /* Control characters (from a server's text) never reach a log line or a terminal. */
     for (char *p = err->message; *p; p++)
         if ((unsigned char)*p < 0x20) *p = ' ';
-    if (c) {
-        scrub(err->message, sizeof err->message, c->api_key);
-        scrub(err->code, sizeof err->code, c->api_key);
-    }
 }
 
 char *vast_urlencode(const char *s)

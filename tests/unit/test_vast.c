@@ -1169,3 +1169,24 @@ TEST(vast_json_tolerance)
     free(u);
     LEAK_CHECK();
 }
+
+/* fuzz finding: a key near the end of a long message was cut by the truncation to the
+ * message size before it was scrubbed, so a prefix of the key stayed in the message */
+TEST(vast_error_scrubs_key_before_truncation)
+{
+    const char *key = "k0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde";
+    vast_client *c = vast_client_new("http://127.0.0.1:9", key);
+    vast_error e;
+    char pad[600];
+    for (size_t n = 440; n < 520; n += 7) {
+        memset(pad, 'x', n);
+        pad[n] = '\0';
+        vast_set_error(c, &e, VAST_ERR_FAILED, 400, key, "%s%s tail", pad, key);
+        char prefix[17];
+        memcpy(prefix, key, 16);
+        prefix[16] = '\0';
+        ASSERT_TRUE(strstr(e.message, prefix) == NULL);
+        ASSERT_TRUE(strstr(e.code, prefix) == NULL);
+    }
+    vast_client_free(c);
+}
