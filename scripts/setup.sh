@@ -9,7 +9,8 @@ pkgs=(build-essential pkg-config
       libavformat-dev libavcodec-dev libswresample-dev libavutil-dev
       libpocketsphinx-dev libsphinxbase-dev pocketsphinx-en-us
       openssh-client ca-certificates)
-test_pkgs=(openssh-server curl jq espeak-ng sox ffmpeg wrk time iproute2 util-linux procps pocketsphinx-testdata python3)
+test_pkgs=(openssh-server curl jq espeak-ng sox ffmpeg wrk time iproute2 util-linux procps pocketsphinx-testdata python3
+           sqlite3 clang libclang-rt-dev valgrind)   # sqlite3: bad-input suite; clang + libFuzzer: make fuzz; valgrind: make valgrind-test
 
 if [ "${1:-}" = "--test" ]; then
     pkgs+=("${test_pkgs[@]}")
