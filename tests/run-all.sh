@@ -4,12 +4,18 @@
 set -u
 cd "$(dirname "$0")/.."
 total_p=0; total_f=0; rc=0
+log=$(mktemp); trap 'rm -f "$log"' EXIT
 run_suite() {
     local out
-    out=$("$@" 2>&1 | tee /dev/stderr | grep -E '^[a-z-]+: [0-9]+ passed, [0-9]+ failed' | tail -n1)
+    "$@" 2>&1 | tee "$log"
+    local status=${PIPESTATUS[0]}
+    out=$(grep -E '^[a-z_-]+: [0-9]+ passed, [0-9]+ failed' "$log" | tail -n1)
     local p f
     p=$(sed -E 's/.* ([0-9]+) passed.*/\1/' <<<"$out"); f=$(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$out")
     if [ -z "$out" ]; then echo "suite $* printed no summary" >&2; rc=1; total_f=$((total_f+1)); return; fi
+    if [ "$status" -ne 0 ] && [ "$f" -eq 0 ]; then
+        echo "suite $* exited $status" >&2; f=1
+    fi
     total_p=$((total_p+p)); total_f=$((total_f+f))
     [ "$f" -eq 0 ] || rc=1
 }

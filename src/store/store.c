@@ -62,6 +62,17 @@ static const char *migrations[] = {
     "  start_ts REAL NOT NULL, end_ts REAL"  /* end NULL = still accruing */
     ");"
     "CREATE INDEX ledger_instance ON ledger(instance_id);",
+    /* 2: provisioning and cost safety */
+    "ALTER TABLE instances ADD COLUMN instance_api_key TEXT;"  /* Vast's per-instance key (dead-man switch) */
+    "ALTER TABLE instances ADD COLUMN ssh_key_id INTEGER;"     /* our account key id on Vast */
+    "ALTER TABLE instances ADD COLUMN setup_log TEXT;"         /* recent setup lines, newline-separated */
+    "ALTER TABLE instances ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE instances ADD COLUMN deadline_at REAL;"       /* give up on the current stage after */
+    "ALTER TABLE instances ADD COLUMN keepalive_until REAL;"   /* idle destroy postponed until */
+    "ALTER TABLE instances ADD COLUMN warned_at REAL;"         /* destroy warning sent */
+    "ALTER TABLE instances ADD COLUMN destroy_reason TEXT;"    /* user|idle|hard_cap|budget|orphan|failed|gone */
+    "ALTER TABLE jobs ADD COLUMN gpu_seconds REAL;"             /* time the job held a GPU worker */
+    "ALTER TABLE jobs ADD COLUMN remote_job_id TEXT;",
 };
 
 static int run_sql(sqlite3 *db, const char *sql, char *err, size_t errlen)
