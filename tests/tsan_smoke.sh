@@ -13,12 +13,17 @@ sys.stdout.buffer.write(b'RIFF'+struct.pack('<I',36+len(d))+b'WAVEfmt '+struct.p
 start_server JOBS_CONCURRENCY=2 || { finish; exit 1; }
 pids=()
 for i in $(seq 1 8); do curl -sS -N --max-time 8 "$BASE/api/events" >"$TDIR/sse$i" 2>/dev/null & pids+=($!); done
-for i in $(seq 1 12); do curl -sS -o /dev/null -w '%{http_code}\n' -F "file=@$TDIR/a.wav" "$BASE/api/jobs" >>"$TDIR/up" & done
-for i in $(seq 1 40); do curl -sS -o /dev/null "$BASE/api/jobs?limit=5" & curl -sS -o /dev/null "$BASE/api/gpu-status" & done
+busy=()
+for i in $(seq 1 12); do curl -sS -o /dev/null -w '%{http_code}\n' -F "file=@$TDIR/a.wav" "$BASE/api/jobs" >>"$TDIR/up" & busy+=($!); done
+for i in $(seq 1 40); do
+    curl -sS -o /dev/null "$BASE/api/jobs?limit=5" & busy+=($!)
+    curl -sS -o /dev/null "$BASE/api/gpu-status" & busy+=($!)
+done
+wait "${busy[@]}"
 wait_jobs() { curl -sS "$BASE/api/jobs?limit=100" | jq '[.jobs[] | select(.state == "queued" or .state == "running")] | length'; }
 for _ in $(seq 1 120); do [ "$(wait_jobs)" = 0 ] && break; sleep 0.5; done
 for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-wait
+wait "${pids[@]}" 2>/dev/null   # not a bare wait: the server is a child too
 check "12 uploads accepted" test "$(grep -c '^202$' "$TDIR/up")" -eq 12
 check "SSE clients saw job events" grep -q 'job\.' "$TDIR/sse1"
 stop_server && pass "server stops cleanly"

@@ -21,6 +21,8 @@
 #include <sys/stat.h>
 
 #include <pocketsphinx.h>
+#include <pthread.h>
+#include <sphinxbase/err.h>
 
 #define DEFAULT_MODEL_DIR "/usr/share/pocketsphinx/model/en-us"
 #define FRAME 160               /* samples per 10 ms analysis frame */
@@ -62,9 +64,16 @@ static void sphinx_close(void *vst)
     free(s);
 }
 
+/* sphinxbase's log file is process-global: "-logfn" made every ps_init fclose and reopen
+ * it, so two engines opening at once (JOBS_CONCURRENCY > 1) raced on that FILE (found by
+ * make tsan-test). Logging is switched off once instead. */
+static pthread_once_t quiet_once = PTHREAD_ONCE_INIT;
+static void quiet_sphinx(void) { err_set_logfp(NULL); }
+
 static void *sphinx_open(const char *model, char **model_out, int *uses_gpu, char *err,
                          size_t errlen)
 {
+    pthread_once(&quiet_once, quiet_sphinx);
     const char *dir = model && *model ? model : getenv("GS_SPHINX_MODEL_DIR");
     if (!dir || !*dir) dir = DEFAULT_MODEL_DIR;
     const char *jsgf = getenv("GS_SPHINX_JSGF");
@@ -84,7 +93,7 @@ static void *sphinx_open(const char *model, char **model_out, int *uses_gpu, cha
         goto fail;
     }
     s->cfg = cmd_ln_init(NULL, ps_args(), TRUE, "-hmm", s->hmm, jsgf ? "-jsgf" : "-lm",
-                         jsgf ? s->jsgf : s->lm, "-dict", s->dict, "-logfn", "/dev/null", NULL);
+                         jsgf ? s->jsgf : s->lm, "-dict", s->dict, NULL);
     if (!s->cfg) {
         snprintf(err, errlen, "pocketsphinx: bad configuration");
         goto fail;
