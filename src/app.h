@@ -12,6 +12,7 @@ struct http_server;
 struct events;
 struct jobs;
 struct vastctl;
+struct fleet;
 
 typedef struct app {
     config *cfg;
@@ -23,6 +24,7 @@ typedef struct app {
     struct events *bus;    /* core/events.h: the event bus behind /api/events */
     struct jobs *jobs;     /* jobs/jobs.h: the transcription queue */
     struct vastctl *vast;  /* fleet/vastctl.h: Vast client, cached instance status, boots */
+    struct fleet *fleet;   /* fleet/provision.h: instance state machines, workers, tunnels */
 } app;
 
 #endif

@@ -7,10 +7,12 @@
 #include "core/gpu.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "fleet/provision.h"
 #include "fleet/vastctl.h"
 #include "core/events.h"
 #include "http/http.h"
 #include "jobs/jobs.h"
+#include "jobs/static_worker.h"
 #include "store/store.h"
 
 #include <curl/curl.h>
@@ -84,6 +86,7 @@ static int cmd_serve(int argc, char **argv)
     if (!cfg) return 2;
     int rc = 1;
     app a = {.cfg = cfg, .version = GS_VERSION, .started_at = now_wall()};
+    static_worker *sw = NULL; /* WORKER_URL: a worker of the user's own */
     if (reject_positional(rest, "serve")) { rc = 2; goto out; }
 
     const char *host = config_str(cfg, CFG_HOST);
@@ -121,12 +124,18 @@ static int cmd_serve(int argc, char **argv)
         .openai_key = config_str(cfg, CFG_OPENAI_API_KEY),
     };
     a.jobs = jobs_new(a.st, a.bus, &jc, err, sizeof err);
+    if (a.jobs && config_isset(cfg, CFG_WORKER_URL)) {
+        jobs_remote jr;
+        static_worker_remote(sw = static_worker_new(config_str(cfg, CFG_WORKER_URL)), &jr);
+        jobs_set_remote(a.jobs, &jr);
+    }
     if (!a.jobs || jobs_start(a.jobs, err, sizeof err) != 0) {
         LOG_E("jobs", "%s", err);
         goto out;
     }
     vast_global_init(); /* after the mask: the Vast status thread inherits it */
     a.vast = vastctl_new(cfg, a.st);
+    a.fleet = fleet_new(cfg, a.st, a.bus, a.vast);
 
     http_config hc = {
         .host = host,
@@ -145,6 +154,7 @@ static int cmd_serve(int argc, char **argv)
     LOG_I("main", "gpuscribe %s listening on http://%s%s%s:%d (%s)", GS_VERSION, v6 ? "[" : "",
           host, v6 ? "]" : "", http_server_port(a.http),
           a.gpu.cuda_available ? "local GPU" : "no local GPU");
+    fleet_start(a.fleet); /* provisioning and auto-connect (VAST_INSTANCE_ID) */
 
     int sig = 0;
     while (sigwait(&sigs, &sig) != 0) {}
@@ -155,6 +165,8 @@ static int cmd_serve(int argc, char **argv)
 out:
     http_server_stop(a.http);
     jobs_free(a.jobs); /* a running job is interrupted and queued again */
+    static_worker_free(sw);
+    fleet_free(a.fleet); /* before the bus and vastctl it publishes to and reads */
     events_free(a.bus);
     if (a.vast) {
         vastctl_free(a.vast);
@@ -256,6 +268,14 @@ int main(int argc, char **argv)
         return argc < 2 ? 2 : 0;
     }
     if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
+        if (argc > 2 && strcmp(argv[2], "--features") == 0) { /* remote/setup.sh asks */
+#ifdef HAVE_WHISPER
+            printf("sphinx whisper\n");
+#else
+            printf("sphinx\n");
+#endif
+            return 0;
+        }
         printf("gpuscribe %s\n", GS_VERSION);
         return 0;
     }

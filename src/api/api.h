@@ -21,6 +21,7 @@ void api_vast_search(http_req *r, void *app);
 void api_vast_boot(http_req *r, void *app);
 void api_vast_destroy(http_req *r, void *app);
 void api_vast_instances(http_req *r, void *app);
+void api_vast_instance(http_req *r, void *app);
 
 /* jobs.c */
 struct upload;

@@ -73,6 +73,29 @@
               "true},\"created_at\":{\"type\":\"number\",\"nullable\":true},\"ours\":{\"type\":" \
               "\"boolean\"},\"current\":{\"type\":\"boolean\"}}}}}}") "," VAST_ERRS "}}"
 
+#define STR_N "{\"type\":\"string\",\"nullable\":true}"
+#define VAST_INSTANCE_SCHEMA                                                                 \
+    "{\"responses\":{"                                                                       \
+    JSON_RESP("200", "provisioning state of one instance (also sent as the instance.state event)", \
+              "{\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"string\"},\"row_id\":{" \
+              "\"type\":\"integer\"},\"label\":" STR_N ",\"state\":{\"type\":\"string\","       \
+              "\"enum\":[\"requested\",\"creating\",\"loading\",\"ssh_wait\",\"installing\","     \
+              "\"starting_worker\",\"ready\",\"failed\",\"destroying\",\"destroyed\"]},"           \
+              "\"stage\":{\"type\":\"string\"},\"percent\":{\"type\":\"integer\",\"minimum\":0," \
+              "\"maximum\":100},\"error\":" STR_N ",\"log\":{\"type\":\"array\",\"items\":{"     \
+              "\"type\":\"string\"},\"description\":\"last 50 setup lines\"},\"gpu_name\":" STR_N \
+              ",\"num_gpus\":{\"type\":\"integer\",\"nullable\":true},\"dph_total\":{\"type\":"   \
+              "\"number\",\"nullable\":true},\"ssh_host\":" STR_N ",\"ssh_port\":{\"type\":"       \
+              "\"integer\",\"nullable\":true},\"created_at\":{\"type\":\"number\"},\"ready_at\":{" \
+              "\"type\":\"number\",\"nullable\":true},\"worker\":{\"type\":\"object\","         \
+              "\"nullable\":true,\"properties\":{\"engine\":" STR_N ",\"model\":" STR_N           \
+              ",\"gpu\":" STR_N "}},\"tunnel\":{\"type\":\"object\",\"nullable\":true,"         \
+              "\"properties\":{\"state\":{\"type\":\"string\",\"enum\":[\"connecting\",\"up\","   \
+              "\"degraded\",\"reconnecting\",\"down\"]},\"rtt_ms\":{\"type\":\"number\"},"       \
+              "\"last_error\":" STR_N ",\"reconnects\":{\"type\":\"integer\"}}}}}") ","           \
+    JSON_RESP("400", "the id is not a positive integer", ERR_SCHEMA) ","                       \
+    JSON_RESP("404", "gpuscribe has no record of this instance", ERR_SCHEMA) "}}"
+
 #define UPLOAD_FIELDS                                                                        \
     "\"file\":{\"type\":\"string\",\"format\":\"binary\"},\"language\":{\"type\":\"string\"},"     \
     "\"prompt\":{\"type\":\"string\"},\"model\":{\"type\":\"string\"},\"temperature\":{"          \
@@ -122,7 +145,8 @@ const http_route api_routes[] = {
      "the transcript of a done job", JOB_TRANSCRIPT_DOC},
     {"GET", "/api/jobs/{id}/audio", api_jobs_audio, 0, NULL, "jobs", "the uploaded audio", NULL},
     {"GET", "/api/events", api_events, 0, NULL, "events",
-     "Server-Sent Events: job.created, job.progress, job.state, job.deleted; heartbeats", NULL},
+     "Server-Sent Events: job.created, job.progress, job.state, job.deleted, instance.state; "
+     "heartbeats", NULL},
     {"POST", "/v1/audio/transcriptions", api_openai_transcriptions, HTTP_ROUTE_STREAM, upload_body,
      "openai", "OpenAI-compatible transcription (synchronous)", OPENAI_DOC},
     {"GET", "/v1/models", api_openai_models, 0, NULL, "openai", "OpenAI-compatible model list", NULL},
@@ -134,6 +158,9 @@ const http_route api_routes[] = {
      "destroy a Vast.ai instance", VAST_DESTROY_SCHEMA},
     {"GET", "/api/vast/instances", api_vast_instances, 0, NULL, "vast",
      "the account's instances with gpuscribe's state", VAST_INSTANCES_SCHEMA},
+    {"GET", "/api/vast/instances/{instance_id}", api_vast_instance, 0, NULL, "vast",
+     "one instance's provisioning state, stage, percent, setup log, worker and tunnel",
+     VAST_INSTANCE_SCHEMA},
 };
 
 const size_t api_nroutes = ARRAY_LEN(api_routes);

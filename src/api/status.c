@@ -1,6 +1,7 @@
 #include "api/api.h"
 #include "app.h"
 #include "core/util.h"
+#include "fleet/provision.h"
 #include "fleet/vastctl.h"
 
 #include <fcntl.h>
@@ -19,20 +20,30 @@ void api_gpu_status(http_req *r, void *appv)
 {
     app *a = appv;
     const char *type = "none";
-    char msg[192], vid[32];
-    bool vast = a->vast && vastctl_running_instance(a->vast, vid, sizeof vid);
+    char msg[512], vid[32], pmsg[448] = "";
+    /* vast only once a worker answers through its tunnel; while an instance is provisioned
+     * the message names its stage */
+    bool vast = false;
+    if (a->fleet) vast = fleet_gpu_status(a->fleet, vid, sizeof vid, pmsg, sizeof pmsg);
+    else vid[0] = '\0';
+    if (a->vast && !vast) {
+        char run[32]; /* keeps vastctl's view fresh (it re-checks VAST_INSTANCE_ID lazily) */
+        vastctl_running_instance(a->vast, run, sizeof run);
+    }
     if (vast) {
         type = "vast";
-        snprintf(msg, sizeof msg, "Vast.ai GPU available: Instance %s", vid);
+        snprintf(msg, sizeof msg, "%s", pmsg);
     } else if (a->gpu.cuda_available) {
         type = "local";
         snprintf(msg, sizeof msg, "Local GPU available: %s", a->gpu.name[0] ? a->gpu.name : "NVIDIA GPU");
+    } else if (pmsg[0]) {
+        snprintf(msg, sizeof msg, "No GPU available yet: %s", pmsg);
     } else {
         snprintf(msg, sizeof msg, "No GPU available");
     }
     http_reply_json(r, 200, json_pack("{s:b,s:s,s:b,s:s?,s:s}", "available", strcmp(type, "none") != 0,
                                       "type", type, "cuda_available", a->gpu.cuda_available,
-                                      "vast_instance", vast ? vid : NULL, "message", msg));
+                                      "vast_instance", vid[0] ? vid : NULL, "message", msg));
 }
 
 void api_openapi(http_req *r, void *appv)

@@ -1,10 +1,12 @@
-/* api/vast.c: /api/vast/search, /api/vast/boot, /api/vast/destroy/{id}, /api/vast/instances.
- * The Vast state (client, boots, VAST_INSTANCE_ID) lives in fleet/vastctl. Handlers block on
- * the Vast API for as long as the client's timeouts allow. */
+/* api/vast.c: /api/vast/search, /api/vast/boot, /api/vast/destroy/{id}, /api/vast/instances,
+ * /api/vast/instances/{id}. The Vast state (client, boots, VAST_INSTANCE_ID) lives in
+ * fleet/vastctl, provisioning (states, setup, workers, tunnels) in fleet/provision. Handlers
+ * block on the Vast API for as long as the client's timeouts allow. */
 #include "api/api.h"
 #include "app.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "fleet/provision.h"
 #include "fleet/vastctl.h"
 
 #include <ctype.h>
@@ -191,6 +193,7 @@ void api_vast_boot(http_req *r, void *appv)
     if (need_key(r, a)) return;
     vastctl_result res;
     vastctl_boot(a->vast, offer, key, &res);
+    if (res.http_status == 200) fleet_poke(a->fleet); /* provision it: SSH, setup, worker */
     if (res.http_status != 200) {
         reply_fail(r, res.http_status, res.kind, res.message);
         return;
@@ -218,6 +221,7 @@ void api_vast_destroy(http_req *r, void *appv)
     if (need_key(r, a)) return;
     vastctl_result res;
     vastctl_destroy(a->vast, id, &res);
+    if (res.http_status == 200 || res.http_status == 404) fleet_forget(a->fleet, id);
     if (res.http_status != 200) {
         reply_fail(r, res.http_status, res.kind, res.message);
         return;
@@ -243,19 +247,21 @@ void api_vast_instances(http_req *r, void *appv)
     sqlite3_stmt *st = NULL;
     store_lock(a->st);
     if (sqlite3_prepare_v2(store_db(a->st),
-                           "SELECT vast_id, state, stage, percent, label, created_at, offer_id"
-                           " FROM instances WHERE vast_id IS NOT NULL ORDER BY id",
+                           "SELECT vast_id, state, stage, percent, label, created_at, offer_id,"
+                           " error, id FROM instances WHERE vast_id IS NOT NULL ORDER BY id",
                            -1, &st, NULL) == SQLITE_OK) {
         while (sqlite3_step(st) == SQLITE_ROW) {
             const char *vid = (const char *)sqlite3_column_text(st, 0);
             json_object_set_new(ours, vid,
-                json_pack("{s:s?,s:s?,s:i,s:s?,s:f,s:I}",
+                json_pack("{s:s?,s:s?,s:i,s:s?,s:f,s:I,s:s?,s:I}",
                           "state", (const char *)sqlite3_column_text(st, 1),
                           "stage", (const char *)sqlite3_column_text(st, 2),
                           "percent", sqlite3_column_int(st, 3),
                           "label", (const char *)sqlite3_column_text(st, 4),
                           "created_at", sqlite3_column_double(st, 5),
-                          "offer_id", (json_int_t)sqlite3_column_int64(st, 6)));
+                          "offer_id", (json_int_t)sqlite3_column_int64(st, 6),
+                          "error", (const char *)sqlite3_column_text(st, 7),
+                          "row_id", (json_int_t)sqlite3_column_int64(st, 8)));
         }
     }
     sqlite3_finalize(st);
@@ -272,6 +278,8 @@ void api_vast_instances(http_req *r, void *appv)
         json_object_set_new(j, "state", row ? json_incref(json_object_get(row, "state")) : json_null());
         json_object_set_new(j, "stage", row ? json_incref(json_object_get(row, "stage")) : json_null());
         json_object_set_new(j, "percent", row ? json_incref(json_object_get(row, "percent")) : json_null());
+        json_object_set_new(j, "error", row ? json_incref(json_object_get(row, "error")) : json_null());
+        json_object_set_new(j, "row_id", row ? json_incref(json_object_get(row, "row_id")) : json_null());
         double created = in->start_date > 0 ? in->start_date
                          : row ? json_real_value(json_object_get(row, "created_at")) : 0;
         json_object_set_new(j, "created_at", created > 0 ? json_real(created) : json_null());
@@ -299,4 +307,26 @@ void api_vast_instances(http_req *r, void *appv)
     json_decref(ours);
     http_reply_json(r, 200, json_pack("{s:o,s:s?}", "instances", arr, "vast_instance",
                                       cur[0] ? cur : NULL));
+}
+
+/* ---- GET /api/vast/instances/{instance_id}: one instance's provisioning view */
+
+void api_vast_instance(http_req *r, void *appv)
+{
+    app *a = appv;
+    const char *p = http_param(r, "instance_id");
+    long id;
+    if (!p || parse_long(p, &id) != 0 || id <= 0) {
+        http_reply_error(r, 400, "instance id must be a positive integer (Vast.ai's instance id)");
+        return;
+    }
+    char ids[32];
+    snprintf(ids, sizeof ids, "%ld", id);
+    json_t *j = a->fleet ? fleet_instance_json(a->fleet, ids) : NULL;
+    if (!j) {
+        http_reply_error(r, 404, "instance %s is not known to gpuscribe (boot it with POST "
+                         "/api/vast/boot, or set VAST_INSTANCE_ID to adopt it)", ids);
+        return;
+    }
+    http_reply_json(r, 200, j);
 }

@@ -41,6 +41,8 @@ enum cfg_type { CFG_T_STR, CFG_T_SECRET, CFG_T_INT, CFG_T_NUM, CFG_T_BOOL, CFG_T
     X(OPENAI_BASE_URL, CFG_T_STR, "https://api.openai.com/v1", 0, 0, NULL, "OpenAI API base")  \
     X(API_TOKEN, CFG_T_SECRET, NULL, 0, 0, NULL, "Bearer token required on /api and /v1")     \
     X(MAX_UPLOAD_MB, CFG_T_INT, "2048", 1, 1048576, NULL, "largest accepted upload (MB)")     \
+    X(WORKER_URL, CFG_T_STR, NULL, 0, 0, NULL,                                                 \
+      "a gpuscribe worker of your own to send jobs to (e.g. http://127.0.0.1:8765 via ssh -L)") \
     X(JOBS_CONCURRENCY, CFG_T_INT, "1", 1, 16, NULL, "jobs run at once on local engines")     \
     X(IDLE_DESTROY_MINUTES, CFG_T_NUM, "15", 0, 1e6, NULL, "destroy an idle instance after")   \
     X(IDLE_WARN_MINUTES, CFG_T_NUM, "5", 0, 1e6, NULL, "warn this long before a destroy")      \
@@ -50,6 +52,8 @@ enum cfg_type { CFG_T_STR, CFG_T_SECRET, CFG_T_INT, CFG_T_NUM, CFG_T_BOOL, CFG_T
     X(BUDGET_TOTAL_USD, CFG_T_NUM, NULL, 0, 1e9, NULL, "all-time spending limit")             \
     X(DESTROY_ORPHANS, CFG_T_BOOL, "0", 0, 0, NULL, "1: destroy labelled instances the store does not know") \
     X(DEADMAN_MINUTES, CFG_T_NUM, "30", 0, 1e6, NULL, "worker self-destroy delay without controller") \
+    X(SSH_WAIT_MINUTES, CFG_T_NUM, "3", 0.01, 1440, NULL, "how long a new instance may take to answer SSH") \
+    X(WORKER_PORT, CFG_T_INT, "8765", 1, 65535, NULL, "port of the worker API inside instances (loopback)") \
     X(LOG_LEVEL, CFG_T_ENUM, "info", 0, 0, "error|warn|info|debug", "log verbosity")
 
 enum cfg_id {

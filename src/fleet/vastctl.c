@@ -354,7 +354,7 @@ static double poll_once(vastctl *v, const char *id, double backoff)
         snprintf(v->cached_id, sizeof v->cached_id, "%s", id);
         v->cached_running = running;
         if (running) {
-            snprintf(note, sizeof note, "Vast.ai GPU available: Instance %s", id);
+            snprintf(note, sizeof note, "Vast.ai instance %s is running", id);
             next = POLL_RUNNING_S;
         } else {
             snprintf(note, sizeof note, "Vast.ai instance %s is %s; waiting for it to run", id,
@@ -651,8 +651,8 @@ static void boot_locked(vastctl *v, long long offer_id, const char *idem_key,
             char ids[32];
             snprintf(ids, sizeof ids, "%lld", out.instance_id);
             sql_run(v->st, "UPDATE instances SET vast_id=?, state='loading', stage='creating "
-                    "instance', percent=10, error=NULL, updated_at=? WHERE id=?", "tdl", ids,
-                    now_wall(), row);
+                    "instance', percent=10, error=NULL, instance_api_key=?, updated_at=? WHERE id=?",
+                    "ttdl", ids, out.instance_api_key, now_wall(), row);
             char *data = xasprintf("{\"offer_id\":%lld,\"label\":\"%s\"}", offer_id, label);
             store_event_add(v->st, "instance.created", ids, data);
             free(data);

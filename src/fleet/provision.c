@@ -1,0 +1,1595 @@
+#include "fleet/provision.h"
+
+#include "core/log.h"
+#include "core/util.h"
+#include "ssh/ssh.h"
+#include "ssh/tunnel.h"
+#include "worker/worker_client.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef GS_VERSION
+#define GS_VERSION "dev"
+#endif
+#ifndef GS_SRCDIR
+#define GS_SRCDIR "."
+#endif
+
+extern char **environ;
+
+#define REMOTE_DIR "/workspace/gpuscribe"
+#define LOG_KEEP 200              /* setup lines kept per instance */
+#define LOG_SHOW 50               /* lines in the API view */
+#define LOADING_TIMEOUT_S 1800.0  /* image pull + container start */
+#define INSTALL_TIMEOUT_S 3600.0  /* setup (build + model download) */
+#define MAX_ATTEMPTS 4            /* install/start retries after broken sessions */
+#define TUNNEL_CHECK_S 2.0
+#define READY_RECHECK_S 30.0      /* tunnel not UP this long: recheck the instance */
+#define READY_VAST_CHECK_S 60.0
+
+typedef struct inst {
+    struct fleet *f;
+    long long row;
+    char vid[32];
+    pthread_t th;
+    bool has_thread, finished, stop, recheck, resumed;
+    char recheck_why[256];
+    /* guarded by f->lock; the thread owns the objects */
+    tunnel *tn;
+    json_t *worker;
+    char state[24];
+    char stage[200];
+    int percent;
+    char error[512];
+    /* thread-only */
+    sshc *ssh;
+    char *lines[LOG_KEEP];
+    int nlines;
+    size_t out_off;
+    double last_vast_check;
+    struct inst *next;
+} inst;
+
+struct fleet {
+    config *cfg;
+    store *st;
+    events *bus;
+    vastctl *vc;
+    vast_client *client;
+    char *data_dir;
+    char *pubkey;
+    char *key_path;
+    char *known_hosts;
+    char *exe;
+    char *srcdir;
+    double ssh_wait_s;
+    int worker_port;
+    long long account_key_id;
+
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    inst *insts;
+    bool stopping, poked, started;
+    pthread_t sup;
+};
+
+typedef struct row {
+    long long id;
+    char vid[32];
+    char state[24];
+    char label[64];
+    char ssh_host[256];
+    int ssh_port;
+    double deadline;
+    int attempts;
+    bool key_attached;
+    int percent;
+    char stage[200];
+} row;
+
+/* ------------------------------------------------------------------ small helpers */
+
+static int db_run(store *st, const char *sql, const char *fmt, ...)
+{
+    sqlite3 *db = store_db(st);
+    sqlite3_stmt *s = NULL;
+    store_lock(st);
+    int rc = sqlite3_prepare_v2(db, sql, -1, &s, NULL);
+    if (rc == SQLITE_OK) {
+        va_list ap;
+        va_start(ap, fmt);
+        for (int i = 0; fmt[i]; i++) {
+            switch (fmt[i]) {
+            case 't': {
+                const char *x = va_arg(ap, const char *);
+                if (x) sqlite3_bind_text(s, i + 1, x, -1, SQLITE_TRANSIENT);
+                else sqlite3_bind_null(s, i + 1);
+                break;
+            }
+            case 'l': sqlite3_bind_int64(s, i + 1, va_arg(ap, long long)); break;
+            case 'i': sqlite3_bind_int(s, i + 1, va_arg(ap, int)); break;
+            case 'd': sqlite3_bind_double(s, i + 1, va_arg(ap, double)); break;
+            default: break;
+            }
+        }
+        va_end(ap);
+        rc = sqlite3_step(s);
+    }
+    int changed = -1;
+    if (rc == SQLITE_DONE || rc == SQLITE_ROW) changed = sqlite3_changes(db);
+    else LOG_E("fleet", "store: %s", sqlite3_errmsg(db));
+    sqlite3_finalize(s);
+    store_unlock(st);
+    return changed; /* rows changed, or -1 */
+}
+
+static void copy_col(sqlite3_stmt *s, int i, char *out, size_t n)
+{
+    const char *x = (const char *)sqlite3_column_text(s, i);
+    snprintf(out, n, "%s", x ? x : "");
+}
+
+/* 1 found, 0 none, -1 error */
+static int row_load(store *st, long long id, row *r)
+{
+    sqlite3_stmt *s = NULL;
+    int found = -1;
+    store_lock(st);
+    if (sqlite3_prepare_v2(store_db(st),
+                           "SELECT id, vast_id, state, label, ssh_host, ssh_port, deadline_at,"
+                           " attempts, ssh_key_id, percent, stage FROM instances WHERE id=?",
+                           -1, &s, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(s, 1, id);
+        int rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW) {
+            memset(r, 0, sizeof *r);
+            r->id = sqlite3_column_int64(s, 0);
+            copy_col(s, 1, r->vid, sizeof r->vid);
+            copy_col(s, 2, r->state, sizeof r->state);
+            copy_col(s, 3, r->label, sizeof r->label);
+            copy_col(s, 4, r->ssh_host, sizeof r->ssh_host);
+            r->ssh_port = sqlite3_column_int(s, 5);
+            r->deadline = sqlite3_column_double(s, 6);
+            r->attempts = sqlite3_column_int(s, 7);
+            r->key_attached = sqlite3_column_type(s, 8) != SQLITE_NULL;
+            r->percent = sqlite3_column_int(s, 9);
+            copy_col(s, 10, r->stage, sizeof r->stage);
+            found = 1;
+        } else if (rc == SQLITE_DONE) {
+            found = 0;
+        }
+    }
+    sqlite3_finalize(s);
+    store_unlock(st);
+    return found;
+}
+
+static bool final_state(const char *s)
+{
+    return !strcmp(s, "failed") || !strcmp(s, "destroying") || !strcmp(s, "destroyed");
+}
+
+static void sleep_s(double s)
+{
+    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+}
+
+static bool should_stop(inst *in)
+{
+    fleet *f = in->f;
+    pthread_mutex_lock(&f->lock);
+    bool s = in->stop || f->stopping;
+    pthread_mutex_unlock(&f->lock);
+    return s;
+}
+
+/* Wait up to s seconds; returns early on stop or recheck. */
+static void wait_s(inst *in, double s)
+{
+    fleet *f = in->f;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += (time_t)s;
+    ts.tv_nsec += (long)((s - (double)(time_t)s) * 1e9);
+    if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
+    pthread_mutex_lock(&f->lock);
+    while (!in->stop && !f->stopping && !in->recheck)
+        if (pthread_cond_timedwait(&f->cond, &f->lock, &ts) == ETIMEDOUT) break;
+    pthread_mutex_unlock(&f->lock);
+}
+
+int fleet_parse_progress(const char *line, int *pct, char *stage, size_t stagelen)
+{
+    static const char tag[] = "GPUSCRIBE-PROGRESS ";
+    if (strncmp(line, tag, sizeof tag - 1) != 0) return 0;
+    const char *p = line + sizeof tag - 1;
+    char *end;
+    long v = strtol(p, &end, 10);
+    if (end == p || v < 0 || v > 100) return 0;
+    while (*end == ' ') end++;
+    *pct = (int)v;
+    snprintf(stage, stagelen, "%s", end);
+    return 1;
+}
+
+char *fleet_env_line(const char *key, const char *value)
+{
+    bool plain = true;
+    for (const char *p = value; *p; p++)
+        if (!(isalnum((unsigned char)*p) || strchr("-_./:@+,", *p))) plain = false;
+    if (plain) return xasprintf("%s=%s\n", key, value);
+    buf b;
+    buf_init(&b, 0);
+    int ok = buf_appendf(&b, "%s=\"", key) == 0;
+    for (const char *p = value; *p; p++) {
+        if (*p == '\n') { ok &= buf_append(&b, "\\n", 2) == 0; continue; }
+        if (*p == '\r') continue;
+        if (*p == '"' || *p == '\\') ok &= buf_append(&b, "\\", 1) == 0;
+        ok &= buf_append(&b, p, 1) == 0;
+    }
+    ok &= buf_append(&b, "\"\n", 2) == 0;
+    (void)ok;
+    return buf_take(&b);
+}
+
+int fleet_make_bundle(const char *srcdir, const char *out_path, char *err, size_t errlen)
+{
+    char *mk = xasprintf("%s/Makefile", srcdir), *mainc = xasprintf("%s/src/main.c", srcdir);
+    bool ok = access(mk, R_OK) == 0 && access(mainc, R_OK) == 0;
+    free(mk);
+    free(mainc);
+    if (!ok) {
+        snprintf(err, errlen, "no gpuscribe source tree at %s (Makefile and src/main.c); set "
+                 "GS_SRCDIR to the source directory", srcdir);
+        return -1;
+    }
+    char *tmp = xasprintf("%s.tmp", out_path);
+    char *argv[] = {"tar", "--exclude=*.o", "--exclude=*.d", "-czf", tmp, "-C", (char *)srcdir,
+                    "Makefile", "src", "remote", NULL};
+    pid_t pid;
+    int rc = posix_spawnp(&pid, "tar", NULL, NULL, argv, environ);
+    int st = 0;
+    if (rc == 0) {
+        while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
+    }
+    if (rc != 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        snprintf(err, errlen, "cannot make the source bundle with tar (%s)",
+                 rc ? strerror(rc) : "tar failed");
+        unlink(tmp);
+        free(tmp);
+        return -1;
+    }
+    chmod(tmp, 0600);
+    if (rename(tmp, out_path) != 0) {
+        snprintf(err, errlen, "cannot rename %s: %s", tmp, strerror(errno));
+        unlink(tmp);
+        free(tmp);
+        return -1;
+    }
+    free(tmp);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ state and events */
+
+static void publish(inst *in, int persist)
+{
+    fleet *f = in->f;
+    if (!f->bus) return;
+    json_t *j = fleet_instance_json(f, in->vid);
+    if (j) events_publish(f->bus, "instance.state", j, persist);
+}
+
+static void snapshot(inst *in, const char *state, int pct, const char *stage, const char *error)
+{
+    fleet *f = in->f;
+    pthread_mutex_lock(&f->lock);
+    snprintf(in->state, sizeof in->state, "%s", state);
+    in->percent = pct;
+    snprintf(in->stage, sizeof in->stage, "%s", stage);
+    snprintf(in->error, sizeof in->error, "%s", error ? error : "");
+    pthread_mutex_unlock(&f->lock);
+}
+
+/* Move the row to state (unless it is being destroyed: then the thread stops). */
+static void set_state(inst *in, const char *state, int pct, const char *stage, const char *error)
+{
+    fleet *f = in->f;
+    bool changed_state = strcmp(in->state, state) != 0;
+    if (!changed_state && in->percent == pct && !strcmp(in->stage, stage) && !error) return;
+    int n = db_run(f->st,
+                   "UPDATE instances SET state=?, percent=?, stage=?, error=?, updated_at=?,"
+                   " ready_at=CASE WHEN ?='ready' THEN ? ELSE ready_at END"
+                   " WHERE id=? AND state NOT IN ('destroying','destroyed')",
+                   "tittdtdl", state, pct, stage, error, now_wall(), state, now_wall(), in->row);
+    if (n == 0) {
+        pthread_mutex_lock(&f->lock);
+        in->stop = true;
+        pthread_mutex_unlock(&f->lock);
+        return;
+    }
+    snapshot(in, state, pct, stage, error);
+    if (changed_state)
+        LOG_I("fleet", "instance %s: %s (%d%%, %s)", in->vid, state, pct, stage);
+    publish(in, changed_state);
+}
+
+static void set_deadline(inst *in, double at)
+{
+    db_run(in->f->st, "UPDATE instances SET deadline_at=? WHERE id=?", "dl", at, in->row);
+}
+
+static void fail(inst *in, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail(inst *in, const char *fmt, ...)
+{
+    char why[400], msg[640];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    snprintf(msg, sizeof msg, "%s. The instance is still rented (not destroyed automatically): "
+             "destroy it from the UI or with POST /api/vast/destroy/%s", why, in->vid);
+    LOG_W("fleet", "instance %s failed: %s", in->vid, why);
+    set_state(in, "failed", in->percent, "failed: still rented, destroy it", msg);
+    db_run(in->f->st, "UPDATE instances SET deadline_at=NULL WHERE id=?", "l", in->row);
+}
+
+static void mark_gone(inst *in)
+{
+    fleet *f = in->f;
+    LOG_W("fleet", "instance %s no longer exists on Vast.ai", in->vid);
+    db_run(f->st, "UPDATE instances SET state='destroyed', stage='gone from Vast.ai',"
+           " destroy_reason=COALESCE(destroy_reason,'gone'), destroyed_at=?, updated_at=?"
+           " WHERE id=? AND state<>'destroyed'", "ddl", now_wall(), now_wall(), in->row);
+    snapshot(in, "destroyed", in->percent, "gone from Vast.ai", NULL);
+    publish(in, 1);
+    pthread_mutex_lock(&f->lock);
+    in->stop = true;
+    pthread_mutex_unlock(&f->lock);
+}
+
+/* setup lines: kept in a ring, persisted as setup_log */
+static void log_lines_persist(inst *in)
+{
+    buf b;
+    buf_init(&b, 0);
+    for (int i = 0; i < in->nlines; i++) {
+        if (buf_append(&b, in->lines[i], strlen(in->lines[i])) != 0 || buf_append(&b, "\n", 1) != 0)
+            break;
+    }
+    db_run(in->f->st, "UPDATE instances SET setup_log=? WHERE id=?", "tl", b.data ? b.data : "",
+           in->row);
+    buf_release(&b);
+}
+
+static void log_line(inst *in, const char *line)
+{
+    if (in->nlines == LOG_KEEP) {
+        free(in->lines[0]);
+        memmove(in->lines, in->lines + 1, sizeof in->lines[0] * (LOG_KEEP - 1));
+        in->nlines--;
+    }
+    size_t n = strlen(line);
+    in->lines[in->nlines++] = xstrndup(line, n > 1000 ? 1000 : n);
+    LOG_D("fleet", "instance %s setup: %s", in->vid, line);
+}
+
+static void log_clear(inst *in)
+{
+    for (int i = 0; i < in->nlines; i++) free(in->lines[i]);
+    in->nlines = 0;
+}
+
+/* ------------------------------------------------------------------ Vast checks */
+
+static bool contains_ci(const char *s, const char *needle)
+{
+    size_t n = strlen(needle);
+    for (; *s; s++)
+        if (strncasecmp(s, needle, n) == 0) return true;
+    return false;
+}
+
+/* A status that will never reach running: 1 with why filled. */
+static int bad_status(const vast_instance *vi, char *why, size_t whylen)
+{
+    const char *a = vi->actual_status, *m = vi->status_msg;
+    static const char *const dead[] = {"exited", "unknown", "offline", "stopped", "frozen"};
+    for (size_t i = 0; i < ARRAY_LEN(dead); i++)
+        if (!strcmp(a, dead[i])) {
+            snprintf(why, whylen, "Vast.ai reports instance %lld %s%s%s", vi->id, a,
+                     m[0] ? ": " : "", m);
+            return 1;
+        }
+    if (!strcmp(vi->intended_status, "stopped")) {
+        snprintf(why, whylen, "Vast.ai stopped instance %lld (outbid or stopped)%s%s", vi->id,
+                 m[0] ? ": " : "", m);
+        return 1;
+    }
+    if (strcmp(a, "running") != 0 && m[0]) {
+        static const char *const errs[] = {"oci runtime", "error", "failed", "unauthorized",
+                                           "manifest unknown", "pull access denied", "denied"};
+        for (size_t i = 0; i < ARRAY_LEN(errs); i++)
+            if (contains_ci(m, errs[i])) {
+                snprintf(why, whylen, "instance %lld failed to start: %s", vi->id, m);
+                return 1;
+            }
+    }
+    return 0;
+}
+
+/* Ask Vast about the instance. 1 fine (vi filled if given), 0 gone or failed (handled),
+ * -1 cannot tell now. */
+static int vast_check(inst *in, vast_instance *vi_out)
+{
+    long long id = strtoll(in->vid, NULL, 10);
+    vast_instance vi;
+    vast_error e;
+    in->last_vast_check = now_mono();
+    if (vast_show_instance(in->f->client, id, &vi, &e) != 0) {
+        if (e.kind == VAST_ERR_NOT_FOUND) {
+            mark_gone(in);
+            return 0;
+        }
+        LOG_D("fleet", "instance %s: cannot check Vast.ai: %s", in->vid, e.message);
+        return -1;
+    }
+    char why[400];
+    if (bad_status(&vi, why, sizeof why)) {
+        vast_instance_clear(&vi);
+        fail(in, "%s", why);
+        return 0;
+    }
+    if (vi_out) *vi_out = vi;
+    else vast_instance_clear(&vi);
+    return 1;
+}
+
+static void attach_key(inst *in, row *r)
+{
+    fleet *f = in->f;
+    vast_error e;
+    if (vast_attach_ssh_key(f->client, strtoll(in->vid, NULL, 10), f->pubkey, &e) != 0) {
+        LOG_D("fleet", "instance %s: attaching the SSH key: %s", in->vid, e.message);
+        return;
+    }
+    db_run(f->st, "UPDATE instances SET ssh_key_id=? WHERE id=?", "ll", f->account_key_id,
+           in->row);
+    r->key_attached = true;
+}
+
+/* ------------------------------------------------------------------ SSH */
+
+static void target_of(inst *in, const row *r, sshc_target *t, char *alias, size_t alen)
+{
+    fleet *f = in->f;
+    snprintf(alias, alen, "vast-%s", in->vid);
+    memset(t, 0, sizeof *t);
+    t->host = r->ssh_host;
+    t->port = r->ssh_port;
+    t->user = "root";
+    t->key_path = f->key_path;
+    t->known_hosts = f->known_hosts;
+    t->host_alias = alias;
+    t->connect_timeout_s = 5;
+}
+
+static void ssh_drop(inst *in)
+{
+    if (in->ssh) sshc_close(in->ssh);
+    in->ssh = NULL;
+}
+
+static void enter_ssh_wait(inst *in, const char *why)
+{
+    ssh_drop(in);
+    set_deadline(in, now_wall() + in->f->ssh_wait_s);
+    if (why) log_line(in, why);
+    set_state(in, "ssh_wait", 30, "waiting for SSH", NULL);
+}
+
+/* A session for install/start steps: 0 ok; -1 handled (state changed or stopping). */
+static int ensure_ssh(inst *in, row *r)
+{
+    if (in->ssh) return 0;
+    sshc_target t;
+    char alias[48], err[512];
+    target_of(in, r, &t, alias, sizeof alias);
+    enum sshc_err k;
+    double end = now_mono() + 20;
+    while (!should_stop(in)) {
+        in->ssh = sshc_connect(&t, &k, err, sizeof err);
+        if (in->ssh) return 0;
+        if (k == SSHC_ERR_HOSTKEY) {
+            fail(in, "SSH refused: %s", err);
+            return -1;
+        }
+        if (now_mono() > end) break;
+        wait_s(in, 1);
+    }
+    if (should_stop(in)) return -1;
+    if (vast_check(in, NULL) == 0) return -1;
+    char line[600];
+    snprintf(line, sizeof line, "SSH lost (%s): waiting for it again", err);
+    enter_ssh_wait(in, line);
+    return -1;
+}
+
+/* ------------------------------------------------------------------ steps */
+
+static void step_loading(inst *in, row *r, double *delay)
+{
+    fleet *f = in->f;
+    if (r->deadline <= 0) {
+        r->deadline = now_wall() + LOADING_TIMEOUT_S;
+        set_deadline(in, r->deadline);
+    }
+    if (!r->key_attached) attach_key(in, r);
+    vast_instance vi;
+    int rc = vast_check(in, &vi);
+    if (rc == 0) return;
+    if (rc > 0) {
+        bool running = !strcmp(vi.actual_status, "running");
+        if (running && vi.ssh_port > 0 && vi.ssh_host[0]) {
+            db_run(f->st, "UPDATE instances SET ssh_host=?, ssh_port=?, gpu_name=COALESCE(gpu_name,?),"
+                   " num_gpus=COALESCE(num_gpus,?), dph_total=COALESCE(NULLIF(?,0),dph_total),"
+                   " running_at=COALESCE(running_at,?) WHERE id=?", "titiddl", vi.ssh_host,
+                   vi.ssh_port, vi.gpu_name[0] ? vi.gpu_name : NULL, vi.num_gpus, vi.dph_total,
+                   now_wall(), in->row);
+            vast_instance_clear(&vi);
+            if (!r->key_attached) attach_key(in, r);
+            set_deadline(in, now_wall() + f->ssh_wait_s);
+            set_state(in, "ssh_wait", 30, "waiting for SSH", NULL);
+            *delay = 1;
+            return;
+        }
+        if (!vi.actual_status[0]) set_state(in, "loading", 10, "creating instance", NULL);
+        else set_state(in, "loading", 20, "loading image", NULL);
+        vast_instance_clear(&vi);
+    }
+    if (now_wall() > r->deadline) {
+        fail(in, "instance %s did not reach running within %.0f minutes", in->vid,
+             LOADING_TIMEOUT_S / 60);
+        return;
+    }
+    wait_s(in, *delay);
+    *delay = *delay * 1.5 > 10 ? 10 : *delay * 1.5;
+}
+
+static void step_ssh_wait(inst *in, row *r)
+{
+    fleet *f = in->f;
+    double deadline = r->deadline;
+    if (deadline <= 0) {
+        deadline = now_wall() + f->ssh_wait_s;
+        set_deadline(in, deadline);
+    } else if (in->resumed && deadline < now_wall() + 20) {
+        deadline = now_wall() + (f->ssh_wait_s < 20 ? f->ssh_wait_s : 20); /* one more try */
+        set_deadline(in, deadline);
+    }
+    in->resumed = false;
+    if (!r->ssh_host[0] || r->ssh_port <= 0) { /* adopted without an address yet */
+        set_state(in, "loading", 20, "waiting for the instance's SSH address", NULL);
+        return;
+    }
+    sshc_target t;
+    char alias[48], err[512] = "";
+    target_of(in, r, &t, alias, sizeof alias);
+    double delay = 0.25, last_key = now_mono();
+    int attempt = 0;
+    in->last_vast_check = now_mono();
+    while (!should_stop(in)) {
+        double left = deadline - now_wall();
+        if (left <= 0) break;
+        t.connect_timeout_s = left < 5 ? (int)(left + 0.999) : 5;
+        enum sshc_err k;
+        attempt++;
+        in->ssh = sshc_connect(&t, &k, err, sizeof err);
+        if (in->ssh) {
+            char line[300];
+            snprintf(line, sizeof line, "SSH ready at %s:%d after %d attempt%s", r->ssh_host,
+                     r->ssh_port, attempt, attempt == 1 ? "" : "s");
+            log_line(in, line);
+            db_run(f->st, "UPDATE instances SET deadline_at=? WHERE id=?", "dl",
+                   now_wall() + INSTALL_TIMEOUT_S, in->row);
+            set_state(in, "installing", 60, "installing", NULL);
+            return;
+        }
+        if (k == SSHC_ERR_HOSTKEY) {
+            fail(in, "SSH refused: %s", err);
+            return;
+        }
+        if (k == SSHC_ERR_AUTH && now_mono() - last_key > 10) { /* keys may be attached late */
+            attach_key(in, r);
+            last_key = now_mono();
+        }
+        if (now_mono() - in->last_vast_check > 5 && vast_check(in, NULL) == 0) return;
+        double l2 = deadline - now_wall();
+        wait_s(in, delay < l2 ? delay : (l2 > 0 ? l2 : 0));
+        delay = delay * 2 > 2 ? 2 : delay * 2;
+    }
+    if (should_stop(in)) return;
+    if (vast_check(in, NULL) == 0) return;
+    fail(in, "instance %s did not answer SSH at %s:%d within %.1f minutes (last error: %s)",
+         in->vid, r->ssh_host, r->ssh_port, f->ssh_wait_s / 60, err[0] ? err : "none");
+}
+
+typedef struct exec_ctx {
+    inst *in;
+    char last_error[400];
+    char last_line[400];
+    bool need_source;
+    int progress_seen;
+} exec_ctx;
+
+static void on_setup_line(void *ud, int is_stderr, const char *line)
+{
+    (void)is_stderr;
+    exec_ctx *x = ud;
+    int pct;
+    char stage[200];
+    if (!strncmp(line, "GPUSCRIBE-STATUS ", 17)) return;
+    log_line(x->in, line);
+    if (fleet_parse_progress(line, &pct, stage, sizeof stage)) {
+        if (pct < 60) pct = 60;
+        if (pct > 90 && !strcmp(x->in->state, "installing")) pct = 90;
+        set_state(x->in, x->in->state, pct, stage, NULL);
+        x->progress_seen++;
+    } else if (!strncmp(line, "GPUSCRIBE-ERROR ", 16)) {
+        snprintf(x->last_error, sizeof x->last_error, "%s", line + 16);
+    } else if (!strcmp(line, "GPUSCRIBE-NEED-SOURCE")) {
+        x->need_source = true;
+    } else if (line[0]) {
+        snprintf(x->last_line, sizeof x->last_line, "%s", line);
+    }
+}
+
+static char *local_stamp(fleet *f)
+{
+    struct stat st;
+    if (stat(f->exe, &st) != 0) return NULL;
+    return xasprintf("%lld-%lld.%09ld-%s", (long long)st.st_size, (long long)st.st_mtim.tv_sec,
+                     st.st_mtim.tv_nsec, GS_VERSION);
+}
+
+static char *setup_path(fleet *f)
+{
+    char *p = xasprintf("%s/remote/setup.sh", f->srcdir);
+    if (access(p, R_OK) == 0) return p;
+    free(p);
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", f->exe);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = '\0';
+    p = xasprintf("%s/remote/setup.sh", dir);
+    if (access(p, R_OK) == 0) return p;
+    free(p);
+    p = xasprintf("%s/../remote/setup.sh", dir);
+    if (access(p, R_OK) == 0) return p;
+    free(p);
+    return NULL;
+}
+
+static char *worker_env(fleet *f)
+{
+    buf b;
+    buf_init(&b, 0);
+    int ok = buf_appendf(&b, "# gpuscribe worker settings, written by the controller\n") == 0;
+    static const enum cfg_id keys[] = {CFG_ENGINE, CFG_WHISPER_MODEL, CFG_HF_TOKEN, CFG_LOG_LEVEL,
+                                       CFG_DEADMAN_MINUTES, CFG_VAST_URL};
+    for (size_t i = 0; i < ARRAY_LEN(keys); i++) {
+        const char *v = config_str(f->cfg, keys[i]);
+        if (!v) continue;
+        char *l = fleet_env_line(config_name(keys[i]), v);
+        ok &= buf_append(&b, l, strlen(l)) == 0;
+        free(l);
+    }
+    (void)ok;
+    return buf_take(&b);
+}
+
+static char *setup_args(fleet *f)
+{
+    char *e = sshc_shell_quote(config_str(f->cfg, CFG_ENGINE));
+    char *m = sshc_shell_quote(config_str(f->cfg, CFG_WHISPER_MODEL));
+    char *s = xasprintf("--engine %s --model %s --port %d", e, m, f->worker_port);
+    free(e);
+    free(m);
+    return s;
+}
+
+/* Upload the binary (when the instance's differs), setup.sh and worker.env. 0 ok, -1 ssh
+ * error (err), -2 local problem (err). */
+static int upload_files(inst *in, char *err, size_t errlen)
+{
+    fleet *f = in->f;
+    char *out = NULL;
+    int st = -1;
+    int rc = sshc_exec_capture(in->ssh, "mkdir -p " REMOTE_DIR " && cat " REMOTE_DIR
+                               "/.binary-stamp 2>/dev/null; true", NULL, 0, 4096, &out, NULL, 30,
+                               &st, err, errlen);
+    if (rc != SSHC_OK) {
+        free(out);
+        return -1;
+    }
+    char *stamp = local_stamp(f);
+    if (!stamp) {
+        free(out);
+        snprintf(err, errlen, "cannot read our own binary %s", f->exe);
+        return -2;
+    }
+    if (out) out[strcspn(out, "\r\n")] = '\0';
+    bool same = out && !strcmp(out, stamp);
+    free(out);
+    if (!same) {
+        struct stat sb;
+        stat(f->exe, &sb);
+        char stage[120];
+        snprintf(stage, sizeof stage, "uploading gpuscribe (%.1f MB)", (double)sb.st_size / 1e6);
+        set_state(in, "installing", 62, stage, NULL);
+        log_line(in, stage);
+        if (sshc_upload(in->ssh, f->exe, REMOTE_DIR "/gpuscribe", 0755, err, errlen) != SSHC_OK ||
+            sshc_upload_data(in->ssh, stamp, strlen(stamp), REMOTE_DIR "/.binary-stamp", 0644,
+                             err, errlen) != SSHC_OK) {
+            free(stamp);
+            return -1;
+        }
+    } else {
+        log_line(in, "gpuscribe binary already on the instance");
+    }
+    free(stamp);
+    char *sp = setup_path(f);
+    if (!sp) {
+        snprintf(err, errlen, "remote/setup.sh not found (looked in %s/remote and beside %s); set "
+                 "GS_SRCDIR", f->srcdir, f->exe);
+        return -2;
+    }
+    rc = sshc_upload(in->ssh, sp, REMOTE_DIR "/setup.sh", 0755, err, errlen);
+    free(sp);
+    if (rc != SSHC_OK) return -1;
+    char *env = worker_env(f);
+    rc = sshc_upload_data(in->ssh, env, strlen(env), REMOTE_DIR "/worker.env", 0600, err, errlen);
+    free(env);
+    return rc == SSHC_OK ? 0 : -1;
+}
+
+static int upload_bundle(inst *in, char *err, size_t errlen)
+{
+    fleet *f = in->f;
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", f->exe);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = '\0';
+    char *shipped = xasprintf("%s/gpuscribe-src.tar.gz", dir);
+    char *made = NULL;
+    const char *path = shipped;
+    if (access(shipped, R_OK) != 0) {
+        made = xasprintf("%s/src-bundle.tar.gz", f->data_dir);
+        if (fleet_make_bundle(f->srcdir, made, err, errlen) != 0) {
+            free(shipped);
+            free(made);
+            return -2;
+        }
+        path = made;
+    }
+    log_line(in, "uploading the gpuscribe source bundle to build the worker on the instance");
+    int rc = sshc_upload(in->ssh, path, REMOTE_DIR "/src.tar.gz", 0600, err, errlen);
+    if (made) unlink(made);
+    free(shipped);
+    free(made);
+    return rc == SSHC_OK ? 0 : -1;
+}
+
+/* One poll of the detached setup run: 1 finished (*rc set), 0 running, -1 ssh error, -2 the
+ * run is gone (died / never started). */
+static int poll_setup(inst *in, exec_ctx *x, int *rc_out, char *err, size_t errlen)
+{
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "cd " REMOTE_DIR " && sh setup.sh --poll %zu", in->out_off);
+    char *out = NULL;
+    int st = -1;
+    if (sshc_exec_capture(in->ssh, cmd, NULL, 0, 1 << 20, &out, NULL, 30, &st, err, errlen) !=
+        SSHC_OK) {
+        free(out);
+        return -1;
+    }
+    int result = 0;
+    char *nl = out ? strchr(out, '\n') : NULL;
+    if (!out || !nl || strncmp(out, "GPUSCRIBE-STATUS ", 17) != 0) {
+        snprintf(err, errlen, "unexpected answer from setup.sh --poll: %.200s", out ? out : "");
+        free(out);
+        return -2;
+    }
+    *nl = '\0';
+    const char *status = out + 17;
+    if (!strncmp(status, "done", 4)) {
+        *rc_out = atoi(status + 4);
+        result = 1;
+    } else if (strcmp(status, "running") != 0) {
+        result = -2;
+    }
+    /* complete lines only; a partial last line waits for the next poll (unless done) */
+    char *p = nl + 1;
+    size_t consumed = 0;
+    for (;;) {
+        char *e = strchr(p, '\n');
+        if (!e) break;
+        *e = '\0';
+        on_setup_line(x, 0, p);
+        consumed += (size_t)(e - p) + 1;
+        p = e + 1;
+    }
+    if (result != 0 && *p) {
+        on_setup_line(x, 0, p);
+        consumed += strlen(p);
+    }
+    in->out_off += consumed;
+    free(out);
+    return result;
+}
+
+static void step_install(inst *in, row *r)
+{
+    fleet *f = in->f;
+    if (ensure_ssh(in, r) != 0) return;
+    char err[512] = "";
+    exec_ctx x = {.in = in};
+    /* a run already going (controller restarted mid-setup): follow it */
+    int rc = 0;
+    in->out_off = 0;
+    log_clear(in);
+    int pr = poll_setup(in, &x, &rc, err, sizeof err);
+    bool following = pr == 0;
+    if (pr == -1) goto ssh_broke;
+    if (following) {
+        log_line(in, "following the setup run already in progress");
+    } else {
+        in->out_off = 0;
+        log_clear(in);
+        x = (exec_ctx){.in = in};
+    }
+    bool sent_source = false;
+    for (;;) {
+        if (!following) {
+            int u = upload_files(in, err, sizeof err);
+            if (u == -1) goto ssh_broke;
+            if (u == -2) { fail(in, "cannot prepare the setup: %s", err); return; }
+            if (x.need_source) {
+                u = upload_bundle(in, err, sizeof err);
+                if (u == -1) goto ssh_broke;
+                if (u == -2) { fail(in, "the binary cannot run on the instance and %s", err); return; }
+                sent_source = true;
+            }
+            char *args = setup_args(f);
+            const char *delay = getenv("GS_SETUP_DELAY"), *failat = getenv("GS_SETUP_FAIL");
+            char *d = delay ? sshc_shell_quote(delay) : NULL, *fa = failat ? sshc_shell_quote(failat) : NULL;
+            char *cmd = xasprintf("cd " REMOTE_DIR " && %s%s%s%s%s%ssh setup.sh --bg %s",
+                                  d ? "GS_SETUP_DELAY=" : "", d ? d : "", d ? " " : "",
+                                  fa ? "GS_SETUP_FAIL=" : "", fa ? fa : "", fa ? " " : "", args);
+            free(d);
+            free(fa);
+            free(args);
+            int st = -1;
+            char *out = NULL;
+            int erc = sshc_exec_capture(in->ssh, cmd, NULL, 0, 4096, &out, NULL, 60, &st, err,
+                                        sizeof err);
+            free(cmd);
+            if (out) {
+                out[strcspn(out, "\n")] = '\0';
+                log_line(in, out);
+            }
+            free(out);
+            if (erc != SSHC_OK) goto ssh_broke;
+            if (st != 0) { fail(in, "setup.sh could not start (exit status %d)", st); return; }
+            in->out_off = 0;
+            x.need_source = false;
+            x.last_error[0] = '\0';
+        }
+        following = false;
+        /* follow the run */
+        double delay = 0.2;
+        int last_lines = -1;
+        for (;;) {
+            if (should_stop(in)) return;
+            pr = poll_setup(in, &x, &rc, err, sizeof err);
+            if (pr == -1) goto ssh_broke;
+            if (in->nlines != last_lines) {
+                log_lines_persist(in);
+                last_lines = in->nlines;
+            }
+            if (pr == -2) {
+                if (vast_check(in, NULL) == 0) return;
+                fail(in, "setup on instance %s stopped without finishing (%s)", in->vid,
+                     err[0] ? err : "its process died");
+                return;
+            }
+            if (pr == 1) break;
+            if (now_mono() - in->last_vast_check > 10 && vast_check(in, NULL) == 0) return;
+            wait_s(in, delay);
+            delay = delay * 1.5 > 1.0 ? 1.0 : delay * 1.5;
+        }
+        log_lines_persist(in);
+        if (rc == 3 && x.need_source && !sent_source) continue; /* build from source */
+        break;
+    }
+    if (rc != 0) {
+        if (vast_check(in, NULL) == 0) return;
+        fail(in, "setup failed on instance %s (exit status %d): %s", in->vid, rc,
+             x.last_error[0] ? x.last_error : x.last_line[0] ? x.last_line : "no output");
+        return;
+    }
+    db_run(f->st, "UPDATE instances SET deadline_at=NULL WHERE id=?", "l", in->row);
+    set_state(in, "starting_worker", 95, "starting worker", NULL);
+    return;
+
+ssh_broke:
+    ssh_drop(in);
+    if (should_stop(in)) return;
+    if (vast_check(in, NULL) == 0) return;
+    {
+        int n = db_run(f->st, "UPDATE instances SET attempts=attempts+1 WHERE id=?", "l", in->row);
+        (void)n;
+        if (r->attempts + 1 >= MAX_ATTEMPTS) {
+            fail(in, "setup on instance %s kept losing its SSH session (%s)", in->vid, err);
+            return;
+        }
+        char line[600];
+        snprintf(line, sizeof line, "SSH session lost during setup (%s); retrying", err);
+        log_line(in, line);
+        log_lines_persist(in);
+    }
+}
+
+static void set_worker(inst *in, tunnel *tn, json_t *worker)
+{
+    fleet *f = in->f;
+    pthread_mutex_lock(&f->lock);
+    tunnel *old = in->tn;
+    json_t *oldw = in->worker;
+    in->tn = tn;
+    in->worker = worker;
+    pthread_mutex_unlock(&f->lock);
+    if (old && old != tn) tunnel_stop(old);
+    if (oldw && oldw != worker) json_decref(oldw);
+}
+
+static void step_start(inst *in, row *r)
+{
+    fleet *f = in->f;
+    set_worker(in, NULL, NULL);
+    if (ensure_ssh(in, r) != 0) return;
+    char *args = setup_args(f);
+    char *cmd = xasprintf("cd " REMOTE_DIR " && sh setup.sh --start-worker %s --wait 30", args);
+    free(args);
+    exec_ctx x = {.in = in};
+    char err[512] = "";
+    int st = -1;
+    int rc = sshc_exec(in->ssh, cmd, NULL, 0, on_setup_line, &x, 90, &st, err, sizeof err);
+    free(cmd);
+    log_lines_persist(in);
+    if (rc != SSHC_OK || st != 0) {
+        ssh_drop(in);
+        if (should_stop(in)) return;
+        if (vast_check(in, NULL) == 0) return;
+        db_run(f->st, "UPDATE instances SET attempts=attempts+1 WHERE id=?", "l", in->row);
+        if (r->attempts + 1 >= MAX_ATTEMPTS) {
+            fail(in, "the worker on instance %s did not start: %s", in->vid,
+                 rc != SSHC_OK ? err : x.last_error[0] ? x.last_error : "setup.sh --start-worker failed");
+            return;
+        }
+        /* maybe something is missing: run the (idempotent) setup again */
+        set_state(in, "installing", 60, "installing (again)", NULL);
+        return;
+    }
+    ssh_drop(in);
+    sshc_target t;
+    char alias[48];
+    target_of(in, r, &t, alias, sizeof alias);
+    t.connect_timeout_s = 10;
+    tunnel *tn = tunnel_start(&t, f->worker_port, "/health", TUNNEL_CHECK_S, err, sizeof err);
+    if (!tn) {
+        if (strstr(err, "host key")) { fail(in, "SSH refused: %s", err); return; }
+        if (vast_check(in, NULL) == 0) return;
+        char line[600];
+        snprintf(line, sizeof line, "cannot open the tunnel: %s", err);
+        enter_ssh_wait(in, line);
+        return;
+    }
+    tunnel_status ts;
+    double end = now_mono() + 30;
+    for (;;) {
+        tunnel_get_status(tn, &ts);
+        if (ts.state == TUNNEL_UP || now_mono() > end || should_stop(in)) break;
+        sleep_s(0.1);
+    }
+    if (ts.state != TUNNEL_UP) {
+        tunnel_stop(tn);
+        if (should_stop(in)) return;
+        db_run(f->st, "UPDATE instances SET attempts=attempts+1 WHERE id=?", "l", in->row);
+        if (r->attempts + 1 >= MAX_ATTEMPTS) {
+            fail(in, "the worker on instance %s does not answer /health through the tunnel: %s",
+                 in->vid, ts.last_error);
+            return;
+        }
+        set_state(in, "starting_worker", 95, "starting worker (retrying)", NULL);
+        return;
+    }
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", ts.local_port);
+    json_t *h = NULL;
+    json_t *w = NULL;
+    if (worker_client_health(url, &h, err, sizeof err) == 0) {
+        w = json_pack("{s:O?,s:O?,s:O?}", "engine", json_object_get(h, "engine"), "model",
+                      json_object_get(h, "model"), "gpu", json_object_get(h, "gpu_name"));
+        if (w && json_is_null(json_object_get(w, "gpu")))
+            json_object_set(w, "gpu", json_object_get(h, "gpu"));
+        json_decref(h);
+    }
+    if (!w) w = json_pack("{s:n,s:n,s:n}", "engine", "model", "gpu");
+    set_worker(in, tn, w);
+    db_run(f->st, "UPDATE instances SET attempts=0, worker_port=?, deadline_at=NULL WHERE id=?",
+           "il", f->worker_port, in->row);
+    set_state(in, "ready", 100, "ready", NULL);
+    const char *eng = json_string_value(json_object_get(w, "engine"));
+    LOG_I("fleet", "Vast.ai GPU available: Instance %s (worker %s through the SSH tunnel on "
+          "127.0.0.1:%d)", in->vid, eng ? eng : "?", ts.local_port);
+}
+
+static void step_ready(inst *in, row *r)
+{
+    fleet *f = in->f;
+    pthread_mutex_lock(&f->lock);
+    tunnel *tn = in->tn;
+    pthread_mutex_unlock(&f->lock);
+    if (!tn) { /* resumed after a restart: reconnect (setup is a no-op when all is there) */
+        set_state(in, "starting_worker", 95, "reconnecting to the worker", NULL);
+        return;
+    }
+    (void)r;
+    double bad_since = 0;
+    char last_tstate[24] = "up";
+    while (!should_stop(in)) {
+        wait_s(in, 1.0);
+        if (should_stop(in)) return;
+        row cur;
+        if (row_load(f->st, in->row, &cur) <= 0 || strcmp(cur.state, "ready") != 0) return;
+        tunnel_status ts;
+        tunnel_get_status(tn, &ts);
+        if (strcmp(last_tstate, ts.state_name) != 0) {
+            snprintf(last_tstate, sizeof last_tstate, "%s", ts.state_name);
+            LOG_I("fleet", "instance %s: tunnel %s%s%s", in->vid, ts.state_name,
+                  ts.last_error[0] ? ": " : "", ts.last_error);
+            publish(in, 0);
+        }
+        if (ts.state == TUNNEL_RECONNECTING && strstr(ts.last_error, "host key")) {
+            set_worker(in, NULL, NULL);
+            fail(in, "SSH refused: %s", ts.last_error);
+            return;
+        }
+        if (ts.state == TUNNEL_UP) bad_since = 0;
+        else if (bad_since == 0) bad_since = now_mono();
+        char why[300] = "";
+        pthread_mutex_lock(&f->lock);
+        if (in->recheck) {
+            snprintf(why, sizeof why, "%s", in->recheck_why);
+            in->recheck = false;
+        }
+        pthread_mutex_unlock(&f->lock);
+        if (!why[0] && bad_since > 0 && now_mono() - bad_since > READY_RECHECK_S)
+            snprintf(why, sizeof why, "tunnel %s for %.0f s: %s", ts.state_name,
+                     now_mono() - bad_since, ts.last_error);
+        if (!why[0] && now_mono() - in->last_vast_check < READY_VAST_CHECK_S) continue;
+        if (vast_check(in, NULL) == 0) {
+            set_worker(in, NULL, NULL);
+            return;
+        }
+        if (!why[0]) continue;
+        LOG_W("fleet", "instance %s: rechecking the worker (%s)", in->vid, why);
+        char line[400];
+        snprintf(line, sizeof line, "recheck: %s", why);
+        log_line(in, line);
+        set_worker(in, NULL, NULL);
+        set_state(in, "starting_worker", 95, "rechecking the worker", NULL);
+        return;
+    }
+}
+
+static void *drive(void *arg)
+{
+    inst *in = arg;
+    fleet *f = in->f;
+    double delay = 1;
+    while (!should_stop(in)) {
+        row r;
+        if (row_load(f->st, in->row, &r) <= 0) break;
+        if (final_state(r.state)) {
+            snapshot(in, r.state, r.percent, r.stage, NULL);
+            break;
+        }
+        if (!in->state[0]) snapshot(in, r.state, r.percent, r.stage, NULL);
+        if (!strcmp(r.state, "requested") || !strcmp(r.state, "creating") ||
+            !strcmp(r.state, "loading"))
+            step_loading(in, &r, &delay);
+        else if (!strcmp(r.state, "ssh_wait")) step_ssh_wait(in, &r);
+        else if (!strcmp(r.state, "installing")) step_install(in, &r);
+        else if (!strcmp(r.state, "starting_worker")) step_start(in, &r);
+        else if (!strcmp(r.state, "ready")) step_ready(in, &r);
+        else {
+            LOG_W("fleet", "instance %s: unknown state '%s'", in->vid, r.state);
+            break;
+        }
+    }
+    ssh_drop(in);
+    set_worker(in, NULL, NULL);
+    log_clear(in);
+    pthread_mutex_lock(&f->lock);
+    in->finished = true;
+    pthread_cond_broadcast(&f->cond);
+    pthread_mutex_unlock(&f->lock);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ supervisor */
+
+/* f->lock held */
+static inst *find_row(fleet *f, long long row_id)
+{
+    for (inst *in = f->insts; in; in = in->next)
+        if (in->row == row_id) return in;
+    return NULL;
+}
+
+static inst *find_vid(fleet *f, const char *vid)
+{
+    for (inst *in = f->insts; in; in = in->next)
+        if (!strcmp(in->vid, vid)) return in;
+    return NULL;
+}
+
+static void inst_free(inst *in)
+{
+    json_decref(in->worker);
+    free(in);
+}
+
+static void spawn_rows(fleet *f)
+{
+    sqlite3_stmt *s = NULL;
+    long long ids[64];
+    char vids[64][32];
+    int n = 0;
+    store_lock(f->st);
+    if (sqlite3_prepare_v2(store_db(f->st),
+                           "SELECT id, vast_id FROM instances WHERE vast_id IS NOT NULL AND state"
+                           " NOT IN ('failed','destroying','destroyed') ORDER BY id", -1, &s,
+                           NULL) == SQLITE_OK) {
+        while (n < 64 && sqlite3_step(s) == SQLITE_ROW) {
+            ids[n] = sqlite3_column_int64(s, 0);
+            copy_col(s, 1, vids[n], sizeof vids[n]);
+            n++;
+        }
+    }
+    sqlite3_finalize(s);
+    store_unlock(f->st);
+    pthread_mutex_lock(&f->lock);
+    for (int i = 0; i < n && !f->stopping; i++) {
+        inst *in = find_row(f, ids[i]);
+        if (in && !in->finished) continue;
+        if (in) { /* finished earlier (failed), now active again: restart its thread */
+            if (in->has_thread) pthread_join(in->th, NULL);
+            in->has_thread = in->finished = in->stop = false;
+        } else {
+            in = xcalloc(1, sizeof *in);
+            in->f = f;
+            in->row = ids[i];
+            memcpy(in->vid, vids[i], sizeof in->vid);
+            in->vid[sizeof in->vid - 1] = '\0';
+            in->next = f->insts;
+            f->insts = in;
+        }
+        in->resumed = true;
+        in->state[0] = '\0';
+        if (pthread_create(&in->th, NULL, drive, in) == 0) in->has_thread = true;
+        else in->finished = true;
+    }
+    /* reap threads of destroyed instances */
+    for (inst **pp = &f->insts; *pp;) {
+        inst *in = *pp;
+        if (in->finished && !strcmp(in->state, "destroyed")) {
+            *pp = in->next;
+            if (in->has_thread) pthread_join(in->th, NULL);
+            inst_free(in);
+            continue;
+        }
+        pp = &in->next;
+    }
+    pthread_mutex_unlock(&f->lock);
+}
+
+static void register_key(fleet *f)
+{
+    if (f->account_key_id > 0 || !vastctl_has_key(f->vc)) return;
+    char *path = xasprintf("%s/ssh/vast_key_id", f->data_dir);
+    const char *url = vast_client_base_url(f->client);
+    char *txt = read_file(path, 4096, NULL);
+    if (txt) {
+        char *sp = strrchr(txt, ' ');
+        if (sp) {
+            *sp = '\0';
+            if (!strcmp(txt, url)) f->account_key_id = strtoll(sp + 1, NULL, 10);
+        }
+        free(txt);
+    }
+    if (f->account_key_id <= 0) {
+        long long id = 0;
+        vast_error e;
+        if (vast_add_ssh_key(f->client, f->pubkey, &id, &e) == 0 && id > 0) {
+            f->account_key_id = id;
+            char *line = xasprintf("%s %lld\n", url, id);
+            write_file_atomic(path, line, strlen(line), 0600);
+            free(line);
+            LOG_I("fleet", "registered gpuscribe's SSH key on the Vast.ai account (key %lld)", id);
+        } else {
+            LOG_W("fleet", "cannot register gpuscribe's SSH key on the Vast.ai account yet: %s "
+                  "(it is attached to each instance instead)", e.message);
+        }
+    }
+    free(path);
+}
+
+/* VAST_INSTANCE_ID at start: 1 done (adopted, already known, or nothing to do), 0 retry later */
+static int auto_connect(fleet *f)
+{
+    char cur[32];
+    vastctl_current_instance(f->vc, cur, sizeof cur);
+    long id;
+    if (!cur[0] || !vastctl_has_key(f->vc) || parse_long(cur, &id) != 0 || id <= 0) return 1;
+    sqlite3_stmt *s = NULL;
+    char state[24] = "";
+    long long rowid = 0;
+    store_lock(f->st);
+    if (sqlite3_prepare_v2(store_db(f->st), "SELECT id, state FROM instances WHERE vast_id=?", -1,
+                           &s, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(s, 1, cur, -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(s) == SQLITE_ROW) {
+            rowid = sqlite3_column_int64(s, 0);
+            copy_col(s, 1, state, sizeof state);
+        }
+    }
+    sqlite3_finalize(s);
+    store_unlock(f->st);
+    if (rowid && !final_state(state)) {
+        LOG_I("fleet", "VAST_INSTANCE_ID=%s: resuming instance %s (%s)", cur, cur, state);
+        return 1;
+    }
+    vast_instance vi;
+    vast_error e;
+    if (vast_show_instance(f->client, id, &vi, &e) != 0) {
+        if (e.kind == VAST_ERR_NOT_FOUND) return 1; /* vastctl reports and clears it */
+        LOG_W("fleet", "VAST_INSTANCE_ID=%s: cannot check it yet: %s", cur, e.message);
+        return 0;
+    }
+    char why[400];
+    if (bad_status(&vi, why, sizeof why)) {
+        LOG_W("fleet", "VAST_INSTANCE_ID=%s: not usable: %s", cur, why);
+        vast_instance_clear(&vi);
+        return 1;
+    }
+    bool running = !strcmp(vi.actual_status, "running") && vi.ssh_port > 0;
+    const char *st = running ? "ssh_wait" : "loading";
+    const char *stage = running ? "waiting for SSH" : "loading image";
+    int pct = running ? 30 : 20;
+    double t = now_wall();
+    if (rowid) {
+        db_run(f->st, "UPDATE instances SET state=?, stage=?, percent=?, error=NULL, attempts=0,"
+               " deadline_at=NULL, ssh_host=?, ssh_port=?, destroyed_at=NULL, updated_at=? WHERE id=?",
+               "ttitidl", st, stage, pct, vi.ssh_host, vi.ssh_port, t, rowid);
+    } else {
+        db_run(f->st, "INSERT INTO instances(vast_id, state, stage, percent, label, gpu_name,"
+               " num_gpus, dph_total, ssh_host, ssh_port, created_at, updated_at, running_at)"
+               " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)", "tttittidtiddd", cur, st, stage, pct,
+               vi.label[0] ? vi.label : NULL, vi.gpu_name[0] ? vi.gpu_name : NULL, vi.num_gpus,
+               vi.dph_total, vi.ssh_host[0] ? vi.ssh_host : NULL, vi.ssh_port,
+               vi.start_date > 0 ? vi.start_date : t, t, running ? t : 0.0);
+    }
+    LOG_I("fleet", "VAST_INSTANCE_ID=%s: instance %s is %s on Vast.ai; connecting to it (setup "
+          "only where something is missing)", cur, cur,
+          vi.actual_status[0] ? vi.actual_status : "being created");
+    vast_instance_clear(&vi);
+    return 1;
+}
+
+static void *supervisor(void *arg)
+{
+    fleet *f = arg;
+    bool connected = false;
+    double next_try = 0;
+    pthread_mutex_lock(&f->lock);
+    while (!f->stopping) {
+        f->poked = false;
+        pthread_mutex_unlock(&f->lock);
+        if (now_mono() >= next_try) {
+            register_key(f);
+            if (!connected) connected = auto_connect(f) == 1;
+            next_try = now_mono() + 10;
+        }
+        spawn_rows(f);
+        pthread_mutex_lock(&f->lock);
+        if (f->stopping) break;
+        if (!f->poked) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            ts.tv_sec += 2;
+            pthread_cond_timedwait(&f->cond, &f->lock, &ts);
+        }
+    }
+    pthread_mutex_unlock(&f->lock);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ public */
+
+fleet *fleet_new(config *cfg, store *st, events *bus, vastctl *vc)
+{
+    fleet *f = xcalloc(1, sizeof *f);
+    f->cfg = cfg;
+    f->st = st;
+    f->bus = bus;
+    f->vc = vc;
+    char err[256];
+    f->client = vastctl_client_from_config(cfg, err, sizeof err);
+    if (!f->client) f->client = vast_client_new(NULL, config_str(cfg, CFG_VAST_API_KEY));
+    vast_client_set_timeouts(f->client, 5000, 20000);
+    vast_client_set_retry(f->client, 4, 300, 4000);
+    f->data_dir = xstrdup(config_str(cfg, CFG_DATA_DIR));
+    f->key_path = sshc_app_key_path(f->data_dir);
+    f->known_hosts = xasprintf("%s/ssh/known_hosts", f->data_dir);
+    double m = config_num(cfg, CFG_SSH_WAIT_MINUTES);
+    f->ssh_wait_s = m > 0 ? m * 60 : 180;
+    f->worker_port = (int)config_int(cfg, CFG_WORKER_PORT);
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    exe[n > 0 ? n : 0] = '\0';
+    f->exe = xstrdup(exe);
+    const char *sd = getenv("GS_SRCDIR");
+    f->srcdir = xstrdup(sd && *sd ? sd : GS_SRCDIR);
+    pthread_mutex_init(&f->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&f->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    return f;
+}
+
+void fleet_start(fleet *f)
+{
+    if (!f || f->started) return;
+    char err[256];
+    f->pubkey = sshc_app_key(f->data_dir, err, sizeof err);
+    if (!f->pubkey) {
+        LOG_E("fleet", "cannot create gpuscribe's SSH key: %s; instances cannot be set up", err);
+        return;
+    }
+    if (pthread_create(&f->sup, NULL, supervisor, f) == 0) f->started = true;
+    else LOG_E("fleet", "cannot start the provisioning thread");
+}
+
+void fleet_free(fleet *f)
+{
+    if (!f) return;
+    pthread_mutex_lock(&f->lock);
+    f->stopping = true;
+    pthread_cond_broadcast(&f->cond);
+    pthread_mutex_unlock(&f->lock);
+    if (f->started) pthread_join(f->sup, NULL);
+    for (inst *in = f->insts; in; in = in->next)
+        if (in->has_thread) pthread_join(in->th, NULL);
+    while (f->insts) {
+        inst *in = f->insts;
+        f->insts = in->next;
+        if (in->tn) tunnel_stop(in->tn);
+        inst_free(in);
+    }
+    vast_client_free(f->client);
+    pthread_cond_destroy(&f->cond);
+    pthread_mutex_destroy(&f->lock);
+    free(f->data_dir);
+    free(f->pubkey);
+    free(f->key_path);
+    free(f->known_hosts);
+    free(f->exe);
+    free(f->srcdir);
+    free(f);
+}
+
+void fleet_poke(fleet *f)
+{
+    if (!f) return;
+    pthread_mutex_lock(&f->lock);
+    f->poked = true;
+    pthread_cond_broadcast(&f->cond);
+    pthread_mutex_unlock(&f->lock);
+}
+
+void fleet_forget(fleet *f, long long vast_id)
+{
+    if (!f) return;
+    char vid[32];
+    snprintf(vid, sizeof vid, "%lld", vast_id);
+    pthread_mutex_lock(&f->lock);
+    inst *in = find_vid(f, vid);
+    if (in) {
+        in->stop = true;
+        snprintf(in->state, sizeof in->state, "destroyed");
+    }
+    f->poked = true;
+    pthread_cond_broadcast(&f->cond);
+    pthread_mutex_unlock(&f->lock);
+    char alias[48], err[256];
+    snprintf(alias, sizeof alias, "vast-%s", vid);
+    if (sshc_forget_host(f->known_hosts, alias, err, sizeof err) != 0)
+        LOG_W("fleet", "cannot forget the host key of instance %s: %s", vid, err);
+}
+
+int fleet_ready_worker(fleet *f, char *url, size_t urllen, long long *row_id)
+{
+    if (!f) return -1;
+    char cur[32];
+    vastctl_current_instance(f->vc, cur, sizeof cur);
+    int rc = -1;
+    pthread_mutex_lock(&f->lock);
+    for (int pass = 0; pass < 2 && rc != 0; pass++) {
+        for (inst *in = f->insts; in; in = in->next) {
+            if (!in->tn || strcmp(in->state, "ready") != 0) continue;
+            if (pass == 0 && strcmp(in->vid, cur) != 0) continue;
+            tunnel_status ts;
+            tunnel_get_status(in->tn, &ts);
+            if (ts.state != TUNNEL_UP) continue;
+            snprintf(url, urllen, "http://127.0.0.1:%d", ts.local_port);
+            if (row_id) *row_id = in->row;
+            rc = 0;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&f->lock);
+    return rc;
+}
+
+void fleet_report_failure(fleet *f, long long row_id, const char *why)
+{
+    if (!f) return;
+    pthread_mutex_lock(&f->lock);
+    inst *in = find_row(f, row_id);
+    if (in && !strcmp(in->state, "ready")) {
+        in->recheck = true;
+        snprintf(in->recheck_why, sizeof in->recheck_why, "%s", why ? why : "worker failed");
+        pthread_cond_broadcast(&f->cond);
+    }
+    pthread_mutex_unlock(&f->lock);
+    if (in) LOG_W("fleet", "row %lld: the dispatcher reports a worker failure (%s); rechecking",
+                  row_id, why ? why : "");
+}
+
+bool fleet_gpu_status(fleet *f, char *vid, size_t vidlen, char *msg, size_t msglen)
+{
+    vid[0] = msg[0] = '\0';
+    if (!f) return false;
+    char cur[32];
+    vastctl_current_instance(f->vc, cur, sizeof cur);
+    bool ready = false;
+    inst *prov = NULL;
+    pthread_mutex_lock(&f->lock);
+    for (int pass = 0; pass < 2 && !ready; pass++) {
+        for (inst *in = f->insts; in; in = in->next) {
+            if (pass == 0 && strcmp(in->vid, cur) != 0) continue;
+            if (in->tn && !strcmp(in->state, "ready")) {
+                tunnel_status ts;
+                tunnel_get_status(in->tn, &ts);
+                if (ts.state == TUNNEL_UP) {
+                    snprintf(vid, vidlen, "%s", in->vid);
+                    snprintf(msg, msglen, "Vast.ai GPU available: Instance %s", in->vid);
+                    ready = true;
+                    break;
+                }
+            }
+            if (!prov && in->state[0] && strcmp(in->state, "destroyed") != 0) prov = in;
+        }
+    }
+    if (!ready && prov) {
+        snprintf(vid, vidlen, "%s", prov->vid);
+        if (!strcmp(prov->state, "failed"))
+            snprintf(msg, msglen, "Vast.ai instance %s failed: %.300s", prov->vid, prov->error);
+        else if (!strcmp(prov->state, "ready"))
+            snprintf(msg, msglen, "Vast.ai instance %s: worker tunnel reconnecting", prov->vid);
+        else
+            snprintf(msg, msglen, "Vast.ai instance %s: %s (%d%%)", prov->vid, prov->stage,
+                     prov->percent);
+    }
+    pthread_mutex_unlock(&f->lock);
+    return ready;
+}
+
+static json_t *str_or_null(const char *s) { return s && *s ? json_string(s) : json_null(); }
+
+json_t *fleet_instance_json(fleet *f, const char *vast_id)
+{
+    sqlite3_stmt *s = NULL;
+    json_t *j = NULL;
+    store_lock(f->st);
+    if (sqlite3_prepare_v2(store_db(f->st),
+                           "SELECT id, label, state, stage, percent, error, setup_log, gpu_name,"
+                           " num_gpus, dph_total, ssh_host, ssh_port, created_at, ready_at"
+                           " FROM instances WHERE vast_id=?", -1, &s, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(s, 1, vast_id, -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(s) == SQLITE_ROW) {
+            j = json_object();
+            json_object_set_new(j, "id", json_string(vast_id));
+            json_object_set_new(j, "row_id", json_integer(sqlite3_column_int64(s, 0)));
+            json_object_set_new(j, "label", str_or_null((const char *)sqlite3_column_text(s, 1)));
+            json_object_set_new(j, "state", str_or_null((const char *)sqlite3_column_text(s, 2)));
+            json_object_set_new(j, "stage", json_string((const char *)sqlite3_column_text(s, 3) ?
+                                                        (const char *)sqlite3_column_text(s, 3) : ""));
+            json_object_set_new(j, "percent", json_integer(sqlite3_column_int(s, 4)));
+            json_object_set_new(j, "error", str_or_null((const char *)sqlite3_column_text(s, 5)));
+            json_t *log = json_array();
+            const char *sl = (const char *)sqlite3_column_text(s, 6);
+            if (sl) {
+                int total = 0;
+                for (const char *p = sl; *p; p++) total += *p == '\n';
+                int skip = total > LOG_SHOW ? total - LOG_SHOW : 0;
+                const char *p = sl;
+                while (*p) {
+                    const char *e = strchr(p, '\n');
+                    size_t n = e ? (size_t)(e - p) : strlen(p);
+                    if (skip > 0) skip--;
+                    else json_array_append_new(log, json_stringn_nocheck(p, n));
+                    p += n + (e ? 1 : 0);
+                }
+            }
+            json_object_set_new(j, "log", log);
+            json_object_set_new(j, "gpu_name", str_or_null((const char *)sqlite3_column_text(s, 7)));
+            json_object_set_new(j, "num_gpus", sqlite3_column_type(s, 8) == SQLITE_NULL ? json_null()
+                                : json_integer(sqlite3_column_int(s, 8)));
+            json_object_set_new(j, "dph_total", sqlite3_column_type(s, 9) == SQLITE_NULL ? json_null()
+                                : json_real(sqlite3_column_double(s, 9)));
+            json_object_set_new(j, "ssh_host", str_or_null((const char *)sqlite3_column_text(s, 10)));
+            json_object_set_new(j, "ssh_port", sqlite3_column_type(s, 11) == SQLITE_NULL ? json_null()
+                                : json_integer(sqlite3_column_int(s, 11)));
+            json_object_set_new(j, "created_at", json_real(sqlite3_column_double(s, 12)));
+            json_object_set_new(j, "ready_at", sqlite3_column_type(s, 13) == SQLITE_NULL ? json_null()
+                                : json_real(sqlite3_column_double(s, 13)));
+        }
+    }
+    sqlite3_finalize(s);
+    store_unlock(f->st);
+    if (!j) return NULL;
+    json_t *worker = json_null(), *tj = json_null();
+    pthread_mutex_lock(&f->lock);
+    inst *in = find_vid(f, vast_id);
+    if (in && in->tn) {
+        tunnel_status ts;
+        tunnel_get_status(in->tn, &ts);
+        tj = json_pack("{s:s,s:f,s:s?,s:i}", "state", ts.state_name, "rtt_ms", ts.rtt_ms,
+                       "last_error", ts.last_error[0] ? ts.last_error : NULL, "reconnects",
+                       ts.reconnects);
+        if (in->worker) worker = json_deep_copy(in->worker);
+    }
+    pthread_mutex_unlock(&f->lock);
+    json_object_set_new(j, "worker", worker ? worker : json_null());
+    json_object_set_new(j, "tunnel", tj ? tj : json_null());
+    return j;
+}

@@ -1,0 +1,86 @@
+/* provision: the fleet of Vast.ai instances this controller uses, each driven from boot to a
+ * ready worker by its own thread, through states persisted in the store's instances table:
+ *
+ *   requested -> creating -> loading -> ssh_wait -> installing -> starting_worker -> ready
+ *   (and failed, destroying, destroyed)
+ *
+ * with a percent and a stage text (creating 10, loading 20, waiting for SSH 30, installing
+ * 60-90 from the setup script's GPUSCRIBE-PROGRESS lines, starting worker 95, ready 100).
+ *
+ * Contract:
+ * - fleet_new after vastctl_new (it uses vastctl's configuration, key and VAST_INSTANCE_ID);
+ *   fleet_start once the HTTP server may call in; fleet_free before vastctl_free. Nothing
+ *   here blocks the caller on the network except fleet_free (joins threads: each blocks at
+ *   most one SSH connect or short exec, ~10 s).
+ * - The app's SSH key (sshc_app_key in DATA_DIR) is registered once as an account key (its id
+ *   kept in DATA_DIR/ssh/vast_key_id) and attached to every instance through the API.
+ * - Every row with a vast_id in a non-final state gets a thread; after a controller restart
+ *   each resumes where it was: every step is idempotent (uploads skipped when the instance
+ *   already has the same binary, setup.sh checks before it acts and runs detached on the
+ *   instance, so a controller killed mid-setup finds it finished or still running).
+ * - Failures (Vast says exited/unknown/offline or an error in status_msg, SSH not answering
+ *   within SSH_WAIT_MINUTES, a changed host key, setup exiting non-zero) set state failed
+ *   with an error that says the instance is still rented and how to destroy it. Nothing is
+ *   destroyed automatically here.
+ * - Ready means: the worker answered /health through a supervised tunnel (tunnel.h) that the
+ *   fleet keeps open, one per ready instance.
+ * - At start, VAST_INSTANCE_ID is verified through the API; a running instance without a row
+ *   is adopted and brought to ready (setup re-runs only what is missing). The log line
+ *   "Vast.ai GPU available: Instance N" is written when an instance becomes ready.
+ * - Every state or percent change is published on the event bus as `instance.state` with the
+ *   object fleet_instance_json returns.
+ * - All functions are thread-safe.
+ */
+#ifndef GS_PROVISION_H
+#define GS_PROVISION_H
+
+#include "core/config.h"
+#include "core/events.h"
+#include "fleet/vastctl.h"
+#include "store/store.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct fleet fleet;
+
+fleet *fleet_new(config *cfg, store *st, events *bus, vastctl *vc);
+void fleet_start(fleet *f);
+void fleet_free(fleet *f);
+
+/* A ready instance whose tunnel is UP: 0 with url "http://127.0.0.1:<local port>" and its
+ * store row id; -1 when none. Prefers VAST_INSTANCE_ID's instance. Never blocks. */
+int fleet_ready_worker(fleet *f, char *url, size_t urllen, long long *row_id);
+/* The job dispatcher saw the worker of row_id fail: recheck it now (instance status, worker
+ * restarted when dead, tunnel). */
+void fleet_report_failure(fleet *f, long long row_id, const char *why);
+
+/* Look for new rows now (after a boot). */
+void fleet_poke(fleet *f);
+/* The instance was destroyed (by the API): stop its thread and tunnel, forget its host key. */
+void fleet_forget(fleet *f, long long vast_id);
+
+/* For /api/gpu-status: true when a worker is ready (vid = its Vast id). Otherwise, when an
+ * instance is being provisioned, vid is its id and msg names the stage; both "" when none.
+ * Never blocks on the network or the store. */
+bool fleet_gpu_status(fleet *f, char *vid, size_t vidlen, char *msg, size_t msglen);
+
+/* The instance's full view (Vast id as string): {id, row_id, label, state, stage, percent,
+ * error, log[last 50 setup lines], gpu_name, num_gpus, dph_total, ssh_host, ssh_port,
+ * created_at, ready_at, worker{engine,model,gpu}|null, tunnel{state,rtt_ms,last_error,
+ * reconnects}|null}. NULL when the store has no row for it. */
+json_t *fleet_instance_json(fleet *f, const char *vast_id);
+
+/* ---- helpers exposed for unit tests */
+
+/* Parse "GPUSCRIBE-PROGRESS <pct> <stage>": 1 with *pct and stage filled, 0 otherwise. */
+int fleet_parse_progress(const char *line, int *pct, char *stage, size_t stagelen);
+/* One KEY=VALUE line for the worker's env file, quoted as config.c's .env reader expects
+ * (double quotes with \" \\ \n escapes when needed). Caller frees. */
+char *fleet_env_line(const char *key, const char *value);
+/* Build the source bundle (Makefile, src/, remote/ of srcdir) as a gzip tar at out_path.
+ * 0, or -1 with err. */
+int fleet_make_bundle(const char *srcdir, const char *out_path, char *err, size_t errlen);
+
+#endif
