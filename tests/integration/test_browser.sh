@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# The web UI in a real browser: Debian's Chromium driven by playwright-core
+# (tests/browser/ui.test.mjs, node's test runner) against `gpuscribe serve` wired to vastsim,
+# plus a second server without a Vast.ai key. Screenshots go to tests/out/screenshots/.
+# Skips (with the reason) only when chromium, node or playwright-core is missing.
+source "$(dirname "$0")/lib.sh"
+export GS_NVML_LIB=/nonexistent/libnvidia-ml.so.1
+BROWSER_DIR=$ROOT/tests/browser
+
+skip_all() { echo "skip $SUITE: $1"; finish; exit 0; }
+CHROMIUM=${CHROMIUM:-}
+if [ -z "$CHROMIUM" ]; then
+    for c in /usr/lib/chromium/chromium /usr/bin/chromium /usr/bin/chromium-browser; do
+        [ -x "$c" ] && { CHROMIUM=$c; break; }
+    done
+fi
+[ -n "$CHROMIUM" ] || skip_all "chromium is not installed (scripts/setup.sh --test installs it)"
+command -v node >/dev/null || skip_all "node is not installed (scripts/setup.sh --test installs nodejs)"
+[ -d "$BROWSER_DIR/node_modules/playwright-core" ] ||
+    skip_all "playwright-core is not installed (scripts/setup.sh --test runs npm ci in tests/browser)"
+for tool in curl espeak-ng; do
+    command -v $tool >/dev/null || { fail "prerequisite $tool" "not installed"; finish; exit 1; }
+done
+
+KEY=vast-ui-key-$RANDOM$RANDOM
+SIM_PID=""
+NOKEY_PID=""
+sim_stop() {
+    [ -n "$SIM_PID" ] || return 0
+    kill -TERM "$SIM_PID" 2>/dev/null
+    local i
+    for i in $(seq 1 100); do kill -0 "$SIM_PID" 2>/dev/null || break; sleep 0.05; done
+    kill -KILL "$SIM_PID" 2>/dev/null
+    wait "$SIM_PID" 2>/dev/null
+    SIM_PID=""
+}
+trap '[ -n "$NOKEY_PID" ] && kill -KILL "$NOKEY_PID" 2>/dev/null; sim_stop; _cleanup' EXIT
+
+"$GS_SIM" --port 0 --api-key "$KEY" --loading-delay 0.2 --running-delay 0.3 --seed 7 \
+    >"$TDIR/sim.out" 2>"$TDIR/sim.log" &
+SIM_PID=$!
+for _ in $(seq 1 200); do [ -s "$TDIR/sim.out" ] && break; sleep 0.05; done
+SIM=$(sed -n '1s/^vastsim listening on \(http:\/\/127\.0\.0\.1:[0-9]*\)$/\1/p' "$TDIR/sim.out")
+[ -n "$SIM" ] || { fail "vastsim starts" "$(cat "$TDIR/sim.log")"; finish; exit 1; }
+
+# a server without any Vast.ai key first (its BASE and PID are kept aside)
+start_server -- --env-file /dev/null || { fail "server (no key) starts"; finish; exit 1; }
+BASE_NOKEY=$BASE; NOKEY_PID=$SERVER_PID; NOKEY_LOG=$SERVER_LOG; SERVER_PID=""
+
+ENVF=$TDIR/app.env
+: >"$ENVF"
+chmod 600 "$ENVF"
+start_server VAST_URL="$SIM" VAST_API_KEY="$KEY" -- --env-file "$ENVF" \
+    || { fail "server starts"; finish; exit 1; }
+
+WAV=$TDIR/speech.wav
+espeak-ng -v en-us -s 150 -w "$WAV" "Hello world. This is a test of the transcription server. The quick brown fox jumps over the lazy dog." \
+    || { fail "espeak-ng makes speech"; finish; exit 1; }
+
+SHOTS=$ROOT/tests/out/screenshots
+mkdir -p "$SHOTS"
+rm -f "$SHOTS"/*.png
+t0=$(date +%s.%N)
+(cd "$BROWSER_DIR" && GS_BASE=$BASE GS_BASE_NOKEY=$BASE_NOKEY GS_SIM_URL=$SIM GS_WAV=$WAV \
+    GS_SHOTS=$SHOTS CHROMIUM=$CHROMIUM timeout 180 node --test --test-reporter=tap ui.test.mjs) \
+    >"$TDIR/tap.out" 2>&1
+rc=$?
+secs=$(echo "$(date +%s.%N) - $t0" | bc 2>/dev/null || echo "?")
+
+# top-level TAP results become this suite's ok/FAIL lines
+while IFS= read -r line; do
+    case "$line" in
+        "ok "*" # SKIP"*) echo "skip $SUITE: ${line#ok * - }" ;;
+        "ok "*) pass "${line#ok * - }" ;;
+        "not ok "*) fail "${line#not ok * - }" ;;
+    esac
+done < <(grep -E '^(not )?ok [0-9]+ - ' "$TDIR/tap.out")
+if [ "$FAILED" -gt 0 ] || [ "$rc" -ne 0 ]; then
+    sed 's/^/    | /' "$TDIR/tap.out" | grep -vE '^    \| +(duration_ms|type|\.\.\.|---)' | tail -n 80
+    [ "$rc" -ne 0 ] && [ "$FAILED" -eq 0 ] && fail "node --test" "exit $rc"
+fi
+grep -E '^# note:' "$TDIR/tap.out" | sed "s/^# note:/note $SUITE:/"
+echo "$SUITE: browser run took ${secs}s; screenshots in tests/out/screenshots/"
+
+stop_server || true
+kill -TERM "$NOKEY_PID" 2>/dev/null; wait "$NOKEY_PID" 2>/dev/null; NOKEY_PID=""
+grep -qE 'AddressSanitizer|LeakSanitizer|runtime error:' "$NOKEY_LOG" && fail "sanitizer clean (no-key server)" "see $NOKEY_LOG"
+finish
