@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages gpuscribe needs to build, run and test.
 # Idempotent: does nothing when every package is already present.
-# Usage: scripts/setup.sh [--test]   (--test adds what the test suite needs)
+# Usage: scripts/setup.sh [--test]   (--test adds what the test suite needs, and runs
+# npm ci in tests/browser for playwright-core when it is missing)
 set -euo pipefail
 
 pkgs=(build-essential pkg-config
@@ -10,11 +11,26 @@ pkgs=(build-essential pkg-config
       libpocketsphinx-dev libsphinxbase-dev pocketsphinx-en-us
       openssh-client ca-certificates)
 test_pkgs=(openssh-server curl jq espeak-ng sox ffmpeg wrk time iproute2 util-linux procps pocketsphinx-testdata python3
-           sqlite3 clang libclang-rt-dev valgrind)   # sqlite3: bad-input suite; clang + libFuzzer: make fuzz; valgrind: make valgrind-test
+           sqlite3 clang libclang-rt-dev valgrind    # sqlite3: bad-input suite; clang + libFuzzer: make fuzz; valgrind: make valgrind-test
+           chromium nodejs)                          # browser tests (tests/browser: playwright-core from npm)
 
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+TEST=0
 if [ "${1:-}" = "--test" ]; then
+    TEST=1
     pkgs+=("${test_pkgs[@]}")
+    # Debian's nodejs comes without npm; other builds of nodejs (NodeSource) include it
+    command -v npm >/dev/null || pkgs+=(npm)
 fi
+
+# tests/browser/node_modules (playwright-core, pinned by package-lock.json; no browser download)
+npm_step() {
+    [ "$TEST" = 1 ] || return 0
+    [ -d "$ROOT/tests/browser/node_modules/playwright-core" ] && return 0
+    echo "setup: installing tests/browser's npm packages" >&2
+    (cd "$ROOT/tests/browser" &&
+        { npm ci --no-audit --no-fund --loglevel=error || npm install --no-audit --no-fund --loglevel=error; })
+}
 
 missing=()
 for p in "${pkgs[@]}"; do
@@ -22,7 +38,7 @@ for p in "${pkgs[@]}"; do
         missing+=("$p")
     fi
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+if [ ${#missing[@]} -eq 0 ]; then npm_step; exit 0; fi
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
@@ -33,3 +49,4 @@ echo "setup: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+npm_step

@@ -59,6 +59,7 @@ export function normalise(raw, prev = {}) {
     else Object.assign(i, { state: 'creating', stage: raw.stage ? cap(raw.stage) : 'Creating the instance', percent: Math.max(10, raw.percent || 0) });
   }
   if (typeof i.percent !== 'number') i.percent = i.state === 'ready' ? 100 : 0;
+  if (typeof i.stage === 'string' && i.stage) i.stage = cap(i.stage);
   return i;
 }
 const cap = (s) => s.charAt(0).toUpperCase() + s.slice(1);
@@ -178,7 +179,8 @@ function renderBadge() {
 function renderCard() {
   const s = gpu.status;
   const msg = $('#gpu-message');
-  msg.textContent = !s ? 'Asking the server…' : s.unreachable ? `Cannot reach the server: ${s.message}` : s.message;
+  msg.textContent = !s ? 'Asking the server…' : s.unreachable ? `Cannot reach the server: ${s.message}`
+    : s.available ? s.message : `No GPU connected. ${fallbackText()}`;
   const anyInstance = gpu.instances.size > 0;
   const showBoot = s && !s.unreachable && !s.available && !anyInstance;
   $('#boot-area').hidden = !showBoot;
@@ -187,7 +189,7 @@ function renderCard() {
     btn.disabled = true;
     hint.hidden = false;
     hint.replaceChildren('Renting a GPU needs a Vast.ai API key: set ', h('code', null, 'VAST_API_KEY'),
-      ' in the .env file (or the environment) and restart gpuscribe. Until then jobs run on this machine\'s CPU.');
+      ' in the .env file (or the environment) and restart gpuscribe.');
     btn.setAttribute('aria-describedby', 'boot-hint');
   } else {
     btn.disabled = false;
@@ -201,6 +203,14 @@ function renderCard() {
   if (gpu.others) parts.push(`${gpu.others} other instance${gpu.others > 1 ? 's' : ''} on this Vast.ai account ${gpu.others > 1 ? 'were' : 'was'} not started by gpuscribe.`);
   note.hidden = !parts.length;
   note.textContent = parts.join(' ');
+}
+
+/** where jobs go while no GPU is connected */
+function fallbackText() {
+  const c = gpu.config || {};
+  if (c.GPU_ONLY) return 'Jobs wait in the queue until a GPU is ready (GPU_ONLY).';
+  if (c.OPENAI_API_KEY) return 'Jobs go to the OpenAI API meanwhile.';
+  return 'Jobs run on this machine\'s CPU meanwhile.';
 }
 
 const instanceEls = new Map();
@@ -316,7 +326,7 @@ async function destroy(id) {
   const up = uptime(inst), cost = instanceCost(inst);
   const lines = [
     `${inst.gpu_name || 'The instance'} #${id} will be shut down and deleted, with everything on its disk.`,
-    Number.isFinite(up) ? `It has been up ${fmtDuration(up)} and has cost about ${fmtMoney(cost)} so far${Number.isFinite(inst.dph_total) ? ` (${fmtRate(inst.dph_total)})` : ''}.` : null,
+    Number.isFinite(up) ? `It has been up ${fmtDuration(up)} and has cost ${cost < 0.01 ? 'less than $0.01' : `about ${fmtMoney(cost)}`} so far${Number.isFinite(inst.dph_total) ? ` (${fmtRate(inst.dph_total)})` : ''}.` : null,
     'Jobs still running on it will be retried elsewhere.',
   ].filter(Boolean);
   const ok = await confirmDialog({ title: `Destroy instance #${id}?`, body: lines, confirmLabel: 'Destroy', danger: true });
