@@ -644,6 +644,7 @@ static void on_setup_line(void *ud, int is_stderr, const char *line)
     if (!strncmp(line, "GPUSCRIBE-STATUS ", 17)) return;
     log_line(x->in, line);
     if (fleet_parse_progress(line, &pct, stage, sizeof stage)) {
+        if (pct < x->in->percent) pct = x->in->percent; /* never backwards */
         if (pct < 60) pct = 60;
         if (pct > 90 && !strcmp(x->in->state, "installing")) pct = 90;
         set_state(x->in, x->in->state, pct, stage, NULL);
@@ -847,20 +848,17 @@ static void step_install(inst *in, row *r)
     if (ensure_ssh(in, r) != 0) return;
     char err[512] = "";
     exec_ctx x = {.in = in};
-    /* a run already going (controller restarted mid-setup): follow it */
+    /* a run already going (controller restarted mid-setup, or the session broke): follow
+     * it from where this process left it (the start after a restart) */
     int rc = 0;
-    in->out_off = 0;
-    log_clear(in);
+    size_t off = in->out_off;
+    in->out_off = (size_t)1 << 40; /* status only */
     int pr = poll_setup(in, &x, &rc, err, sizeof err);
+    in->out_off = off;
     bool following = pr == 0;
     if (pr == -1) goto ssh_broke;
-    if (following) {
-        log_line(in, "following the setup run already in progress");
-    } else {
-        in->out_off = 0;
-        log_clear(in);
-        x = (exec_ctx){.in = in};
-    }
+    if (following) log_line(in, "following the setup run already in progress");
+    x = (exec_ctx){.in = in};
     bool sent_source = false;
     for (;;) {
         if (!following) {
@@ -1492,10 +1490,11 @@ bool fleet_gpu_status(fleet *f, char *vid, size_t vidlen, char *msg, size_t msgl
     vastctl_current_instance(f->vc, cur, sizeof cur);
     bool ready = false;
     inst *prov = NULL;
+    if (!cur[0]) return false;
     pthread_mutex_lock(&f->lock);
-    for (int pass = 0; pass < 2 && !ready; pass++) {
+    {
         for (inst *in = f->insts; in; in = in->next) {
-            if (pass == 0 && strcmp(in->vid, cur) != 0) continue;
+            if (strcmp(in->vid, cur) != 0) continue;
             if (in->tn && !strcmp(in->state, "ready")) {
                 tunnel_status ts;
                 tunnel_get_status(in->tn, &ts);

@@ -61,9 +61,10 @@ void fleet_poke(fleet *f);
 /* The instance was destroyed (by the API): stop its thread and tunnel, forget its host key. */
 void fleet_forget(fleet *f, long long vast_id);
 
-/* For /api/gpu-status: true when a worker is ready (vid = its Vast id). Otherwise, when an
- * instance is being provisioned, vid is its id and msg names the stage; both "" when none.
- * Never blocks on the network or the store. */
+/* For /api/gpu-status, about VAST_INSTANCE_ID's instance only: true when its worker is ready
+ * (vid = its id, msg "Vast.ai GPU available: Instance N"). Otherwise, while it is being
+ * provisioned (or failed), vid is its id and msg names the stage (or the error); both ""
+ * when there is none. Never blocks on the network or the store. */
 bool fleet_gpu_status(fleet *f, char *vid, size_t vidlen, char *msg, size_t msglen);
 
 /* The instance's full view (Vast id as string): {id, row_id, label, state, stage, percent,
