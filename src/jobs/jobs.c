@@ -1,5 +1,6 @@
 #include "jobs/jobs.h"
 #include "jobs/openai_backend.h"
+#include "worker/worker_client.h"
 #include "audio/audio.h"
 #include "core/events.h"
 #include "core/log.h"
@@ -43,6 +44,8 @@ struct jobs {
     char *engine_name;
     char *model;
     char *openai_url, *openai_key;
+    jobs_remote remote;
+    int has_remote;
     int concurrency;
     int gpu_only;
     int max_attempts;
@@ -159,6 +162,11 @@ static json_t *text_or_null(sqlite3_stmt *st, int col)
     return s ? json_string(s) : json_null();
 }
 
+static int remote_ready(jobs *j, char *url, size_t n, long long *row);
+static int gpu_pending(jobs *j);
+static void run_remote(jobs *j, int slot, const char *id, const char *options, const char *url,
+                       long long row);
+
 /* caller holds j->lock (for live progress) */
 static json_t *row_json(jobs *j, sqlite3_stmt *st)
 {
@@ -187,8 +195,17 @@ static json_t *row_json(jobs *j, sqlite3_stmt *st)
     if (sqlite3_column_type(st, 3) != SQLITE_NULL && sqlite3_column_type(st, 4) != SQLITE_NULL)
         json_object_set_new(o, "processing_s", json_real(sqlite3_column_double(st, 4) -
                                                          sqlite3_column_double(st, 3)));
-    if (state && strcmp(state, "queued") == 0 && j->gpu_only)
-        json_object_set_new(o, "waiting_for", json_string("a GPU (GPU_ONLY=1: no CPU fallback)"));
+    if (state && strcmp(state, "queued") == 0) {
+        char url[256];
+        long long row;
+        if (remote_ready(j, url, sizeof url, &row)) {
+            /* it will go to the ready worker */
+        } else if (gpu_pending(j)) {
+            json_object_set_new(o, "waiting_for", json_string("the GPU instance being set up"));
+        } else if (j->gpu_only) {
+            json_object_set_new(o, "waiting_for", json_string("a GPU (GPU_ONLY=1: no CPU fallback)"));
+        }
+    }
     return o;
 }
 
@@ -577,7 +594,16 @@ static void *dispatcher_main(void *arg)
         pthread_mutex_unlock(&j->lock);
         char *options = NULL, *id = NULL;
         double duration = 0;
-        if (!j->gpu_only) id = claim(j, &options, &duration); /* no GPU backend yet */
+        char url[256];
+        long long row = 0;
+        int remote = remote_ready(j, url, sizeof url, &row);
+        if (remote || (!j->gpu_only && !gpu_pending(j))) id = claim(j, &options, &duration);
+        if (id && remote) {
+            run_remote(j, slot, id, options, url, row);
+            free(id);
+            free(options);
+            continue;
+        }
         if (!id) {
             pthread_mutex_lock(&j->lock);
             if (!j->stopping) {
@@ -595,6 +621,105 @@ static void *dispatcher_main(void *arg)
     }
     engine_close(eng);
     return NULL;
+}
+
+void jobs_set_remote(jobs *j, const jobs_remote *r)
+{
+    j->remote = *r;
+    j->has_remote = 1;
+}
+
+static int remote_ready(jobs *j, char *url, size_t n, long long *row)
+{
+    return j->has_remote && j->remote.ready_worker &&
+           j->remote.ready_worker(j->remote.ud, url, n, row) == 0;
+}
+
+static int gpu_pending(jobs *j)
+{
+    return j->has_remote && j->remote.gpu_pending && j->remote.gpu_pending(j->remote.ud);
+}
+
+/* Run a claimed job on a remote worker. */
+static void run_remote(jobs *j, int slot, const char *id, const char *options, const char *url,
+                       long long row)
+{
+    struct live *lv = &j->live[slot];
+    pthread_mutex_lock(&j->lock);
+    snprintf(lv->id, sizeof lv->id, "%s", id);
+    lv->progress = 0;
+    lv->cancel = 0;
+    lv->in_use = 1;
+    pthread_mutex_unlock(&j->lock);
+    exec_bind(j, "UPDATE jobs SET backend='remote', instance_id=NULLIF(?,0) WHERE id=?", "is", row, id);
+    publish_state(j, id);
+
+    char err[512] = "";
+    json_t *oj = json_loads(options, 0, NULL);
+    engine_opts eo;
+    fill_opts(&eo, oj);
+    char ename[64] = "remote";
+    json_t *health = NULL;
+    if (worker_client_health(url, &health, err, sizeof err) == 0) {
+        const char *e = json_string_value(json_object_get(health, "engine"));
+        if (e) snprintf(ename, sizeof ename, "%s", e);
+    }
+    json_decref(health);
+    char *dir = jobs_dir_for(j, id);
+    char *wav = xasprintf("%s/audio.wav", dir);
+    struct run_ctx rc = {.j = j, .lv = lv, .last_pub = now_mono()};
+    double t0 = now_mono();
+    transcript *t = worker_client_transcribe(url, id, wav, &eo, on_progress, &rc, err, sizeof err);
+    double took = now_mono() - t0;
+    free(wav);
+    json_decref(oj);
+
+    pthread_mutex_lock(&j->lock);
+    int user_cancel = lv->cancel;
+    int stopping = j->stopping;
+    lv->in_use = 0;
+    pthread_mutex_unlock(&j->lock);
+
+    if (t) {
+        char *js = transcript_to_json_store(t);
+        exec_bind(j, "UPDATE jobs SET state='done', finished_at=?, progress=1, transcript=?, "
+                     "engine=?, backend='remote', instance_id=NULLIF(?,0), gpu_seconds=coalesce(gpu_seconds,0)+?, "
+                     "error=NULL WHERE id=? AND state='running'",
+                  "dssids", now_wall(), js, ename, row, took, id);
+        free(js);
+        transcript_free(t);
+        LOG_I("jobs", "job %s done on the GPU worker (%s) in %.1f s", id, ename, took);
+    } else if (user_cancel) {
+        remove_dir(dir);
+        LOG_I("jobs", "job %s cancelled", id);
+    } else if (stopping) {
+        exec_bind(j, "UPDATE jobs SET state='queued', attempts=max(attempts-1,0), progress=0 "
+                     "WHERE id=? AND state='running'", "s", id);
+        LOG_I("jobs", "job %s interrupted by shutdown; it will run again at the next start", id);
+        free(dir);
+        return;
+    } else {
+        if (j->remote.report_failure) j->remote.report_failure(j->remote.ud, row, err);
+        /* back to the queue (same id: the worker resumes rather than re-runs it), bounded */
+        int requeued = exec_bind(j, "UPDATE jobs SET state='queued', progress=0, error=?, "
+                                    "backend=NULL, instance_id=NULL "
+                                    "WHERE id=? AND state='running' AND attempts<?",
+                                 "ssi", err, id, (long long)j->max_attempts);
+        if (requeued == 1) {
+            LOG_W("jobs", "job %s: GPU worker failed (%s); queued again", id, err);
+            free(dir);
+            publish_state(j, id);
+            pthread_mutex_lock(&j->lock);
+            pthread_cond_broadcast(&j->cond);
+            pthread_mutex_unlock(&j->lock);
+            return;
+        }
+        exec_bind(j, "UPDATE jobs SET state='failed', finished_at=?, error=? WHERE id=? AND "
+                     "state='running'", "dss", now_wall(), err, id);
+        LOG_W("jobs", "job %s failed on the GPU worker: %s", id, err);
+    }
+    free(dir);
+    finished(j, id);
 }
 
 /* ---- lifecycle ------------------------------------------------------------------------------- */

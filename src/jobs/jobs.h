@@ -80,6 +80,23 @@ transcript *jobs_transcript(jobs *j, const char *id, const char **state_out);
 int jobs_wait(jobs *j, const char *id, void (*cb)(void *ud), void *ud);
 void jobs_wait_cancel(jobs *j, void *ud);
 
+/* Remote GPU workers (the fleet): consulted before every claim. A job goes to a ready
+ * worker first (through its tunnel, with worker_client); while an instance is being set up
+ * or its tunnel reconnects (gpu_pending), jobs wait for it instead of falling back to the
+ * CPU or the OpenAI API. A remote run that fails (tunnel dropped, worker restarted, host
+ * gone) is reported and the job goes back to the queue, keeping its id, so the worker never
+ * runs it twice to completion; after max_attempts runs it fails with the last error. */
+typedef struct jobs_remote {
+    /* 0 and the worker's base URL when one is ready; row_id = its instances row */
+    int (*ready_worker)(void *ud, char *url, size_t urllen, long long *row_id);
+    /* nonzero while a GPU instance is coming (booting, reconnecting) */
+    int (*gpu_pending)(void *ud);
+    void (*report_failure)(void *ud, long long row_id, const char *why);
+    void *ud;
+} jobs_remote;
+/* Set before jobs_start (r is copied). */
+void jobs_set_remote(jobs *j, const jobs_remote *r);
+
 /* Counts for status displays. */
 void jobs_counts(jobs *j, int *queued, int *running);
 

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Jobs routed to a GPU worker (here `gpuscribe worker` on loopback, named by WORKER_URL):
+# the job runs on the worker (asserted from the worker's side), waits rather than falls back
+# while the worker is away, and survives the worker dying mid-job: done exactly once.
+source "$(dirname "$0")/lib.sh"
+export GS_NVML_LIB=/nonexistent/libnvidia-ml.so.1
+A=$TDIR/a; mkdir -p "$A"
+S1="the quick brown fox jumps over the lazy dog"
+espeak-ng -v en-us -s 150 -w "$A/s1.wav" "$S1"
+printf '#JSGF V1.0;\ngrammar t;\npublic <utt> = <s>+;\n<s> = %s;\n' "$S1" > "$A/t.gram"
+python3 - "$A" <<'PY'
+import sys,wave
+d="/usr/share/pocketsphinx/test/data/librivox/"
+src=[d+l.strip()+".wav" for l in open(d+"fileids") if l.strip()]
+fr=[]; p=None
+for _ in range(2):
+    for s in src:
+        w=wave.open(s); p=w.getparams(); fr.append(w.readframes(w.getnframes())); fr.append(b"\0\0"*16000)
+o=wave.open(sys.argv[1]+"/long.wav","wb"); o.setparams(p); o.writeframes(b"".join(fr)); o.close()
+PY
+WPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+WPID=""
+start_worker() {
+    "$GS_BIN" worker --listen "127.0.0.1:$WPORT" --engine sphinx > "$TDIR/worker.log" 2>&1 &
+    WPID=$!
+    local i; for i in $(seq 1 100); do curl -sf "http://127.0.0.1:$WPORT/health" >/dev/null && return 0; sleep 0.1; done
+    return 1
+}
+wait_state() { # wait_state ID STATE [seconds]
+    local i; for i in $(seq 1 $((${3:-60} * 10))); do [ "$(curl -s "$BASE/api/jobs/$1" | jq -r .state)" = "$2" ] && return 0; sleep 0.1; done; return 1
+}
+trap '[ -n "$WPID" ] && kill -9 $WPID 2>/dev/null; _cleanup' EXIT
+export GS_SPHINX_JSGF=$A/t.gram
+
+start_worker || fail "worker starts"
+start_server WORKER_URL="http://127.0.0.1:$WPORT"
+req POST /api/jobs -F "file=@$A/s1.wav"
+ID=$(jget .id)
+check "job done" wait_state "$ID" done 60
+req GET "/api/jobs/$ID"
+expect "ran on the remote worker" 200 '.backend == "remote" and .engine == "sphinx" and .attempts == 1'
+req GET "/api/jobs/$ID/transcript?format=txt"
+check "exact words from the worker" test "$BODY" = "$S1"
+check "the worker counted the job" bash -c "curl -s http://127.0.0.1:$WPORT/health | jq -e '.jobs_done == 1 and .busy == false' >/dev/null"
+
+# worker away: jobs wait (no CPU fallback), then run when it returns
+kill -TERM $WPID; wait $WPID 2>/dev/null; WPID=""
+req POST /api/jobs -F "file=@$A/s1.wav"
+W=$(jget .id)
+sleep 3
+req GET "/api/jobs/$W"
+expect "job waits for the worker instead of falling back" 200 '.state == "queued" and .backend == null and (.waiting_for|test("GPU")) and .engine == null'
+start_worker
+check "waiting job runs once the worker is back" wait_state "$W" done 60
+req GET "/api/jobs/$W"
+expect "... on the worker" 200 '.backend == "remote"'
+
+# the worker dies mid-job: the job is queued again and completes exactly once
+unset GS_SPHINX_JSGF
+kill -TERM $WPID; wait $WPID 2>/dev/null
+start_worker
+req POST /api/jobs -F "file=@$A/long.wav"
+L=$(jget .id)
+check "long job starts on the worker" wait_state "$L" running 30
+for i in $(seq 1 100); do curl -s "http://127.0.0.1:$WPORT/health" | jq -e .busy >/dev/null && break; sleep 0.1; done
+sleep 1
+kill -KILL $WPID; wait $WPID 2>/dev/null; WPID=""
+pass "worker SIGKILLed mid-job"
+check "job goes back to the queue" wait_state "$L" queued 40
+start_worker
+check "job completes after the worker restarts" wait_state "$L" done 120
+req GET "/api/jobs/$L"
+expect "exactly one completed run, two attempts, on the worker" 200 '.attempts == 2 and .backend == "remote" and .state == "done" and .error == null'
+check "restarted worker ran it once" bash -c "curl -s http://127.0.0.1:$WPORT/health | jq -e '.jobs_done == 1' >/dev/null"
+check "worker keeps no job files" bash -c "! grep -q 'lost' '$TDIR/worker.log'"
+stop_server
+kill -TERM $WPID; wait $WPID 2>/dev/null; WPID=""
+finish
