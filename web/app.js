@@ -1,6 +1,6 @@
 // gpuscribe web UI: entry point. Wires the GPU status (badge, boot, instances), uploads and
 // jobs, and the transcript view to the server's REST API and its event stream.
-import { api, loadRoutes, openEvents, onAuthNeeded, setToken, getToken } from './js/api.js';
+import { api, loadRoutes, openEvents, onAuthNeeded, setToken, getToken, authIsBlocked } from './js/api.js';
 import { $, h, toast } from './js/util.js';
 import { gpu, render as renderGpu, refreshAll, startPolling, startClock, upsertInstance, pollSoon, setOpenProgress, refreshStatus } from './js/gpu.js';
 import { initBoot, openProgress } from './js/boot.js';
@@ -19,9 +19,10 @@ function route() {
 
 function showTokenBanner() {
   if ($('#banners .banner-token')) return;
-  const input = h('input#token-input', { type: 'password', autocomplete: 'current-password', placeholder: 'API token', 'aria-label': 'API token' });
+  const input = h('input', { id: 'token-input', type: 'password', autocomplete: 'current-password', placeholder: 'API token', 'aria-label': 'API token' });
   const form = h('form.banner.banner-warn.banner-token', { role: 'alert' },
     h('span.banner-text', null, getToken() ? 'The API token was refused. Enter the right one:' : 'This server needs its API token (API_TOKEN):'),
+    h('input', { type: 'text', name: 'username', autocomplete: 'username', value: 'gpuscribe', hidden: true, 'aria-hidden': 'true', tabindex: '-1' }),
     input, h('button.btn.small.primary', { type: 'submit' }, 'Use token'));
   form.addEventListener('submit', (e) => {
     e.preventDefault();
@@ -47,7 +48,9 @@ let eventsHandle = null;
 let fallbackTimer = null;
 let started = false;
 async function boot() {
-  await Promise.all([loadRoutes(), loadConfig()]);
+  await loadRoutes();
+  await loadConfig(); // one request first: with API_TOKEN set and no token, nothing else is asked
+  if (authIsBlocked()) { document.body.dataset.ready = 'token'; return; }
   renderGpu();
   if (!started) {
     started = true;
@@ -78,7 +81,7 @@ async function boot() {
   });
   // without live events, active jobs are polled
   clearInterval(fallbackTimer);
-  fallbackTimer = setInterval(() => { if (!gpu.eventsLive && activeJobs().length) refreshJobs(); }, 3000);
+  fallbackTimer = setInterval(() => { if (!gpu.eventsLive && !authIsBlocked() && activeJobs().length) refreshJobs(); }, 3000);
   await Promise.all([startPolling(), refreshJobs()]);
   route();
   document.body.dataset.ready = '1';

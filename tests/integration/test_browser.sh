@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The web UI in a real browser: Debian's Chromium driven by playwright-core
 # (tests/browser/ui.test.mjs, node's test runner) against `gpuscribe serve` wired to vastsim,
-# plus a second server without a Vast.ai key. Screenshots go to tests/out/screenshots/.
+# plus a second server without a Vast.ai key and with an API token. Screenshots go to tests/out/screenshots/.
 # Skips (with the reason) only when chromium, node or playwright-core is missing.
 source "$(dirname "$0")/lib.sh"
 export GS_NVML_LIB=/nonexistent/libnvidia-ml.so.1
@@ -43,8 +43,9 @@ for _ in $(seq 1 200); do [ -s "$TDIR/sim.out" ] && break; sleep 0.05; done
 SIM=$(sed -n '1s/^vastsim listening on \(http:\/\/127\.0\.0\.1:[0-9]*\)$/\1/p' "$TDIR/sim.out")
 [ -n "$SIM" ] || { fail "vastsim starts" "$(cat "$TDIR/sim.log")"; finish; exit 1; }
 
-# a server without any Vast.ai key first (its BASE and PID are kept aside)
-start_server -- --env-file /dev/null || { fail "server (no key) starts"; finish; exit 1; }
+# a server without any Vast.ai key, with an API token, first (its BASE and PID are kept aside)
+NOKEY_TOKEN=ui-token-$RANDOM$RANDOM
+start_server API_TOKEN="$NOKEY_TOKEN" -- --env-file /dev/null || { fail "server (no key) starts"; finish; exit 1; }
 BASE_NOKEY=$BASE; NOKEY_PID=$SERVER_PID; NOKEY_LOG=$SERVER_LOG; SERVER_PID=""
 
 ENVF=$TDIR/app.env
@@ -61,7 +62,7 @@ SHOTS=$ROOT/tests/out/screenshots
 mkdir -p "$SHOTS"
 rm -f "$SHOTS"/*.png
 t0=$(date +%s.%N)
-(cd "$BROWSER_DIR" && GS_BASE=$BASE GS_BASE_NOKEY=$BASE_NOKEY GS_SIM_URL=$SIM GS_WAV=$WAV \
+(cd "$BROWSER_DIR" && GS_BASE=$BASE GS_BASE_NOKEY=$BASE_NOKEY GS_NOKEY_TOKEN=$NOKEY_TOKEN GS_SIM_URL=$SIM GS_WAV=$WAV \
     GS_SHOTS=$SHOTS CHROMIUM=$CHROMIUM timeout 180 node --test --test-reporter=tap ui.test.mjs) \
     >"$TDIR/tap.out" 2>&1
 rc=$?

@@ -21,6 +21,7 @@ export function setToken(t) {
     if (t) sessionStorage.setItem(TOKEN_KEY, t); else sessionStorage.removeItem(TOKEN_KEY);
   } catch { /* storage disabled: the token lasts until reload */ }
   memToken = t;
+  authBlocked = false;
 }
 let memToken = '';
 export function authHeaders(extra = {}) {
@@ -29,9 +30,12 @@ export function authHeaders(extra = {}) {
 }
 
 const authListeners = new Set();
+let authBlocked = false;
 /** cb() runs when a request was refused for a missing or wrong API token */
 export function onAuthNeeded(cb) { authListeners.add(cb); }
-function authNeeded() { for (const cb of authListeners) cb(); }
+function authNeeded() { authBlocked = true; for (const cb of authListeners) cb(); }
+/** true after a 401 until a token is entered: pollers wait instead of asking again */
+export const authIsBlocked = () => authBlocked;
 
 /** fetch + JSON; throws ApiError with the server's message on a non-2xx answer */
 export async function api(method, path, { body, headers = {}, signal } = {}) {
@@ -99,7 +103,7 @@ export function openEvents(handlers, onState = () => {}) {
       const headers = authHeaders({ Accept: 'text/event-stream' });
       if (lastId) headers['Last-Event-ID'] = lastId;
       const r = await fetch('/api/events', { headers, signal: ctrl.signal, cache: 'no-store' });
-      if (r.status === 401) authNeeded();
+      if (r.status === 401) { authNeeded(); onState('closed'); return; } // resumes with a token
       if (!r.ok || !r.body) throw new Error(`events: HTTP ${r.status}`);
       onState('open');
       delay = 1000;

@@ -142,7 +142,7 @@ async function boot(offer, btn) {
     } else {
       status.textContent = `Could not boot: ${e.message}`;
     }
-    for (const b of buttons) b.disabled = false;
+    for (const b of buttons) b.disabled = !!b.closest('li.taken');
     btn.textContent = 'Select & boot';
     status.focus?.();
   } finally {

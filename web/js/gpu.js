@@ -1,6 +1,6 @@
 // GPU status: the header badge, the GPU card (boot button, running instances with uptime,
 // cost, idle countdown, Destroy). Live from instance.state events and gpu-status polling.
-import { api, hasRoute, ApiError } from './api.js';
+import { api, hasRoute, ApiError, authIsBlocked } from './api.js';
 import { h, $, fmtDuration, fmtMoney, fmtRate, fmtClock, nowEpoch, toast } from './util.js';
 import { confirmDialog } from './dialog.js';
 
@@ -82,6 +82,7 @@ export async function refreshStatus() {
   try {
     gpu.status = await api('GET', '/api/gpu-status');
   } catch (e) {
+    if (e instanceof ApiError && e.status === 401) return; // the token banner asks
     gpu.status = { available: false, type: 'none', unreachable: true, message: e.message };
   }
   gpu.emit();
@@ -124,6 +125,7 @@ export async function refreshAll() {
 /** Poll every 30 s (the event stream does the rest); faster while something is changing. */
 export function startPolling() {
   const tick = async () => {
+    if (authIsBlocked()) { statusTimer = setTimeout(tick, 2000); return; }
     await refreshAll();
     const busy = [...gpu.instances.values()].some((i) => TRANSITIONAL.has(i.state)) ||
       (gpu.status && gpu.status.unreachable);

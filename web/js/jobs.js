@@ -14,7 +14,12 @@ const uploadsById = new Map(); // job id -> upload row element
 const STATE_WORDS = { queued: 'Queued', running: 'Running', done: 'Done', failed: 'Failed', cancelled: 'Cancelled' };
 
 export function initJobs({ onOpen }) {
-  openTranscript = onOpen;
+  // opening a transcript (from the list too) retires its finished upload row
+  openTranscript = (id) => {
+    const row = uploadsById.get(id);
+    if (row && row.dataset.state === 'done') { row.remove(); uploadsById.delete(id); }
+    onOpen(id);
+  };
   const input = $('#file-input'), zone = $('#dropzone');
   input.addEventListener('change', () => { addFiles(input.files); input.value = ''; });
   let depth = 0;
