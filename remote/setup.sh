@@ -29,6 +29,9 @@
 # line), checked and kept; pocketsphinx needs no download. (3) worker.env (written by the
 # controller over SFTP, mode 0600) is checked. Progress lines for the controller:
 #   GPUSCRIBE-PROGRESS <percent> <stage>      GPUSCRIBE-ERROR <message>
+# Test hooks (the controller passes them through from its own environment, never secrets):
+# GS_SETUP_DELAY=S sleeps S seconds at the start of the install; GS_SETUP_FAIL=binary|engine
+# fails the install at that step.
 set -u
 umask 077
 
