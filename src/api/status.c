@@ -12,8 +12,9 @@
 void api_healthz(http_req *r, void *appv)
 {
     app *a = appv;
-    http_reply_json(r, 200, json_pack("{s:s,s:s,s:f}", "status", "ok", "version", a->version,
-                                      "uptime_s", now_wall() - a->started_at));
+    http_reply_json(r, 200, json_pack("{s:s,s:s,s:f,s:b}", "status", "ok", "version", a->version,
+                                      "uptime_s", now_wall() - a->started_at, "auth_required",
+                                      config_isset(a->cfg, CFG_API_TOKEN)));
 }
 
 void api_gpu_status(http_req *r, void *appv)

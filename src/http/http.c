@@ -90,6 +90,7 @@ const char *http_status_text(int status)
     case 409: return "Conflict";
     case 413: return "Payload Too Large";
     case 415: return "Unsupported Media Type";
+    case 416: return "Range Not Satisfiable";
     case 421: return "Misdirected Request";
     case 422: return "Unprocessable Entity";
     case 429: return "Too Many Requests";
@@ -235,14 +236,62 @@ void http_reply_error(http_req *r, int status, const char *fmt, ...)
     free(safe);
 }
 
+/* Parse a single "bytes=a-b" / "bytes=a-" / "bytes=-n" range against size. 1 when usable. */
+static int parse_range(const char *h, size_t size, size_t *from, size_t *to)
+{
+    if (!h || strncmp(h, "bytes=", 6) != 0 || size == 0 || strchr(h, ',')) return 0;
+    const char *p = h + 6;
+    char *end;
+    if (*p == '-') {
+        unsigned long long n = strtoull(p + 1, &end, 10);
+        if (*end || n == 0) return 0;
+        *from = n >= size ? 0 : size - (size_t)n;
+        *to = size - 1;
+        return 1;
+    }
+    unsigned long long a = strtoull(p, &end, 10);
+    if (end == p || *end != '-' || a >= size) return 0;
+    p = end + 1;
+    unsigned long long b = size - 1;
+    if (*p) {
+        b = strtoull(p, &end, 10);
+        if (*end || b < a) return 0;
+        if (b >= size) b = size - 1;
+    }
+    *from = (size_t)a;
+    *to = (size_t)b;
+    return 1;
+}
+
 void http_reply_fd(http_req *r, int status, const char *content_type, int fd, size_t size)
 {
-    struct MHD_Response *resp = MHD_create_response_from_fd64(size, fd);
+    size_t from = 0, to = 0;
+    struct MHD_Response *resp;
+    const char *range = status == 200 ? http_header(r, "Range") : NULL;
+    if (range && parse_range(range, size, &from, &to)) {
+        resp = MHD_create_response_from_fd_at_offset64(to - from + 1, fd, from);
+        if (resp) {
+            char cr[96];
+            snprintf(cr, sizeof cr, "bytes %zu-%zu/%zu", from, to, size);
+            MHD_add_response_header(resp, "Content-Range", cr);
+            status = 206;
+        }
+    } else if (range && size) {
+        close(fd);
+        char cr[64];
+        snprintf(cr, sizeof cr, "bytes */%zu", size);
+        http_add_header(r, "Content-Range", cr);
+        http_reply_error(r, 416, "requested range not satisfiable");
+        return;
+    } else {
+        resp = MHD_create_response_from_fd64(size, fd);
+    }
     if (!resp) {
         close(fd);
         http_reply_error(r, 500, "cannot send file");
         return;
     }
+    MHD_add_response_header(resp, "Accept-Ranges", "bytes");
     send_response(r, status, resp, content_type);
 }
 

@@ -74,7 +74,7 @@ expect "wrong token -> 401" 401
 req GET /api/gpu-status -H 'Authorization: Bearer test-token-123456'
 expect "right token -> 200" 200 '.type == "none"'
 req GET /healthz
-expect "healthz needs no token" 200
+expect "healthz needs no token and says one is required" 200 '.auth_required == true'
 req GET /api/config -H 'Authorization: Bearer test-token-123456'
 expect "config dump hides the token" 200 '.API_TOKEN == true'
 check "token never echoed" bash -c "! grep -q test-token-123456 <<<'$BODY'"
