@@ -72,7 +72,20 @@ static int reject_positional(char **rest, const char *cmd)
     return 0;
 }
 
-/* ---- serve ------------------------------------------------------------------------------- */
+/* ---- serve ----
+
+   The fleet's ready workers, as the job dispatcher's remote backend. */
+static int fleet_remote_ready(void *ud, char *url, size_t n, long long *row)
+{
+    return fleet_ready_worker(ud, url, n, row);
+}
+static int fleet_remote_pending(void *ud) { return fleet_gpu_pending(ud); }
+static void fleet_remote_failure(void *ud, long long row, const char *why)
+{
+    fleet_report_failure(ud, row, why);
+}
+
+/* ------------------------------------------------------------------------------- */
 
 static int cmd_serve(int argc, char **argv)
 {
@@ -123,19 +136,20 @@ static int cmd_serve(int argc, char **argv)
         .openai_url = config_str(cfg, CFG_OPENAI_BASE_URL),
         .openai_key = config_str(cfg, CFG_OPENAI_API_KEY),
     };
+    vast_global_init(); /* after the mask: the Vast status thread inherits it */
+    a.vast = vastctl_new(cfg, a.st);
+    a.fleet = fleet_new(cfg, a.st, a.bus, a.vast);
     a.jobs = jobs_new(a.st, a.bus, &jc, err, sizeof err);
-    if (a.jobs && config_isset(cfg, CFG_WORKER_URL)) {
-        jobs_remote jr;
-        static_worker_remote(sw = static_worker_new(config_str(cfg, CFG_WORKER_URL)), &jr);
+    if (a.jobs) {
+        jobs_remote jr = {fleet_remote_ready, fleet_remote_pending, fleet_remote_failure, a.fleet};
+        if (config_isset(cfg, CFG_WORKER_URL))
+            static_worker_remote(sw = static_worker_new(config_str(cfg, CFG_WORKER_URL)), &jr);
         jobs_set_remote(a.jobs, &jr);
     }
     if (!a.jobs || jobs_start(a.jobs, err, sizeof err) != 0) {
         LOG_E("jobs", "%s", err);
         goto out;
     }
-    vast_global_init(); /* after the mask: the Vast status thread inherits it */
-    a.vast = vastctl_new(cfg, a.st);
-    a.fleet = fleet_new(cfg, a.st, a.bus, a.vast);
 
     http_config hc = {
         .host = host,
@@ -166,7 +180,7 @@ out:
     http_server_stop(a.http);
     jobs_free(a.jobs); /* a running job is interrupted and queued again */
     static_worker_free(sw);
-    fleet_free(a.fleet); /* before the bus and vastctl it publishes to and reads */
+    fleet_free(a.fleet); /* after the jobs that use it; before the bus and vastctl */
     events_free(a.bus);
     if (a.vast) {
         vastctl_free(a.vast);

@@ -67,6 +67,8 @@ engine *engine_open(const char *name, const char *model, char *err, size_t errle
     if (!name || !*name) name = "auto";
     if (strcmp(name, "sphinx") == 0 || strcmp(name, "pocketsphinx") == 0) {
         vt = &engine_sphinx_vtbl;
+        /* a bare name is a whisper model name (WHISPER_MODEL), not a sphinx model path */
+        if (model && !strchr(model, '/')) model = NULL;
     } else if (strcmp(name, "whisper") == 0) {
         if (!engine_whisper_vtbl) {
             snprintf(err, errlen, "whisper engine not built in (whisper.cpp not installed)");

@@ -1467,6 +1467,26 @@ int fleet_ready_worker(fleet *f, char *url, size_t urllen, long long *row_id)
     return rc;
 }
 
+int fleet_gpu_pending(fleet *f)
+{
+    if (!f) return 0;
+    static const char *const coming[] = {"requested", "creating", "loading", "ssh_wait",
+                                         "installing", "starting_worker", "ready"};
+    int pending = 0;
+    pthread_mutex_lock(&f->lock);
+    for (inst *in = f->insts; in && !pending; in = in->next) {
+        for (size_t i = 0; i < sizeof coming / sizeof coming[0]; i++)
+            if (strcmp(in->state, coming[i]) == 0) pending = 1;
+        if (pending && !strcmp(in->state, "ready") && in->tn) {
+            tunnel_status ts;
+            tunnel_get_status(in->tn, &ts);
+            pending = ts.state != TUNNEL_UP; /* up = ready, not pending */
+        }
+    }
+    pthread_mutex_unlock(&f->lock);
+    return pending;
+}
+
 void fleet_report_failure(fleet *f, long long row_id, const char *why)
 {
     if (!f) return;

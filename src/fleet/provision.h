@@ -52,6 +52,9 @@ void fleet_free(fleet *f);
 /* A ready instance whose tunnel is UP: 0 with url "http://127.0.0.1:<local port>" and its
  * store row id; -1 when none. Prefers VAST_INSTANCE_ID's instance. Never blocks. */
 int fleet_ready_worker(fleet *f, char *url, size_t urllen, long long *row_id);
+/* Nonzero while an instance is on its way to ready (booting, installing) or is ready with
+ * its tunnel not up (reconnecting): jobs then wait for it rather than fall back. */
+int fleet_gpu_pending(fleet *f);
 /* The job dispatcher saw the worker of row_id fail: recheck it now (instance status, worker
  * restarted when dead, tunnel). */
 void fleet_report_failure(fleet *f, long long row_id, const char *why);

@@ -192,6 +192,9 @@ static json_t *row_json(jobs *j, sqlite3_stmt *st)
     json_object_set_new(o, "backend", text_or_null(st, 11));
     json_object_set_new(o, "attempts", json_integer(sqlite3_column_int(st, 12)));
     json_object_set_new(o, "error", text_or_null(st, 13));
+    json_object_set_new(o, "instance_id", sqlite3_column_type(st, 14) == SQLITE_NULL
+                                              ? json_null()
+                                              : json_integer(sqlite3_column_int64(st, 14)));
     if (sqlite3_column_type(st, 3) != SQLITE_NULL && sqlite3_column_type(st, 4) != SQLITE_NULL)
         json_object_set_new(o, "processing_s", json_real(sqlite3_column_double(st, 4) -
                                                          sqlite3_column_double(st, 3)));

@@ -108,3 +108,36 @@ finish() {
     echo "$SUITE: $PASSED passed, $FAILED failed"
     [ "$FAILED" -eq 0 ]
 }
+
+# ---- the Vast emulator
+#   start_vastsim [vastsim flags]  start $GS_SIM on a free port; sets SIM (base URL), SIM_PID,
+#                                  SIM_KEY (its account key); stopped at exit
+#   sim METHOD PATH [curl args]    call it; the body lands in SBODY
+#   fault JSON                     inject a fault (POST /_admin/faults)
+#   sim_live_instances             how many instances are not destroyed
+SIM_PID=""
+start_vastsim() {
+    SIM_KEY=${SIM_KEY:-vast-test-key-$RANDOM$RANDOM}
+    "$GS_SIM" --port 0 --api-key "$SIM_KEY" "$@" >"$TDIR/sim.out" 2>"$TDIR/sim.log" &
+    SIM_PID=$!
+    local i
+    for i in $(seq 1 200); do [ -s "$TDIR/sim.out" ] && break; sleep 0.05; done
+    SIM=$(sed -n '1s/^vastsim listening on \(http:\/\/127\.0\.0\.1:[0-9]*\)$/\1/p' "$TDIR/sim.out")
+    [ -n "$SIM" ] || { echo "vastsim did not start:" >&2; cat "$TDIR/sim.log" >&2; return 1; }
+    trap 'sim_stop; _cleanup' EXIT
+}
+sim_stop() {
+    [ -n "$SIM_PID" ] || return 0
+    kill -TERM "$SIM_PID" 2>/dev/null
+    local i
+    for i in $(seq 1 100); do kill -0 "$SIM_PID" 2>/dev/null || break; sleep 0.05; done
+    kill -KILL "$SIM_PID" 2>/dev/null
+    wait "$SIM_PID" 2>/dev/null
+    SIM_PID=""
+}
+sim() { local m=$1 p=$2; shift 2; SBODY=$(curl -sS -X "$m" "$@" "$SIM$p"); }
+fault() { sim POST /_admin/faults -H 'Content-Type: application/json' -d "$1"; }
+sim_live_instances() {
+    sim GET /_admin/state
+    jq '[.instances[] | select((.destroyed // false) | not)] | length' <<<"$SBODY"
+}
