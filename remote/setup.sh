@@ -27,7 +27,9 @@
 # status 3 and a GPUSCRIBE-NEED-SOURCE line ask for it). (2) the engine: whisper models are
 # downloaded into /workspace/models (HF_TOKEN from worker.env when set, never on a command
 # line), checked and kept; pocketsphinx needs no download. (3) worker.env (written by the
-# controller over SFTP, mode 0600) is checked. Progress lines for the controller:
+# controller over SFTP, mode 0600) is checked. --start-worker also keeps the container's
+# CONTAINER_ID and CONTAINER_API_KEY in instance.env (0600) for the worker's dead-man switch
+# (DEADMAN_MINUTES and VAST_URL come in worker.env). Progress lines for the controller:
 #   GPUSCRIBE-PROGRESS <percent> <stage>      GPUSCRIBE-ERROR <message>
 # Test hooks (the controller passes them through from its own environment, never secrets):
 # GS_SETUP_DELAY=S sleeps S seconds at the start of the install; GS_SETUP_FAIL=binary|engine
@@ -225,6 +227,8 @@ write_supervisor() {
 # a crash loop). Started by setup.sh --start-worker with setsid; pid in supervisor.pid.
 cd "$(dirname "$0")" || exit 1
 echo $$ >supervisor.pid
+# the instance's own id and per-instance API key (dead-man switch), kept by setup.sh
+if [ -r ./instance.env ]; then set -a; . ./instance.env; set +a; fi
 trap 'kill $(cat worker.pid 2>/dev/null) 2>/dev/null; rm -f worker.pid supervisor.pid; exit 0' TERM INT
 while :; do
     start=$(date +%s)
@@ -244,11 +248,28 @@ EOF
     fi
 }
 
-stamp_now() { cksum gpuscribe worker.env run-worker.sh 2>/dev/null | tr '\n' ' '; echo "$PORT $ENGINE $MODEL"; }
+stamp_now() { cksum gpuscribe worker.env run-worker.sh instance.env 2>/dev/null | tr '\n' ' '; echo "$PORT $ENGINE $MODEL"; }
+
+# instance_env: CONTAINER_ID and CONTAINER_API_KEY (Vast passes them to the container; the
+# worker's dead-man switch destroys its own instance with that per-instance key, never the
+# account key) into instance.env, mode 0600, from this session's environment or, when the
+# SSH session lacks them, from the container's first process. Never on a command line.
+instance_env() {
+    id=${CONTAINER_ID:-}; key=${CONTAINER_API_KEY:-}
+    if { [ -z "$id" ] || [ -z "$key" ]; } && [ -r /proc/1/environ ]; then
+        id=${id:-$(tr '\0' '\n' </proc/1/environ 2>/dev/null | sed -n 's/^CONTAINER_ID=//p' | head -n 1)}
+        key=${key:-$(tr '\0' '\n' </proc/1/environ 2>/dev/null | sed -n 's/^CONTAINER_API_KEY=//p' | head -n 1)}
+    fi
+    case $id in ''|*[!0-9]*) echo "no CONTAINER_ID here: the dead-man switch stays off"; return 0 ;; esac
+    case $key in ''|*[!A-Za-z0-9._-]*) echo "no usable CONTAINER_API_KEY here: the dead-man switch stays off"; return 0 ;; esac
+    printf "CONTAINER_ID='%s'\nCONTAINER_API_KEY='%s'\n" "$id" "$key" >instance.env.new &&
+        chmod 0600 instance.env.new && mv -f instance.env.new instance.env
+}
 
 do_start() {
     [ -x ./gpuscribe ] || die "gpuscribe is not installed in $DIR (run setup first)"
     [ -f worker.env ] || die "worker.env missing"
+    instance_env
     write_supervisor
     want=$(stamp_now)
     if pid_alive supervisor.pid run-worker; then

@@ -13,6 +13,7 @@ struct events;
 struct jobs;
 struct vastctl;
 struct fleet;
+struct reaper;
 
 typedef struct app {
     config *cfg;
@@ -25,6 +26,7 @@ typedef struct app {
     struct jobs *jobs;     /* jobs/jobs.h: the transcription queue */
     struct vastctl *vast;  /* fleet/vastctl.h: Vast client, cached instance status, boots */
     struct fleet *fleet;   /* fleet/provision.h: instance state machines, workers, tunnels */
+    struct reaper *reaper; /* fleet/reaper.h: ledger, idle/hard-cap/budget destroys, orphans */
 } app;
 
 #endif

@@ -7,7 +7,9 @@
 #include "core/gpu.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "api/upload.h"
 #include "fleet/provision.h"
+#include "fleet/reaper.h"
 #include "fleet/vastctl.h"
 #include "core/events.h"
 #include "http/http.h"
@@ -80,6 +82,14 @@ static int fleet_remote_ready(void *ud, char *url, size_t n, long long *row)
     return fleet_ready_worker(ud, url, n, row);
 }
 static int fleet_remote_pending(void *ud) { return fleet_gpu_pending(ud); }
+/* For the idle reaper: jobs queued or running, or uploads arriving. */
+static int app_busy(void *ud)
+{
+    app *a = ud;
+    int q = 0, r = 0;
+    if (a->jobs) jobs_counts(a->jobs, &q, &r);
+    return q + r + upload_in_progress() > 0;
+}
 static void fleet_remote_failure(void *ud, long long row, const char *why)
 {
     fleet_report_failure(ud, row, why);
@@ -146,6 +156,7 @@ static int cmd_serve(int argc, char **argv)
             static_worker_remote(sw = static_worker_new(config_str(cfg, CFG_WORKER_URL)), &jr);
         jobs_set_remote(a.jobs, &jr);
     }
+    a.reaper = reaper_new(cfg, a.st, a.bus, a.vast, a.fleet, app_busy, &a);
     if (!a.jobs || jobs_start(a.jobs, err, sizeof err) != 0) {
         LOG_E("jobs", "%s", err);
         goto out;
@@ -169,6 +180,7 @@ static int cmd_serve(int argc, char **argv)
           host, v6 ? "]" : "", http_server_port(a.http),
           a.gpu.cuda_available ? "local GPU" : "no local GPU");
     fleet_start(a.fleet); /* provisioning and auto-connect (VAST_INSTANCE_ID) */
+    reaper_start(a.reaper); /* ledger, idle / hard cap / budget destroys, orphans */
 
     int sig = 0;
     while (sigwait(&sigs, &sig) != 0) {}
@@ -178,6 +190,7 @@ static int cmd_serve(int argc, char **argv)
     rc = 0;
 out:
     http_server_stop(a.http);
+    reaper_free(a.reaper); /* before what it calls: fleet, vastctl, jobs */
     jobs_free(a.jobs); /* a running job is interrupted and queued again */
     static_worker_free(sw);
     fleet_free(a.fleet); /* after the jobs that use it; before the bus and vastctl */

@@ -37,6 +37,10 @@ int api_submit_upload(http_req *r, struct app *a, struct upload *u, json_t *opts
 #include "transcript/transcript.h"
 void api_reply_transcript(http_req *r, const transcript *t, enum transcript_format fmt, int words);
 
+/* cost.c */
+void api_cost(http_req *r, void *app);
+void api_vast_keepalive(http_req *r, void *app);
+
 /* events.c */
 void api_events(http_req *r, void *app);
 

@@ -54,11 +54,47 @@
     JSON_RESP("409", "the offer is no longer available: search again", ERR_SCHEMA) ","         \
     VAST_ERRS "}}"
 
+#define COST_SUMMARY                                                                         \
+    "{\"type\":\"object\",\"properties\":{\"uptime_s\":" NUM ",\"running_s\":" NUM               \
+    ",\"cost_usd\":" NUM ",\"gpu_cost\":" NUM ",\"storage_cost\":" NUM ",\"jobs\":{\"type\":"     \
+    "\"integer\"},\"audio_hours\":" NUM "}}"
 #define VAST_DESTROY_SCHEMA                                                                  \
     "{\"responses\":{"                                                                       \
-    JSON_RESP("200", "destroyed", "{\"type\":\"object\",\"properties\":{\"success\":{\"type\":" \
-              "\"boolean\"},\"message\":{\"type\":\"string\"}}}") ","                          \
+    JSON_RESP("200", "destroyed, with what it cost", "{\"type\":\"object\",\"properties\":{"  \
+              "\"success\":{\"type\":\"boolean\"},\"message\":{\"type\":\"string\"},\"cost\":"  \
+              COST_SUMMARY "}}") ","                                                          \
     JSON_RESP("404", "no such instance on the account", ERR_SCHEMA) "," VAST_ERRS "}}"
+
+#define VAST_KEEPALIVE_SCHEMA                                                                \
+    "{\"responses\":{"                                                                       \
+    JSON_RESP("200", "idle destroy postponed", "{\"type\":\"object\",\"properties\":{"         \
+              "\"success\":{\"type\":\"boolean\"},\"message\":{\"type\":\"string\"},"           \
+              "\"instance_id\":{\"type\":\"string\"},\"idle_destroy_at\":" NUM "}}") ","          \
+    JSON_RESP("400", "the id is not a positive integer", ERR_SCHEMA) ","                       \
+    JSON_RESP("404", "no live instance of gpuscribe's has this id", ERR_SCHEMA) "}}"
+
+#define BUDGET_SCHEMA                                                                        \
+    "{\"type\":\"object\",\"properties\":{\"limit\":{\"type\":\"number\",\"nullable\":true}," \
+    "\"spent\":" NUM ",\"percent\":{\"type\":\"number\",\"nullable\":true},\"warning\":{"       \
+    "\"type\":\"boolean\"},\"reached\":{\"type\":\"boolean\"}}}"
+#define COST_SCHEMA                                                                          \
+    "{\"responses\":{"                                                                       \
+    JSON_RESP("200", "the cost ledger (Vast.ai bills GPU while running, storage while the "    \
+              "instance exists, per second)",                                                \
+              "{\"type\":\"object\",\"properties\":{\"instances\":{\"type\":\"array\",\"items\":{"  \
+              "\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"string\"},\"label\":"          \
+              "{\"type\":\"string\",\"nullable\":true},\"state\":{\"type\":\"string\"},\"running\":" \
+              "{\"type\":\"boolean\"},\"uptime_s\":" NUM ",\"dph_total\":" NUM ",\"gpu_rate\":" NUM \
+              ",\"storage_rate\":" NUM ",\"cost_usd\":" NUM ",\"started_at\":{\"type\":\"number\","  \
+              "\"nullable\":true},\"destroyed_at\":{\"type\":\"number\",\"nullable\":true},"         \
+              "\"destroy_reason\":{\"type\":\"string\",\"nullable\":true},\"orphan\":{\"type\":"    \
+              "\"boolean\"},\"summary\":{\"type\":\"string\"},\"idle_destroy_at\":{\"type\":"       \
+              "\"number\",\"nullable\":true},\"warning\":{\"type\":\"string\",\"nullable\":true}}}},"  \
+              "\"totals\":{\"type\":\"object\",\"properties\":{\"today\":" NUM ",\"month\":" NUM      \
+              ",\"all_time\":" NUM "}},\"cost_per_audio_hour\":" NUM ",\"audio_hours\":" NUM          \
+              ",\"burn_rate_per_hour\":" NUM ",\"budgets\":{\"type\":\"object\",\"properties\":{"   \
+              "\"daily\":" BUDGET_SCHEMA ",\"monthly\":" BUDGET_SCHEMA ",\"total\":" BUDGET_SCHEMA   \
+              "}}}}") "}}"
 
 #define VAST_INSTANCES_SCHEMA                                                                \
     "{\"responses\":{"                                                                       \
@@ -161,6 +197,11 @@ const http_route api_routes[] = {
     {"GET", "/api/vast/instances/{instance_id}", api_vast_instance, 0, NULL, "vast",
      "one instance's provisioning state, stage, percent, setup log, worker and tunnel",
      VAST_INSTANCE_SCHEMA},
+    {"POST", "/api/vast/keepalive/{instance_id}", api_vast_keepalive, 0, NULL, "vast",
+     "postpone an instance's idle destroy by IDLE_DESTROY_MINUTES", VAST_KEEPALIVE_SCHEMA},
+    {"GET", "/api/cost", api_cost, 0, NULL, "cost",
+     "running cost per instance, totals (today, month, all time), cost per audio hour, budgets",
+     COST_SCHEMA},
 };
 
 const size_t api_nroutes = ARRAY_LEN(api_routes);

@@ -2,6 +2,7 @@
 #include "app.h"
 #include "core/util.h"
 #include "fleet/provision.h"
+#include "fleet/reaper.h"
 #include "fleet/vastctl.h"
 
 #include <fcntl.h>
@@ -21,7 +22,7 @@ void api_gpu_status(http_req *r, void *appv)
 {
     app *a = appv;
     const char *type = "none";
-    char msg[512], vid[32], pmsg[448] = "";
+    char msg[1024], vid[32], pmsg[896] = "";
     /* vast only once a worker answers through its tunnel; while an instance is provisioned
      * the message names its stage */
     bool vast = false;
@@ -30,6 +31,11 @@ void api_gpu_status(http_req *r, void *appv)
     if (a->vast && !vast) {
         char run[32]; /* keeps vastctl's view fresh (it re-checks VAST_INSTANCE_ID lazily) */
         vastctl_running_instance(a->vast, run, sizeof run);
+    }
+    char warn[400];
+    if (vid[0] && a->reaper && reaper_warning(a->reaper, vid, warn, sizeof warn)) {
+        size_t l = strlen(pmsg);
+        snprintf(pmsg + l, sizeof pmsg - l, ". Warning: %s", warn);
     }
     if (vast) {
         type = "vast";

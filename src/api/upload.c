@@ -5,6 +5,7 @@
 #include "core/util.h"
 #include "jobs/jobs.h"
 
+#include <stdatomic.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -38,10 +39,8 @@ void api_error(http_req *r, int openai_style, int status, const char *param, con
 {
     va_list ap;
     va_start(ap, fmt);
-    char *msg = xvasprintf(fmt, ap);
+    char *safe = log_vredactf(fmt, ap);
     va_end(ap);
-    char *safe = log_redact(msg);
-    free(msg);
     if (!openai_style) {
         http_reply_json(r, status, json_pack("{s:s}", "error", safe));
     } else {
@@ -53,10 +52,15 @@ void api_error(http_req *r, int openai_style, int status, const char *param, con
     free(safe);
 }
 
+static atomic_int uploads_now; /* requests whose upload body is arriving or being handled */
+
+int upload_in_progress(void) { return atomic_load(&uploads_now); }
+
 static void upload_free(void *p)
 {
     upload *u = p;
     if (!u) return;
+    atomic_fetch_sub(&uploads_now, 1);
     if (u->waiting_on) jobs_wait_cancel(u->waiting_on, u->r);
     if (u->fd >= 0) close(u->fd);
     http_form_free(u->form);
@@ -153,6 +157,7 @@ int upload_body(http_req *r, const char *data, size_t n, void *appv)
         u->dir = xasprintf("%s/jobs/%s", config_str(a->cfg, CFG_DATA_DIR), u->id);
         u->path = xasprintf("%s/upload", u->dir);
         u->max = (long long)config_int(a->cfg, CFG_MAX_UPLOAD_MB) * 1024 * 1024;
+        atomic_fetch_add(&uploads_now, 1);
         http_set_ctx(r, u, upload_free);
         const char *ct = http_header(r, "Content-Type");
         if (ct && (strncasecmp(ct, "multipart/form-data", 19) == 0 ||

@@ -34,6 +34,9 @@ int upload_committed(const upload *u);
 struct jobs;
 void upload_set_waiter(upload *u, struct jobs *j, http_req *r);
 
+/* How many uploads are arriving or being decoded now (the idle reaper counts them as work). */
+int upload_in_progress(void);
+
 /* Reply with an error: {"error": msg}, or OpenAI's {"error": {"message", "type", "param",
  * "code"}} when openai_style. */
 void api_error(http_req *r, int openai_style, int status, const char *param, const char *fmt, ...)

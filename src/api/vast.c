@@ -6,6 +6,7 @@
 #include "app.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "fleet/ledger.h"
 #include "fleet/provision.h"
 #include "fleet/vastctl.h"
 
@@ -226,7 +227,30 @@ void api_vast_destroy(http_req *r, void *appv)
         reply_fail(r, res.http_status, res.kind, res.message);
         return;
     }
-    http_reply_json(r, 200, json_pack("{s:b,s:s}", "success", 1, "message", res.message));
+    /* the cost summary of what was destroyed (the ledger is closed by now) */
+    char ids[32];
+    snprintf(ids, sizeof ids, "%ld", id);
+    long long row = 0;
+    sqlite3_stmt *st = NULL;
+    store_lock(a->st);
+    if (sqlite3_prepare_v2(store_db(a->st), "SELECT id FROM instances WHERE vast_id=?", -1, &st,
+                           NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, ids, -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(st) == SQLITE_ROW) row = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    store_unlock(a->st);
+    json_t *cost = row ? ledger_summary_json(a->st, row, now_wall())
+                       : json_pack("{s:f,s:f,s:i,s:f}", "uptime_s", 0.0, "cost_usd", 0.0, "jobs",
+                                   0, "audio_hours", 0.0);
+    char msg[800];
+    snprintf(msg, sizeof msg, "%s (up %.0f s, cost $%.4f)", res.message,
+             json_real_value(json_object_get(cost, "uptime_s")),
+             json_real_value(json_object_get(cost, "cost_usd")));
+    LOG_I("vast", "%s", msg);
+    if (a->fleet) fleet_publish(a->fleet, ids);
+    http_reply_json(r, 200, json_pack("{s:b,s:s,s:o}", "success", 1, "message", res.message,
+                                      "cost", cost));
 }
 
 /* ---- GET /api/vast/instances */
@@ -284,6 +308,9 @@ void api_vast_instances(http_req *r, void *appv)
                          : row ? json_real_value(json_object_get(row, "created_at")) : 0;
         json_object_set_new(j, "created_at", created > 0 ? json_real(created) : json_null());
         json_object_set_new(j, "ours", json_boolean(row != NULL || labelled));
+        const char *rs = row ? json_string_value(json_object_get(row, "state")) : NULL;
+        json_object_set_new(j, "orphan", json_boolean((labelled && !row) ||
+                                                      (rs && !strcmp(rs, "orphan"))));
         json_object_set_new(j, "current", json_boolean(strcmp(ids, cur) == 0));
         json_array_append_new(arr, j);
         if (row) json_object_del(ours, ids);
@@ -294,7 +321,9 @@ void api_vast_instances(http_req *r, void *appv)
     json_t *row;
     json_object_foreach(ours, vid, row) {
         const char *state = json_string_value(json_object_get(row, "state"));
-        if (!state || !strcmp(state, "destroyed") || !strcmp(state, "failed")) continue;
+        if (!state || !strcmp(state, "destroyed") || !strcmp(state, "failed") ||
+            !strcmp(state, "orphan"))
+            continue;
         json_t *j = json_pack("{s:I,s:O,s:n,s:O,s:O,s:O,s:O,s:b,s:b,s:b}", "id",
                               (json_int_t)strtoll(vid, NULL, 10), "label",
                               json_object_get(row, "label"), "actual_status", "state",

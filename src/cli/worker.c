@@ -7,7 +7,10 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "vast/vast.h"
 #include "worker/worker.h"
+
+#include <math.h>
 
 #include <signal.h>
 #include <stdio.h>
@@ -147,13 +150,27 @@ int cli_worker(int argc, char **argv)
         .max_queue = (int)max_queue,
         .result_ttl_s = ttl_min * 60.0,
         .version = GS_VERSION,
+        /* the dead-man switch: armed on a Vast instance, where the container's environment
+         * carries its own id and per-instance key (setup.sh keeps them in instance.env) */
+        .deadman_s = isnan(config_num(cfg, CFG_DEADMAN_MINUTES)) ? 0
+                     : config_num(cfg, CFG_DEADMAN_MINUTES) * 60.0,
+        .vast_url = config_str(cfg, CFG_VAST_URL),
+        .instance_id = getenv("CONTAINER_ID"),
+        .instance_key = getenv("CONTAINER_API_KEY"),
     };
+    int armed = wc.deadman_s > 0 && wc.instance_id && *wc.instance_id && wc.instance_key &&
+                *wc.instance_key && wc.vast_url;
+    if (armed) vast_global_init();
     worker *w = worker_start(&wc, err, sizeof err);
     if (!w) {
         LOG_E("worker", "%s", err);
+        if (armed) vast_global_cleanup();
         rc = 1;
         goto out;
     }
+    if (armed)
+        LOG_I("worker", "dead-man switch armed: instance %s destroys itself after %g min without "
+              "the controller (DEADMAN_MINUTES) while idle", wc.instance_id, wc.deadman_s / 60);
     int v6 = strchr(host, ':') != NULL;
     LOG_I("worker", "worker listening on http://%s%s%s:%d (engine %s)", v6 ? "[" : "", host,
           v6 ? "]" : "", worker_port(w), worker_engine_name(w));
@@ -161,6 +178,7 @@ int cli_worker(int argc, char **argv)
     while (sigwait(&sigs, &sig) != 0) {}
     LOG_I("worker", "received %s, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
     worker_stop(w);
+    if (armed) vast_global_cleanup();
     rc = 0;
 out:
     free(host);

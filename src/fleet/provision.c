@@ -2,6 +2,7 @@
 
 #include "core/log.h"
 #include "core/util.h"
+#include "fleet/ledger.h"
 #include "ssh/ssh.h"
 #include "ssh/tunnel.h"
 #include "worker/worker_client.h"
@@ -77,6 +78,9 @@ struct fleet {
     double ssh_wait_s;
     int worker_port;
     long long account_key_id;
+
+    fleet_json_hook json_hook;   /* adds cost fields to fleet_instance_json */
+    void *json_hook_ud;
 
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -178,7 +182,8 @@ static int row_load(store *st, long long id, row *r)
 
 static bool final_state(const char *s)
 {
-    return !strcmp(s, "failed") || !strcmp(s, "destroying") || !strcmp(s, "destroyed");
+    return !strcmp(s, "failed") || !strcmp(s, "destroying") || !strcmp(s, "destroyed") ||
+           !strcmp(s, "orphan");
 }
 
 static void sleep_s(double s)
@@ -544,11 +549,17 @@ static void step_loading(inst *in, row *r, double *delay)
     if (rc > 0) {
         bool running = !strcmp(vi.actual_status, "running");
         if (running && vi.ssh_port > 0 && vi.ssh_host[0]) {
+            double t = now_wall();
             db_run(f->st, "UPDATE instances SET ssh_host=?, ssh_port=?, gpu_name=COALESCE(gpu_name,?),"
                    " num_gpus=COALESCE(num_gpus,?), dph_total=COALESCE(NULLIF(?,0),dph_total),"
-                   " running_at=COALESCE(running_at,?) WHERE id=?", "titiddl", vi.ssh_host,
+                   " dph_base=COALESCE(NULLIF(?,0),dph_base),"
+                   " storage_dph=COALESCE(NULLIF(?,0),storage_dph),"
+                   " running_at=COALESCE(running_at,?) WHERE id=?", "titiddddl", vi.ssh_host,
                    vi.ssh_port, vi.gpu_name[0] ? vi.gpu_name : NULL, vi.num_gpus, vi.dph_total,
-                   now_wall(), in->row);
+                   vi.dph_base, vi.storage_total_cost, t, in->row);
+            /* Vast bills the GPU from now on */
+            ledger_sync(f->st, in->row, true, true, vi.dph_base > 0 ? vi.dph_base : -1,
+                        vi.storage_total_cost > 0 ? vi.storage_total_cost : -1, t);
             vast_instance_clear(&vi);
             if (!r->key_attached) attach_key(in, r);
             set_deadline(in, now_wall() + f->ssh_wait_s);
@@ -1172,7 +1183,7 @@ static void spawn_rows(fleet *f)
     store_lock(f->st);
     if (sqlite3_prepare_v2(store_db(f->st),
                            "SELECT id, vast_id FROM instances WHERE vast_id IS NOT NULL AND state"
-                           " NOT IN ('failed','destroying','destroyed') ORDER BY id", -1, &s,
+                           " NOT IN ('failed','destroying','destroyed','orphan') ORDER BY id", -1, &s,
                            NULL) == SQLITE_OK) {
         while (n < 64 && sqlite3_step(s) == SQLITE_ROW) {
             ids[n] = sqlite3_column_int64(s, 0);
@@ -1291,6 +1302,7 @@ static int auto_connect(fleet *f)
     const char *stage = running ? "waiting for SSH" : "loading image";
     int pct = running ? 30 : 20;
     double t = now_wall();
+    bool fresh = !rowid;
     if (rowid) {
         db_run(f->st, "UPDATE instances SET state=?, stage=?, percent=?, error=NULL, attempts=0,"
                " deadline_at=NULL, ssh_host=?, ssh_port=?, destroyed_at=NULL, updated_at=? WHERE id=?",
@@ -1302,6 +1314,26 @@ static int auto_connect(fleet *f)
                vi.label[0] ? vi.label : NULL, vi.gpu_name[0] ? vi.gpu_name : NULL, vi.num_gpus,
                vi.dph_total, vi.ssh_host[0] ? vi.ssh_host : NULL, vi.ssh_port,
                vi.start_date > 0 ? vi.start_date : t, t, running ? t : 0.0);
+    }
+    /* the ledger: storage since Vast's start date for an instance new to the store, GPU from
+     * now while it runs (the reaper refines both from the API) */
+    if (fresh) {
+        store_lock(f->st);
+        if (sqlite3_prepare_v2(store_db(f->st), "SELECT id FROM instances WHERE vast_id=?", -1,
+                               &s, NULL) == SQLITE_OK) {
+            sqlite3_bind_text(s, 1, cur, -1, SQLITE_TRANSIENT);
+            if (sqlite3_step(s) == SQLITE_ROW) rowid = sqlite3_column_int64(s, 0);
+        }
+        sqlite3_finalize(s);
+        s = NULL;
+        store_unlock(f->st);
+    }
+    if (rowid > 0) {
+        db_run(f->st, "UPDATE instances SET dph_base=NULLIF(?,0), storage_dph=NULLIF(?,0) WHERE id=?",
+               "ddl", vi.dph_base, vi.storage_total_cost, rowid);
+        if (fresh) ledger_sync(f->st, rowid, false, true, vi.dph_base, vi.storage_total_cost,
+                               vi.start_date > 0 && vi.start_date < t ? vi.start_date : t);
+        ledger_sync(f->st, rowid, running, true, vi.dph_base, vi.storage_total_cost, t);
     }
     LOG_I("fleet", "VAST_INSTANCE_ID=%s: instance %s is %s on Vast.ai; connecting to it (setup "
           "only where something is missing)", cur, cur,
@@ -1610,5 +1642,41 @@ json_t *fleet_instance_json(fleet *f, const char *vast_id)
     pthread_mutex_unlock(&f->lock);
     json_object_set_new(j, "worker", worker ? worker : json_null());
     json_object_set_new(j, "tunnel", tj ? tj : json_null());
+    pthread_mutex_lock(&f->lock);
+    fleet_json_hook hook = f->json_hook;
+    void *hud = f->json_hook_ud;
+    pthread_mutex_unlock(&f->lock);
+    if (hook) hook(hud, json_integer_value(json_object_get(j, "row_id")), j);
     return j;
+}
+
+void fleet_set_json_hook(fleet *f, fleet_json_hook hook, void *ud)
+{
+    if (!f) return;
+    pthread_mutex_lock(&f->lock);
+    f->json_hook = hook;
+    f->json_hook_ud = ud;
+    pthread_mutex_unlock(&f->lock);
+}
+
+bool fleet_worker_up(fleet *f, long long row_id)
+{
+    if (!f) return false;
+    bool up = false;
+    pthread_mutex_lock(&f->lock);
+    inst *in = find_row(f, row_id);
+    if (in && in->tn && !strcmp(in->state, "ready")) {
+        tunnel_status ts;
+        tunnel_get_status(in->tn, &ts);
+        up = ts.state == TUNNEL_UP;
+    }
+    pthread_mutex_unlock(&f->lock);
+    return up;
+}
+
+void fleet_publish(fleet *f, const char *vast_id)
+{
+    if (!f || !f->bus) return;
+    json_t *j = fleet_instance_json(f, vast_id);
+    if (j) events_publish(f->bus, "instance.state", j, 0);
 }

@@ -14,7 +14,8 @@
  *   most one SSH connect or short exec, ~10 s).
  * - The app's SSH key (sshc_app_key in DATA_DIR) is registered once as an account key (its id
  *   kept in DATA_DIR/ssh/vast_key_id) and attached to every instance through the API.
- * - Every row with a vast_id in a non-final state gets a thread; after a controller restart
+ * - Every row with a vast_id in a non-final state (not failed, destroying, destroyed or
+ *   orphan: an instance found on the account that the store did not know) gets a thread; after a controller restart
  *   each resumes where it was: every step is idempotent (uploads skipped when the instance
  *   already has the same binary, setup.sh checks before it acts and runs detached on the
  *   instance, so a controller killed mid-setup finds it finished or still running).
@@ -22,6 +23,8 @@
  *   within SSH_WAIT_MINUTES, a changed host key, setup exiting non-zero) set state failed
  *   with an error that says the instance is still rented and how to destroy it. Nothing is
  *   destroyed automatically here.
+ * - The ledger (ledger.h): the GPU interval opens when an instance is seen running; an
+ *   adopted instance's storage from Vast's start date.
  * - Ready means: the worker answered /health through a supervised tunnel (tunnel.h) that the
  *   fleet keeps open, one per ready instance.
  * - At start, VAST_INSTANCE_ID is verified through the API; a running instance without a row
@@ -73,8 +76,18 @@ bool fleet_gpu_status(fleet *f, char *vid, size_t vidlen, char *msg, size_t msgl
 /* The instance's full view (Vast id as string): {id, row_id, label, state, stage, percent,
  * error, log[last 50 setup lines], gpu_name, num_gpus, dph_total, ssh_host, ssh_port,
  * created_at, ready_at, worker{engine,model,gpu}|null, tunnel{state,rtt_ms,last_error,
- * reconnects}|null}. NULL when the store has no row for it. */
+ * reconnects}|null} plus what the json hook adds (uptime_s, cost_usd, idle_destroy_at,
+ * warning). NULL when the store has no row for it. */
 json_t *fleet_instance_json(fleet *f, const char *vast_id);
+
+/* Cost safety (reaper.h) decorates the instance view: hook(ud, row_id, j) adds fields to j
+ * (called without the fleet's lock held). */
+typedef void (*fleet_json_hook)(void *ud, long long row_id, json_t *j);
+void fleet_set_json_hook(fleet *f, fleet_json_hook hook, void *ud);
+/* True when row_id's worker is ready and its tunnel UP (its /health is being checked). */
+bool fleet_worker_up(fleet *f, long long row_id);
+/* Publish `instance.state` for the instance now (e.g. a warning appeared or cleared). */
+void fleet_publish(fleet *f, const char *vast_id);
 
 /* ---- helpers exposed for unit tests */
 

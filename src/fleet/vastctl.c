@@ -2,6 +2,7 @@
 
 #include "core/log.h"
 #include "core/util.h"
+#include "fleet/ledger.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -469,6 +470,37 @@ void vastctl_free(vastctl *v)
     free(v);
 }
 
+/* ---- pricing and budgets */
+
+int vastctl_offer_price(vastctl *v, long long offer_id, double *dph_total, double *dph_base,
+                        double *storage, vast_error *e)
+{
+    vast_search s = {0};
+    s.offer_id = offer_id;
+    s.include_unverified = true;
+    s.limit = 1;
+    s.allocated_storage = (double)config_int(v->cfg, CFG_VAST_DISK_GB);
+    vast_offer_list l;
+    if (vast_search_offers(v->client, &s, &l, e) != 0) return -1;
+    int found = 0;
+    for (size_t i = 0; i < l.n && !found; i++) {
+        if (l.items[i].id != offer_id) continue;
+        *dph_total = l.items[i].dph_total;
+        *dph_base = l.items[i].dph_base;
+        *storage = l.items[i].storage_total_cost;
+        found = 1;
+    }
+    vast_offer_list_free(&l);
+    return found;
+}
+
+ledger_budgets vastctl_budgets(const config *cfg)
+{
+    ledger_budgets b = {config_num(cfg, CFG_BUDGET_DAILY_USD), config_num(cfg, CFG_BUDGET_MONTHLY_USD),
+                        config_num(cfg, CFG_BUDGET_TOTAL_USD)};
+    return b;
+}
+
 /* ---- boot */
 
 static void boot_ok(vastctl *v, vastctl_result *res, long long vast_id, long long row_id,
@@ -618,11 +650,35 @@ static void boot_locked(vastctl *v, long long offer_id, const char *idem_key,
             sql_run(v->st, "UPDATE instances SET idem_key=idem_key||'#'||id WHERE id=?", "l", r.id);
     }
 
+    /* price the offer (the ledger's rates until the API's own) and check the budgets */
+    double dph_total = 0, dph_base = 0, sto = 0;
+    vast_error pe;
+    int priced = vastctl_offer_price(v, offer_id, &dph_total, &dph_base, &sto, &pe);
+    ledger_budgets bud = vastctl_budgets(v->cfg);
+    if (ledger_budgets_any(&bud)) {
+        char bmsg[512];
+        if (priced < 0) {
+            char d[512];
+            vastctl_describe(&pe, d, sizeof d);
+            res_set(res, 503, "budget", "booting refused: offer %lld cannot be priced to check "
+                    "the budget (%s); try again", offer_id, d);
+            return;
+        }
+        if (priced > 0 && ledger_budget_check(v->st, &bud, dph_total, now_wall(), bmsg,
+                                              sizeof bmsg) != 0) {
+            LOG_W("vast", "boot of offer %lld at $%.4f/h: %s", offer_id, dph_total, bmsg);
+            res_set(res, 402, "budget", "%s", bmsg);
+            return;
+        }
+    }
+
     double t = now_wall();
     store_lock(v->st); /* recursive: keeps the rowid ours */
     int irc = sql_run(v->st, "INSERT INTO instances(offer_id, idem_key, state, stage, percent,"
-                      " created_at, updated_at) VALUES(?,?,'requested','boot requested',0,?,?)",
-                      "ltdd", offer_id, idem_key ? key : NULL, t, t);
+                      " created_at, updated_at, dph_total, dph_base, storage_dph)"
+                      " VALUES(?,?,'requested','boot requested',0,?,?,NULLIF(?,0),NULLIF(?,0),"
+                      "NULLIF(?,0))", "ltddddd", offer_id, idem_key ? key : NULL, t, t, dph_total,
+                      dph_base, sto);
     long long row = sqlite3_last_insert_rowid(store_db(v->st));
     store_unlock(v->st);
     if (irc != 0) {
@@ -650,9 +706,12 @@ static void boot_locked(vastctl *v, long long offer_id, const char *idem_key,
         if (vast_create_instance(v->client, offer_id, &cr, &out, &e) == 0) {
             char ids[32];
             snprintf(ids, sizeof ids, "%lld", out.instance_id);
+            double created = now_wall();
             sql_run(v->st, "UPDATE instances SET vast_id=?, state='loading', stage='creating "
-                    "instance', percent=10, error=NULL, instance_api_key=?, updated_at=? WHERE id=?",
-                    "ttdl", ids, out.instance_api_key, now_wall(), row);
+                    "instance', percent=10, error=NULL, instance_api_key=?, created_at=?,"
+                    " updated_at=? WHERE id=?", "ttddl", ids, out.instance_api_key, created,
+                    created, row);
+            ledger_sync(v->st, row, false, true, dph_base, sto, created); /* storage billed */
             char *data = xasprintf("{\"offer_id\":%lld,\"label\":\"%s\"}", offer_id, label);
             store_event_add(v->st, "instance.created", ids, data);
             free(data);
@@ -722,6 +781,11 @@ void vastctl_boot(vastctl *v, long long offer_id, const char *idem_key, vastctl_
 
 void vastctl_destroy(vastctl *v, long long id, vastctl_result *res)
 {
+    vastctl_destroy_for(v, id, "user", res);
+}
+
+void vastctl_destroy_for(vastctl *v, long long id, const char *reason, vastctl_result *res)
+{
     memset(res, 0, sizeof *res);
     res->instance_id = id;
     if (!v->has_key) {
@@ -744,9 +808,11 @@ void vastctl_destroy(vastctl *v, long long id, vastctl_result *res)
         res_vast_err(res, &e);
         return;
     }
+    double t = now_wall();
     sql_run(v->st, "UPDATE instances SET state='destroyed', stage='destroyed', destroyed_at=?,"
-            " updated_at=? WHERE vast_id=? AND state<>'destroyed'", "ddt", now_wall(),
-            now_wall(), ids);
+            " destroy_reason=COALESCE(destroy_reason,?), updated_at=? WHERE vast_id=? AND"
+            " state<>'destroyed'", "dtdt", t, rc == 0 ? reason : "gone", t, ids);
+    if (have > 0) ledger_finalize(v->st, r.id, t);
     vastctl_set_instance(v, NULL, ids);
     if (rc != 0) {
         res_set(res, 404, "not_found", "Instance %lld not found on this Vast.ai account "

@@ -22,6 +22,10 @@
  *   is rented again.
  * - VAST_INSTANCE_ID is only written under this module's lock (config_set + config_env_set);
  *   other modules read it through vastctl_current_instance.
+ * - Cost: a boot first prices the offer (for VAST_DISK_GB) and is refused (402, kind
+ *   "budget") when one hour at its dph_total would pass a configured budget; the row keeps
+ *   the offer's rates, and the ledger's storage interval opens when Vast confirms the
+ *   create. A destroy records its reason and closes the instance's ledger.
  * - All functions are thread-safe. Errors carry an HTTP status and a user-facing message
  *   (never the API key).
  */
@@ -29,6 +33,7 @@
 #define GS_VASTCTL_H
 
 #include "core/config.h"
+#include "fleet/ledger.h"
 #include "store/store.h"
 #include "vast/vast.h"
 
@@ -75,6 +80,18 @@ void vastctl_boot(vastctl *v, long long offer_id, const char *idem_key, vastctl_
 /* Destroy instance_id (> 0): Vast first, then the store row and VAST_INSTANCE_ID. An id
  * Vast does not know is 404 (its row, if any, is marked destroyed too). */
 void vastctl_destroy(vastctl *v, long long instance_id, vastctl_result *res);
+
+/* The same, recording why (user, idle, hard_cap, budget, orphan): the row gets
+ * destroy_reason and its ledger is closed (ledger_finalize). */
+void vastctl_destroy_for(vastctl *v, long long instance_id, const char *reason,
+                         vastctl_result *res);
+
+/* The offer's prices for a boot of VAST_DISK_GB: 1 found, 0 not offered (taken), -1 error
+ * (e filled). */
+int vastctl_offer_price(vastctl *v, long long offer_id, double *dph_total, double *dph_base,
+                        double *storage, vast_error *e);
+/* BUDGET_DAILY_USD, BUDGET_MONTHLY_USD, BUDGET_TOTAL_USD (NAN when unset). */
+ledger_budgets vastctl_budgets(const config *cfg);
 
 /* HTTP status for a client error kind (auth 502, rate limit 503, network 502, timeout 504,
  * offer taken 409, not found 404, no credit 402, bad request 400, ...). */

@@ -148,7 +148,7 @@ static int exec_bind(jobs *j, const char *sql, const char *fmt, ...)
 
 static const char JOB_COLS[] =
     "id, state, created_at, started_at, finished_at, filename, size_bytes, audio_duration, "
-    "options, progress, engine, backend, attempts, error, instance_id";
+    "options, progress, engine, backend, attempts, error, instance_id, gpu_seconds, cost_usd";
 
 static json_t *num_or_null(sqlite3_stmt *st, int col)
 {
@@ -195,6 +195,9 @@ static json_t *row_json(jobs *j, sqlite3_stmt *st)
     json_object_set_new(o, "instance_id", sqlite3_column_type(st, 14) == SQLITE_NULL
                                               ? json_null()
                                               : json_integer(sqlite3_column_int64(st, 14)));
+    json_object_set_new(o, "gpu_seconds", num_or_null(st, 15));
+    /* its share of the GPU instance's cost (set when the instance is destroyed) */
+    json_object_set_new(o, "cost_usd", num_or_null(st, 16));
     if (sqlite3_column_type(st, 3) != SQLITE_NULL && sqlite3_column_type(st, 4) != SQLITE_NULL)
         json_object_set_new(o, "processing_s", json_real(sqlite3_column_double(st, 4) -
                                                          sqlite3_column_double(st, 3)));
@@ -308,6 +311,24 @@ static void fire_waiters(jobs *j, const char *id)
             pp = &w->next;
         }
     }
+}
+
+/* A run is over: whether the user cancelled it or the server is stopping; frees its slot. */
+static void release_live(jobs *j, struct live *lv, int *user_cancel, int *stopping)
+{
+    pthread_mutex_lock(&j->lock);
+    *user_cancel = lv->cancel;
+    *stopping = j->stopping;
+    lv->in_use = 0;
+    pthread_mutex_unlock(&j->lock);
+}
+
+/* Interrupted by shutdown: the job runs again at the next start (the attempt is not counted). */
+static void requeue_interrupted(jobs *j, const char *id)
+{
+    exec_bind(j, "UPDATE jobs SET state='queued', attempts=max(attempts-1,0), progress=0 "
+                 "WHERE id=? AND state='running'", "s", id);
+    LOG_I("jobs", "job %s interrupted by shutdown; it will run again at the next start", id);
 }
 
 static void finished(jobs *j, const char *id)
@@ -543,11 +564,8 @@ static void run_job(jobs *j, int slot, engine **eng, const char *id, const char 
     free(dir);
     json_decref(oj);
 
-    pthread_mutex_lock(&j->lock);
-    int user_cancel = lv->cancel;
-    int stopping = j->stopping;
-    lv->in_use = 0;
-    pthread_mutex_unlock(&j->lock);
+    int user_cancel, stopping;
+    release_live(j, lv, &user_cancel, &stopping);
 
     if (!ename) ename = *eng ? engine_name(*eng) : j->engine_name;
     if (t) {
@@ -565,10 +583,7 @@ static void run_job(jobs *j, int slot, engine **eng, const char *id, const char 
         free(jdir);
         LOG_I("jobs", "job %s cancelled", id);
     } else if (stopping) {
-        /* interrupted by shutdown: run it again at the next start */
-        exec_bind(j, "UPDATE jobs SET state='queued', attempts=max(attempts-1,0), progress=0 "
-                     "WHERE id=? AND state='running'", "s", id);
-        LOG_I("jobs", "job %s interrupted by shutdown; it will run again at the next start", id);
+        requeue_interrupted(j, id);
         return;
     } else {
         exec_bind(j, "UPDATE jobs SET state='failed', finished_at=?, error=?, engine=?, "
@@ -677,11 +692,8 @@ static void run_remote(jobs *j, int slot, const char *id, const char *options, c
     free(wav);
     json_decref(oj);
 
-    pthread_mutex_lock(&j->lock);
-    int user_cancel = lv->cancel;
-    int stopping = j->stopping;
-    lv->in_use = 0;
-    pthread_mutex_unlock(&j->lock);
+    int user_cancel, stopping;
+    release_live(j, lv, &user_cancel, &stopping);
 
     if (t) {
         char *js = transcript_to_json_store(t);
@@ -696,9 +708,7 @@ static void run_remote(jobs *j, int slot, const char *id, const char *options, c
         remove_dir(dir);
         LOG_I("jobs", "job %s cancelled", id);
     } else if (stopping) {
-        exec_bind(j, "UPDATE jobs SET state='queued', attempts=max(attempts-1,0), progress=0 "
-                     "WHERE id=? AND state='running'", "s", id);
-        LOG_I("jobs", "job %s interrupted by shutdown; it will run again at the next start", id);
+        requeue_interrupted(j, id);
         free(dir);
         return;
     } else {

@@ -73,6 +73,10 @@ static const char *migrations[] = {
     "ALTER TABLE instances ADD COLUMN destroy_reason TEXT;"    /* user|idle|hard_cap|budget|orphan|failed|gone */
     "ALTER TABLE jobs ADD COLUMN gpu_seconds REAL;"             /* time the job held a GPU worker */
     "ALTER TABLE jobs ADD COLUMN remote_job_id TEXT;",
+    /* 3: cost safety: when the controller last heard from the instance's worker (dead-man
+     * estimate), and a fast lookup of open ledger intervals */
+    "ALTER TABLE instances ADD COLUMN seen_at REAL;"
+    "CREATE INDEX ledger_open ON ledger(end_ts) WHERE end_ts IS NULL;",
 };
 
 static int run_sql(sqlite3 *db, const char *sql, char *err, size_t errlen)

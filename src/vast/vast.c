@@ -181,6 +181,7 @@ int vast_search_offers(vast_client *c, const vast_search *s, vast_offer_list *ou
     if (s->min_disk_gb > 0) put_op(q, "disk_space", "gte", json_real(s->min_disk_gb));
     if (s->min_inet_down > 0) put_op(q, "inet_down", "gte", json_real(s->min_inet_down));
     if (s->num_gpus > 0) put_op(q, "num_gpus", "eq", json_integer(s->num_gpus));
+    if (s->offer_id > 0) put_op(q, "id", "eq", json_integer(s->offer_id));
     bool bad = false;
     if (s->gpu_name && *s->gpu_name) {
         char *name = xstrdup(s->gpu_name);

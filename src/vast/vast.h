@@ -89,6 +89,7 @@ typedef struct vast_search {
     bool order_desc;           /* with order */
     int limit;                 /* 0: not sent (server default) */
     double allocated_storage;  /* GB used to price offers; 0: 5.0 (the CLI default) */
+    long long offer_id;        /* id eq (one offer, e.g. to price it before renting); 0 = any */
 } vast_search;
 /* A zero vast_search is the CLI's default search (verified, rentable, not rented, not
  * external, on-demand), ordered cheapest first. */

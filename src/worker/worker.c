@@ -11,6 +11,7 @@
 #include "engine/engine.h"
 #include "http/http.h"
 #include "transcript/transcript.h"
+#include "vast/vast.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -81,6 +82,12 @@ struct worker {
     int stopping;
     unsigned long jobs_done;
     unsigned long seq;
+    /* dead-man switch */
+    double deadman_s;
+    char *vast_url, *instance_id, *instance_key;
+    double last_contact;     /* monotonic: the last request */
+    double deadman_next;     /* monotonic: next destroy attempt after one failed */
+    int deadman_done;
 };
 
 int worker_job_id_ok(const char *id)
@@ -313,9 +320,52 @@ static void run_job(worker *w, wjob *j)
     transcript_free(t);
 }
 
+/* Any request counts as contact from the controller. */
+static void touch(worker *w)
+{
+    pthread_mutex_lock(&w->mu);
+    w->last_contact = now_mono();
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* Caller holds the lock; it is released while Vast is called. */
+static void deadman_check(worker *w)
+{
+    if (w->deadman_s <= 0 || w->deadman_done || w->running || w->nqueued > 0) return;
+    double now = now_mono(), silent = now - w->last_contact;
+    if (silent < w->deadman_s || now < w->deadman_next) return;
+    w->deadman_next = now + 30;
+    pthread_mutex_unlock(&w->mu);
+    LOG_W("worker", "dead-man switch: no word from the controller for %.0f s (DEADMAN_MINUTES="
+          "%g) and no job: destroying instance %s so that it stops costing money", silent,
+          w->deadman_s / 60, w->instance_id);
+    vast_client *c = vast_client_new(w->vast_url, w->instance_key);
+    int ok = 0;
+    if (!c) {
+        LOG_E("worker", "dead-man switch: VAST_URL '%s' is not a valid URL", w->vast_url);
+    } else {
+        vast_client_set_timeouts(c, 5000, 20000);
+        vast_client_set_retry(c, 3, 500, 4000);
+        vast_error e;
+        if (vast_destroy_instance(c, strtoll(w->instance_id, NULL, 10), &e) == 0 ||
+            e.kind == VAST_ERR_NOT_FOUND) {
+            ok = 1;
+            LOG_W("worker", "dead-man switch: instance %s destroyed", w->instance_id);
+        } else {
+            LOG_E("worker", "dead-man switch: destroying instance %s failed: %s; retrying in 30 s",
+                  w->instance_id, e.message);
+        }
+        vast_client_free(c);
+    }
+    pthread_mutex_lock(&w->mu);
+    if (ok) w->deadman_done = 1;
+}
+
 static void *job_thread(void *arg)
 {
     worker *w = arg;
+    double tick = w->deadman_s > 0 && w->deadman_s / 20 < 1 ? w->deadman_s / 20 : 1;
+    if (tick < 0.1) tick = 0.1;
     pthread_mutex_lock(&w->mu);
     while (!w->stopping) {
         purge_expired(w);
@@ -323,9 +373,13 @@ static void *job_thread(void *arg)
         for (wjob *x = w->jobs; x; x = x->next)
             if (x->state == WS_QUEUED) { j = x; break; }
         if (!j) {
+            deadman_check(w);
+            if (w->stopping) break;
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_sec += 1;
+            ts.tv_sec += (time_t)tick;
+            ts.tv_nsec += (long)((tick - (double)(time_t)tick) * 1e9);
+            if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
             pthread_cond_timedwait(&w->cv, &w->mu, &ts);
             continue;
         }
@@ -346,13 +400,14 @@ static void *job_thread(void *arg)
 static void h_health(http_req *r, void *app)
 {
     worker *w = app;
+    touch(w);
     pthread_mutex_lock(&w->mu);
-    json_t *j = json_pack("{s:s,s:s,s:s,s:b,s:s,s:b,s:s,s:I,s:i,s:i}", "status", "ok", "engine",
+    json_t *j = json_pack("{s:s,s:s,s:s,s:b,s:s,s:b,s:s,s:I,s:i,s:i,s:f}", "status", "ok", "engine",
                           engine_name(w->eng), "model", engine_model(w->eng), "gpu",
                           engine_uses_gpu(w->eng), "gpu_name", w->gpu.name, "busy",
                           w->running != NULL, "version", w->version, "jobs_done",
                           (json_int_t)w->jobs_done, "queued", w->nqueued, "max_queue",
-                          w->max_queue);
+                          w->max_queue, "deadman_s", w->deadman_s);
     pthread_mutex_unlock(&w->mu);
     http_reply_json(r, 200, j);
 }
@@ -380,6 +435,7 @@ static void upload_free(void *p)
 static int body_chunk(http_req *r, const char *data, size_t n, void *app)
 {
     worker *w = app;
+    touch(w);
     struct upload *u = http_ctx(r);
     if (!u) {
         const char *id = http_query(r, "job_id");
@@ -456,6 +512,7 @@ static int query_bool(const char *v, int *out)
 static void h_transcribe(http_req *r, void *app)
 {
     worker *w = app;
+    touch(w);
     struct upload *u = http_ctx(r);
     const char *id = http_query(r, "job_id");
     if (!worker_job_id_ok(id)) {
@@ -563,6 +620,7 @@ static void h_transcribe(http_req *r, void *app)
 static void h_job(http_req *r, void *app)
 {
     worker *w = app;
+    touch(w);
     const char *id = http_param(r, "id");
     pthread_mutex_lock(&w->mu);
     wjob *j = find_job(w, id);
@@ -575,6 +633,7 @@ static void h_job(http_req *r, void *app)
 static void h_result(http_req *r, void *app)
 {
     worker *w = app;
+    touch(w);
     const char *id = http_param(r, "id");
     pthread_mutex_lock(&w->mu);
     wjob *j = find_job(w, id);
@@ -614,6 +673,7 @@ static void h_result(http_req *r, void *app)
 static void h_delete(http_req *r, void *app)
 {
     worker *w = app;
+    touch(w);
     const char *id = http_param(r, "id");
     pthread_mutex_lock(&w->mu);
     wjob *j = find_job(w, id);
@@ -669,6 +729,14 @@ worker *worker_start(const worker_config *cfg, char *err, size_t errlen)
     w->max_queue = cfg->max_queue > 0 ? cfg->max_queue : DEFAULT_MAX_QUEUE;
     w->ttl_s = cfg->result_ttl_s > 0 ? cfg->result_ttl_s : DEFAULT_TTL_S;
     w->version = xstrdup(cfg->version ? cfg->version : "dev");
+    w->last_contact = now_mono();
+    if (cfg->deadman_s > 0 && cfg->vast_url && *cfg->vast_url && cfg->instance_id &&
+        *cfg->instance_id && cfg->instance_key && *cfg->instance_key) {
+        w->deadman_s = cfg->deadman_s;
+        w->vast_url = xstrdup(cfg->vast_url);
+        w->instance_id = xstrdup(cfg->instance_id);
+        w->instance_key = xstrdup(cfg->instance_key);
+    }
     if (cfg->work_dir && *cfg->work_dir) {
         if (mkdir_p(cfg->work_dir, 0700) != 0) {
             snprintf(err, errlen, "cannot create the work directory %s: %s", cfg->work_dir,
@@ -732,6 +800,12 @@ void worker_stop(worker *w)
     free(w->work_dir);
     free(w->host);
     free(w->version);
+    free(w->vast_url);
+    free(w->instance_id);
+    if (w->instance_key) {
+        memset(w->instance_key, 0, strlen(w->instance_key));
+        free(w->instance_key);
+    }
     pthread_cond_destroy(&w->cv);
     pthread_mutex_destroy(&w->mu);
     free(w);

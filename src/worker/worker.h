@@ -7,7 +7,8 @@
  * others wait in a bounded FIFO queue (503 when full). Routes (errors are {"error": "..."}):
  *
  *   GET    /health              {"status":"ok","engine","model","gpu","gpu_name","busy",
- *                                "version","jobs_done","queued","max_queue"}
+ *                                "version","jobs_done","queued","max_queue","deadman_s"
+ *                                (0 when the dead-man switch is not armed)}
  *   POST   /transcribe?job_id=ID[&language=en][&prompt=...][&temperature=0..1]
  *                              [&word_timestamps=0|1][&translate=0|1][&beam_size=N]
  *          body: a RIFF/WAVE file, PCM 16-bit mono 16 kHz (streamed to the work dir,
@@ -50,6 +51,16 @@ typedef struct worker_config {
     int max_queue;           /* jobs waiting behind the running one (0 = 16) */
     double result_ttl_s;     /* keep finished results/records this long (0 = 30 min) */
     const char *version;     /* reported by /health */
+    /* Dead-man switch (armed when deadman_s > 0 and all three strings are set): when no
+     * request has arrived for deadman_s seconds (the controller's tunnel checks /health
+     * every few seconds, so silence means the controller is gone) and no job is queued or
+     * running, the worker destroys its own instance: DELETE {vast_url}/api/v0/instances/
+     * {instance_id}/ with the per-instance key (CONTAINER_API_KEY), never the account key;
+     * retried every 30 s until Vast accepts. */
+    double deadman_s;
+    const char *vast_url;
+    const char *instance_id;   /* CONTAINER_ID */
+    const char *instance_key;  /* CONTAINER_API_KEY (secret: never logged) */
 } worker_config;
 
 /* Open the engine, create the work dir, start the job thread and the HTTP server.
