@@ -7,6 +7,15 @@
 #   check NAME CMD... pass when CMD succeeds;  pass NAME / fail NAME MSG
 #   jget FILTER       jq -r FILTER on BODY
 #   finish            prints "SUITE: N passed, N failed" and exits non-zero on failure
+#   at_exit 'CMD'     run CMD (evaluated then) at exit, before the server and vastsim are
+#                     stopped and the temp dir removed; use it instead of a trap of one's own
+#   log_port LOG PID REGEX   waits (10 s) for a port in LOG (sed -n 's/REGEX/\1/p') while PID
+#                     lives; prints it, or nothing
+#   jreq METHOD PATH [JSON] [curl args]  req with a JSON body; appends BODY to $ALL when set
+#   wait_job ID [seconds=60]   prints the job's final state (done/failed/cancelled), or
+#                     timeout:STATE (returns 1)
+#   wait_job_state ID STATE [seconds=60]  until the job is in STATE
+#   long_speech_wav OUT [repeats=2]  the pocketsphinx librivox clips, repeated, 1 s apart
 set -u
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 GS_BIN=${GS_BIN:-$ROOT/build/gpuscribe}
@@ -26,8 +35,14 @@ unset HOST PORT DATA_DIR WEB_DIR VAST_API_KEY VAST_URL VAST_INSTANCE_ID HF_TOKEN
 export HOME=$TDIR/home
 mkdir -p "$HOME"
 
+SIM_PID=""
+_AT_EXIT=()
+at_exit() { _AT_EXIT+=("$1"); }
 _cleanup() {
+    local c
+    for c in "${_AT_EXIT[@]+"${_AT_EXIT[@]}"}"; do eval "$c"; done
     [ -n "$SERVER_PID" ] && kill -KILL "$SERVER_PID" 2>/dev/null
+    sim_stop
     rm -rf "$TDIR"
 }
 trap _cleanup EXIT
@@ -42,6 +57,18 @@ check() {
     if "$@" >/dev/null 2>&1; then pass "$name"; else fail "$name" "command failed: $*"; fi
 }
 
+# log_port LOG PID SED-REGEX: the first port REGEX's \1 finds in LOG, waiting while PID lives
+log_port() {
+    local log=$1 pid=$2 re=$3 i port=""
+    for i in $(seq 1 200); do
+        port=$(sed -n "s/$re/\\1/p" "$log" | head -n1)
+        [ -n "$port" ] && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    printf '%s' "$port"
+}
+
 # start_server [VAR=VALUE ...] [-- extra flags]
 start_server() {
     local envs=() flags=()
@@ -54,13 +81,8 @@ start_server() {
     (cd "$SERVER_DIR" && exec env "${envs[@]+"${envs[@]}"}" "$GS_BIN" serve --port 0 \
         --data-dir "${DATA:-$SERVER_DIR/data}" "${flags[@]+"${flags[@]}"}") >"$SERVER_LOG" 2>&1 &
     SERVER_PID=$!
-    local i port=""
-    for i in $(seq 1 200); do
-        port=$(sed -n 's/.*listening on http:\/\/[^ ]*:\([0-9][0-9]*\).*/\1/p' "$SERVER_LOG" | head -n1)
-        [ -n "$port" ] && break
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.05
-    done
+    local port
+    port=$(log_port "$SERVER_LOG" "$SERVER_PID" '.*listening on http:\/\/[^ ]*:\([0-9][0-9]*\).*')
     if [ -z "$port" ]; then
         echo "server did not start; log:" >&2; cat "$SERVER_LOG" >&2
         SERVER_PID=""
@@ -104,27 +126,82 @@ expect() {
     pass "$name"
 }
 
+# jreq METHOD PATH [JSON] [curl args]: a JSON request; every body is kept in $ALL when set
+jreq() {
+    local m=$1 p=$2 d=${3:-}; shift 3 2>/dev/null || shift $#
+    if [ -n "$d" ]; then req "$m" "$p" -H 'Content-Type: application/json' -d "$d" "$@"
+    else req "$m" "$p" "$@"; fi
+    [ -z "${ALL:-}" ] || printf '%s\n' "$BODY" >>"$ALL"
+}
+
+# wait_job ID [seconds]: prints the final state, or timeout:STATE (and returns 1)
+wait_job() {
+    local id=$1 t=${2:-60} i state=""
+    for i in $(seq 1 $((t * 10))); do
+        state=$(curl -s "$BASE/api/jobs/$id" | jq -r .state)
+        case "$state" in done|failed|cancelled) echo "$state"; return 0;; esac
+        sleep 0.1
+    done
+    echo "timeout:$state"
+    return 1
+}
+# wait_job_state ID STATE [seconds]: until the job is in STATE
+wait_job_state() {
+    local i; for i in $(seq 1 $((${3:-60} * 10))); do [ "$(curl -s "$BASE/api/jobs/$1" | jq -r .state)" = "$2" ] && return 0; sleep 0.1; done; return 1
+}
+
+# long_speech_wav OUT [repeats]: real speech (the pocketsphinx librivox clips) REPEATS times
+long_speech_wav() {
+    python3 - "$1" "${2:-2}" <<'PY'
+import sys,wave
+d="/usr/share/pocketsphinx/test/data/librivox/"
+src=[d+l.strip()+".wav" for l in open(d+"fileids") if l.strip()]
+fr=[]; p=None
+for _ in range(int(sys.argv[2])):
+    for s in src:
+        w=wave.open(s); p=w.getparams(); fr.append(w.readframes(w.getnframes())); fr.append(b"\0\0"*16000)
+o=wave.open(sys.argv[1],"wb"); o.setparams(p); o.writeframes(b"".join(fr)); o.close()
+PY
+}
+
 finish() {
     echo "$SUITE: $PASSED passed, $FAILED failed"
     [ "$FAILED" -eq 0 ]
 }
 
 # ---- the Vast emulator
-#   start_vastsim [vastsim flags]  start $GS_SIM on a free port; sets SIM (base URL), SIM_PID,
-#                                  SIM_KEY (its account key); stopped at exit
+#   start_vastsim [vastsim flags]  start $GS_SIM on a free port (also waits for --port-file);
+#                                  sets SIM (base URL), SIM_PID, SIM_LOG and SIM_KEY (its account
+#                                  key: $SIM_KEY when set); stopped at exit
+#   sim_stop                       SIGTERM (SIGKILL after 5 s) and reap
 #   sim METHOD PATH [curl args]    call it; the body lands in SBODY
 #   fault JSON                     inject a fault (POST /_admin/faults)
 #   sim_live_instances             how many instances are not destroyed
-SIM_PID=""
+#   sim_offers N                   the ids of the N cheapest offers, one a line
+#   sim_inst ID FIELD              a field of the instance in /_admin/state (dir, ssh_port, ...)
+#   on_inst ID CMD                 run CMD inside the instance over SSH with the server's key
+#                                  ($DATA/ssh/id_ed25519)
+#   skip_without_isolation WHAT    when vastsim has no namespaces (not root): says WHAT needs
+#                                  root, passes "skipped without isolation" and exits
+#   boot_instance OFFER_ID         POST /api/vast/boot (jreq); sets BOOTED to the instance id
+#   wait_instance ID STATE SECONDS until /api/vast/instances/ID is in STATE (returns 1 early
+#                                  on failed); BODY holds the last view
 start_vastsim() {
     SIM_KEY=${SIM_KEY:-vast-test-key-$RANDOM$RANDOM}
-    "$GS_SIM" --port 0 --api-key "$SIM_KEY" "$@" >"$TDIR/sim.out" 2>"$TDIR/sim.log" &
+    SIM_LOG=$TDIR/sim.log
+    local a port_file="" prev=""
+    for a in "$@"; do [ "$prev" = --port-file ] && port_file=$a; prev=$a; done
+    : >"$TDIR/sim.out"    # a restart must not read the last run's URL or port
+    [ -z "$port_file" ] || rm -f "$port_file"
+    "$GS_SIM" --port 0 --api-key "$SIM_KEY" "$@" >"$TDIR/sim.out" 2>"$SIM_LOG" &
     SIM_PID=$!
     local i
-    for i in $(seq 1 200); do [ -s "$TDIR/sim.out" ] && break; sleep 0.05; done
+    for i in $(seq 1 200); do
+        [ -s "$TDIR/sim.out" ] && { [ -z "$port_file" ] || [ -s "$port_file" ]; } && break
+        sleep 0.05
+    done
     SIM=$(sed -n '1s/^vastsim listening on \(http:\/\/127\.0\.0\.1:[0-9]*\)$/\1/p' "$TDIR/sim.out")
-    [ -n "$SIM" ] || { echo "vastsim did not start:" >&2; cat "$TDIR/sim.log" >&2; return 1; }
-    trap 'sim_stop; _cleanup' EXIT
+    [ -n "$SIM" ] || { echo "vastsim did not start:" >&2; cat "$SIM_LOG" >&2; return 1; }
 }
 sim_stop() {
     [ -n "$SIM_PID" ] || return 0
@@ -140,4 +217,38 @@ fault() { sim POST /_admin/faults -H 'Content-Type: application/json' -d "$1"; }
 sim_live_instances() {
     sim GET /_admin/state
     jq '[.instances[] | select((.destroyed // false) | not)] | length' <<<"$SBODY"
+}
+sim_offers() {
+    curl -sS -X POST -H 'Content-Type: application/json' -d "{\"limit\": $1}" "$SIM/api/v0/bundles/" |
+        jq -r '.offers[].id'
+}
+sim_inst() {
+    sim GET /_admin/state
+    jq -r --argjson id "$1" --arg f "$2" '.instances[] | select(.id == $id) | .[$f]' <<<"$SBODY"
+}
+on_inst() {
+    ssh -q -i "$DATA/ssh/id_ed25519" -p "$(sim_inst "$1" ssh_port)" -o StrictHostKeyChecking=no \
+        -o UserKnownHostsFile=/dev/null -o BatchMode=yes -o ConnectTimeout=5 root@127.0.0.1 "$2"
+}
+skip_without_isolation() {
+    sim GET /_admin/state
+    [ "$(jq -r .isolation <<<"$SBODY")" = true ] && return 0
+    echo "skip: vastsim has no namespace isolation here ($(jq -r .isolation_reason <<<"$SBODY")); $1 need root"
+    pass "skipped without isolation"
+    sim_stop; finish; exit 0
+}
+boot_instance() {
+    jreq POST /api/vast/boot "{\"offer_id\": $1}"
+    BOOTED=$(jget .instance_id)
+}
+wait_instance() {
+    local id=$1 want=$2 n=$(( $3 * 10 )) i s
+    for i in $(seq 1 "$n"); do
+        req GET "/api/vast/instances/$id"
+        s=$(jget .state 2>/dev/null)
+        [ "$s" = "$want" ] && return 0
+        [ "$s" = failed ] && [ "$want" != failed ] && return 1
+        sleep 0.1
+    done
+    return 1
 }

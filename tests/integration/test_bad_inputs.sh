@@ -17,14 +17,8 @@ OAKEY=sk-SECRET-$RANDOM$RANDOM
 ALL=$TDIR/all_responses
 : >"$ALL"
 
-SIM_PID=""
-trap '[ -n "$SIM_PID" ] && kill -KILL "$SIM_PID" 2>/dev/null; _cleanup' EXIT
-"$GS_SIM" --port 0 --api-key "$VKEY" --seed 3 >"$TDIR/sim.out" 2>"$TDIR/sim.log" &
-SIM_PID=$!
-disown "$SIM_PID"
-for _ in $(seq 1 200); do [ -s "$TDIR/sim.out" ] && break; sleep 0.05; done
-SIM=$(sed -n '1s/^vastsim listening on \(http:\/\/127\.0\.0\.1:[0-9]*\)$/\1/p' "$TDIR/sim.out")
-[ -n "$SIM" ] || { fail "vastsim starts" "$(cat "$TDIR/sim.log")"; finish; exit 1; }
+SIM_KEY=$VKEY
+start_vastsim --seed 3 || { fail "vastsim starts"; finish; exit 1; }
 
 start_server VAST_URL="$SIM" VAST_API_KEY="$VKEY" HF_TOKEN="$HFTOK" OPENAI_API_KEY="$OAKEY" \
     OPENAI_BASE_URL=http://127.0.0.1:9/v1 MAX_UPLOAD_MB=1 LOG_LEVEL=debug || { finish; exit 1; }

@@ -22,26 +22,10 @@ for tool in curl espeak-ng; do
     command -v $tool >/dev/null || { fail "prerequisite $tool" "not installed"; finish; exit 1; }
 done
 
-KEY=vast-ui-key-$RANDOM$RANDOM
-SIM_PID=""
+SIM_KEY=vast-ui-key-$RANDOM$RANDOM
 NOKEY_PID=""
-sim_stop() {
-    [ -n "$SIM_PID" ] || return 0
-    kill -TERM "$SIM_PID" 2>/dev/null
-    local i
-    for i in $(seq 1 100); do kill -0 "$SIM_PID" 2>/dev/null || break; sleep 0.05; done
-    kill -KILL "$SIM_PID" 2>/dev/null
-    wait "$SIM_PID" 2>/dev/null
-    SIM_PID=""
-}
-trap '[ -n "$NOKEY_PID" ] && kill -KILL "$NOKEY_PID" 2>/dev/null; sim_stop; _cleanup' EXIT
-
-"$GS_SIM" --port 0 --api-key "$KEY" --loading-delay 0.2 --running-delay 0.3 --seed 7 \
-    >"$TDIR/sim.out" 2>"$TDIR/sim.log" &
-SIM_PID=$!
-for _ in $(seq 1 200); do [ -s "$TDIR/sim.out" ] && break; sleep 0.05; done
-SIM=$(sed -n '1s/^vastsim listening on \(http:\/\/127\.0\.0\.1:[0-9]*\)$/\1/p' "$TDIR/sim.out")
-[ -n "$SIM" ] || { fail "vastsim starts" "$(cat "$TDIR/sim.log")"; finish; exit 1; }
+at_exit '[ -n "$NOKEY_PID" ] && kill -KILL "$NOKEY_PID" 2>/dev/null'
+start_vastsim --loading-delay 0.2 --running-delay 0.3 --seed 7 || { fail "vastsim starts"; finish; exit 1; }
 
 # a server without any Vast.ai key, with an API token, first (its BASE and PID are kept aside)
 NOKEY_TOKEN=ui-token-$RANDOM$RANDOM
@@ -51,7 +35,7 @@ BASE_NOKEY=$BASE; NOKEY_PID=$SERVER_PID; NOKEY_LOG=$SERVER_LOG; SERVER_PID=""
 ENVF=$TDIR/app.env
 : >"$ENVF"
 chmod 600 "$ENVF"
-start_server VAST_URL="$SIM" VAST_API_KEY="$KEY" -- --env-file "$ENVF" \
+start_server VAST_URL="$SIM" VAST_API_KEY="$SIM_KEY" -- --env-file "$ENVF" \
     || { fail "server starts"; finish; exit 1; }
 
 WAV=$TDIR/speech.wav

@@ -24,15 +24,6 @@ head -c 20000 /dev/urandom > "$A/noise.bin"
 echo "definitely not audio" > "$A/text.wav"
 head -c 3000 "$A/speech.mp3" > "$A/trunc.mp3"
 
-wait_job() { # wait_job ID [timeout_s] -> prints final state
-    local id=$1 t=${2:-60} i state
-    for i in $(seq 1 $((t * 10))); do
-        state=$(curl -s "$BASE/api/jobs/$id" | jq -r .state)
-        case "$state" in done|failed|cancelled) echo "$state"; return;; esac
-        sleep 0.1
-    done
-    echo "timeout:$state"
-}
 wer() { # wer REF HYP -> word error rate (Levenshtein on words)
     python3 - "$1" "$2" <<'PY'
 import sys,re
@@ -182,17 +173,8 @@ expect "deleted job is gone" 404
 stop_server && pass "clean shutdown after jobs"
 
 # ================= cancel, GPU_ONLY, and a SIGKILLed controller
-python3 - "$A" <<'PY'
-import sys,wave
 # the 5 librivox clips x 3 = ~75 s of real speech (about 12 s of CPU work)
-d="/usr/share/pocketsphinx/test/data/librivox/"
-src=[d+l.strip()+".wav" for l in open(d+"fileids") if l.strip()]
-frames=[]; params=None
-for _ in range(3):
-    for s in src:
-        w=wave.open(s); params=w.getparams(); frames.append(w.readframes(w.getnframes())); frames.append(b"\0\0"*16000)
-o=wave.open(sys.argv[1]+"/long.wav","wb"); o.setparams(params); o.writeframes(b"".join(frames)); o.close()
-PY
+long_speech_wav "$A/long.wav" 3
 DATA=$TDIR/persist
 start_server GPU_ONLY=1
 req POST /api/jobs -F "file=@$A/s1.wav"

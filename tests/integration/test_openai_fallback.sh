@@ -13,17 +13,12 @@ start_fake() { # start_fake [extra args] -> FAKE_PID, FAKE_URL
     for i in $(seq 1 100); do p=$(sed -n 's/fake-openai listening on //p' "$TDIR/fake.out"); [ -n "$p" ] && break; sleep 0.05; done
     FAKE_URL=http://127.0.0.1:$p/v1
 }
-wait_job() {
-    local i s
-    for i in $(seq 1 200); do s=$(curl -s "$BASE/api/jobs/$1" | jq -r .state); case $s in done|failed|cancelled) echo $s; return;; esac; sleep 0.1; done
-    echo timeout
-}
 
 start_fake
 start_server OPENAI_API_KEY=$KEY OPENAI_BASE_URL=$FAKE_URL LOG_LEVEL=debug
 req POST /api/jobs -F "file=@$TDIR/a.wav" -F language=en -F prompt=greetings
 ID=$(jget .id)
-check "job done through the OpenAI backend" test "$(wait_job "$ID")" = done
+check "job done through the OpenAI backend" test "$(wait_job "$ID" 20)" = done
 req GET "/api/jobs/$ID"
 expect "job records backend openai" 200 '.backend == "openai" and .engine == "openai"'
 req GET "/api/jobs/$ID/transcript?format=verbose_json"
@@ -39,7 +34,7 @@ start_fake --fail-status 401
 start_server OPENAI_API_KEY=sk-test-wrong-key-111111111111111111111 OPENAI_BASE_URL=$FAKE_URL
 req POST /api/jobs -F "file=@$TDIR/a.wav"
 ID=$(jget .id)
-check "rejected key fails the job" test "$(wait_job "$ID")" = failed
+check "rejected key fails the job" test "$(wait_job "$ID" 20)" = failed
 req GET "/api/jobs/$ID"
 expect "failure names the API's message, not the key" 200 '(.error|test("401")) and (.error|test("Incorrect API key")) and (.error|test("sk-test") | not)'
 stop_server

@@ -14,69 +14,19 @@ for tool in curl jq ssh ssh-keygen; do
     command -v $tool >/dev/null || { fail "prerequisite $tool" "not installed"; finish; exit 1; }
 done
 
-KEY=vast-prov-key-$RANDOM$RANDOM
+SIM_KEY=vast-prov-key-$RANDOM$RANDOM
+KEY=$SIM_KEY
 HF=hf_secret_$RANDOM$RANDOM
-SIM_PID=""
-sim_stop() {
-    [ -n "$SIM_PID" ] || return 0
-    kill -TERM "$SIM_PID" 2>/dev/null
-    local i
-    for i in $(seq 1 100); do kill -0 "$SIM_PID" 2>/dev/null || break; sleep 0.05; done
-    kill -KILL "$SIM_PID" 2>/dev/null
-    wait "$SIM_PID" 2>/dev/null
-    SIM_PID=""
-}
-trap 'sim_stop; _cleanup' EXIT
-
-"$GS_SIM" --port 0 --api-key "$KEY" --loading-delay 0.2 --running-delay 0.3 --seed 23 \
-    >"$TDIR/sim.out" 2>"$TDIR/sim.log" &
-SIM_PID=$!
-for i in $(seq 1 200); do [ -s "$TDIR/sim.out" ] && break; sleep 0.05; done
-SIM=$(sed -n '1s/^vastsim listening on \(http:\/\/127\.0\.0\.1:[0-9]*\)$/\1/p' "$TDIR/sim.out")
-[ -n "$SIM" ] || { fail "vastsim starts" "$(cat "$TDIR/sim.log")"; finish; exit 1; }
-sim() { local m=$1 p=$2; shift 2; SBODY=$(curl -sS -X "$m" "$@" "$SIM$p"); }
-fault() { sim POST /_admin/faults -H 'Content-Type: application/json' -d "$1"; }
-sim GET /_admin/state
-if [ "$(jq -r .isolation <<<"$SBODY")" != true ]; then
-    echo "skip: vastsim has no namespace isolation here ($(jq -r .isolation_reason <<<"$SBODY")); provisioning tests need root"
-    pass "skipped without isolation"
-    sim_stop; finish; exit 0
-fi
+start_vastsim --loading-delay 0.2 --running-delay 0.3 --seed 23 || { fail "vastsim starts"; finish; exit 1; }
+skip_without_isolation "provisioning tests"
 pass "vastsim starts with isolation"
-live_instances() { sim GET /_admin/state; jq '[.instances[] | select((.destroyed // false) | not)] | length' <<<"$SBODY"; }
-inst_dir() { sim GET /_admin/state; jq -r --argjson id "$1" '.instances[] | select(.id == $id) | .dir' <<<"$SBODY"; }
-inst_port() { sim GET /_admin/state; jq -r --argjson id "$1" '.instances[] | select(.id == $id) | .ssh_port' <<<"$SBODY"; }
-# on_inst ID CMD: run CMD inside the instance over SSH with gpuscribe's key
-on_inst() {
-    ssh -q -i "$DATA/ssh/id_ed25519" -p "$(inst_port "$1")" -o StrictHostKeyChecking=no \
-        -o UserKnownHostsFile=/dev/null -o BatchMode=yes -o ConnectTimeout=5 root@127.0.0.1 "$2"
-}
 
 ALL=$TDIR/all_bodies
-jreq() {
-    local m=$1 p=$2 d=${3:-}; shift 3 2>/dev/null || shift $#
-    if [ -n "$d" ]; then req "$m" "$p" -H 'Content-Type: application/json' -d "$d" "$@"
-    else req "$m" "$p" "$@"; fi
-    printf '%s\n' "$BODY" >>"$ALL"
-}
 OFFER_I=0
-mapfile -t OFFERS < <(curl -sS -X POST -H 'Content-Type: application/json' -d '{"limit": 40}' "$SIM/api/v0/bundles/" | jq -r '.offers[].id')
+mapfile -t OFFERS < <(sim_offers 40)
 boot() {
-    jreq POST /api/vast/boot "{\"offer_id\": ${OFFERS[$OFFER_I]}}"
+    boot_instance "${OFFERS[$OFFER_I]}"
     OFFER_I=$((OFFER_I + 1))
-    BOOTED=$(jget .instance_id)
-}
-# wait_state ID STATE SECONDS: until the instance is in STATE (stops early on failed)
-wait_state() {
-    local id=$1 want=$2 n=$(( $3 * 10 )) i
-    for i in $(seq 1 "$n"); do
-        req GET "/api/vast/instances/$id"
-        local s; s=$(jget .state 2>/dev/null)
-        [ "$s" = "$want" ] && return 0
-        [ "$s" = failed ] && [ "$want" != failed ] && return 1
-        sleep 0.1
-    done
-    return 1
 }
 destroy() {
     jreq POST "/api/vast/destroy/$1"
@@ -98,7 +48,7 @@ sleep 0.3
 boot
 ID=$BOOTED
 check "boot answered" test -n "$ID"
-if wait_state "$ID" ready 30; then pass "boot -> ready"; else fail "boot -> ready" "${BODY:0:600}"; fi
+if wait_instance "$ID" ready 30; then pass "boot -> ready"; else fail "boot -> ready" "${BODY:0:600}"; fi
 req GET "/api/vast/instances/$ID"
 expect "instance view: fields" 200 ".id == \"$ID\" and .percent == 100 and .stage == \"ready\" and .error == null and (.row_id|type) == \"number\" and (.label|startswith(\"gpuscribe\")) and (.log|length) > 3 and (.log|length) <= 50 and (.gpu_name|type) == \"string\" and .num_gpus >= 1 and .dph_total > 0 and .ssh_host == \"127.0.0.1\" and (.ssh_port|type) == \"number\" and (.created_at|type) == \"number\" and (.ready_at|type) == \"number\" and .worker.engine == \"sphinx\" and .tunnel.state == \"up\" and (.tunnel.rtt_ms|type) == \"number\" and .tunnel.reconnects == 0"
 expect "setup log has the script's progress" 200 '[.log[] | select(test("GPUSCRIBE-PROGRESS (60|70|80|90) "))] | length >= 3'
@@ -144,7 +94,7 @@ check "supervisor restarts a killed worker" bash -c "grep -q healthy <<<'$p' && 
 fault '{"type": "ssh_refuse", "seconds": 3}'
 boot
 ID2=$BOOTED
-if wait_state "$ID2" ready 30; then pass "SSH refused 3 s -> still ready"; else fail "SSH refused 3 s -> still ready" "${BODY:0:400}"; fi
+if wait_instance "$ID2" ready 30; then pass "SSH refused 3 s -> still ready"; else fail "SSH refused 3 s -> still ready" "${BODY:0:400}"; fi
 req GET "/api/vast/instances/$ID2"
 expect "SSH refused: the log shows the retries" 200 '[.log[] | select(test("SSH ready .* after [0-9]+ attempts"))] | length == 1'
 destroy "$ID2" "SSH refused"
@@ -153,16 +103,16 @@ destroy "$ID2" "SSH refused"
 fault '{"type": "http_429", "count": 12, "path": "/instances/"}'
 boot
 ID3=$BOOTED
-if wait_state "$ID3" ready 40; then pass "429 storm -> still ready"; else fail "429 storm -> still ready" "${BODY:0:400}"; fi
+if wait_instance "$ID3" ready 40; then pass "429 storm -> still ready"; else fail "429 storm -> still ready" "${BODY:0:400}"; fi
 sim DELETE /_admin/faults
 destroy "$ID3" "429 storm"
 
 # ---------------------------------------------------------------- host key changed
-dir=$(inst_dir "$ID")
+dir=$(sim_inst "$ID" dir)
 rm -f "$dir/ssh_host_ed25519_key" "$dir/ssh_host_ed25519_key.pub"
 ssh-keygen -q -t ed25519 -N '' -f "$dir/ssh_host_ed25519_key" -C replaced
 fault "{\"type\": \"ssh_drop\", \"instance_id\": $ID}"
-if wait_state "$ID" failed 20; then pass "host key changed -> failed"; else fail "host key changed -> failed" "${BODY:0:400}"; fi
+if wait_instance "$ID" failed 20; then pass "host key changed -> failed"; else fail "host key changed -> failed" "${BODY:0:400}"; fi
 expect "host key changed: clear error" 200 '(.error | test("host key .* changed")) and (.error | test("still rented")) and .tunnel == null'
 jreq GET /api/gpu-status
 expect "gpu-status: not available after the refusal" 200 ".available == false and .type == \"none\""
@@ -176,7 +126,7 @@ start_server VAST_URL="$SIM" VAST_API_KEY="$KEY" -- --env-file "$ENVF"
 LOGS+=("$SERVER_LOG")
 boot
 ID4=$BOOTED
-wait_state "$ID4" ready 30 || fail "adopt: first boot ready" "${BODY:0:300}"
+wait_instance "$ID4" ready 30 || fail "adopt: first boot ready" "${BODY:0:300}"
 wpid=$(on_inst "$ID4" 'cat /workspace/gpuscribe/worker.pid')
 stop_server
 olddata=$DATA
@@ -186,7 +136,7 @@ printf '# mine\nVAST_INSTANCE_ID=%s\n' "$ID4" >"$ENVF"
 start_server VAST_URL="$SIM" VAST_API_KEY="$KEY" -- --env-file "$ENVF"
 LOGS+=("$SERVER_LOG")
 t=$(date +%s.%N)
-if wait_state "$ID4" ready 20; then pass "auto-connect: running instance -> ready"; else fail "auto-connect: running instance -> ready" "${BODY:0:400}"; fi
+if wait_instance "$ID4" ready 20; then pass "auto-connect: running instance -> ready"; else fail "auto-connect: running instance -> ready" "${BODY:0:400}"; fi
 echo "    (auto-connect took $(echo "$(date +%s.%N) - $t" | bc) s)"
 check "auto-connect: log line" grep -q "Vast.ai GPU available: Instance $ID4" "$SERVER_LOG"
 check "auto-connect: adopted (store row created)" grep -q "VAST_INSTANCE_ID=$ID4: instance $ID4 is running" "$SERVER_LOG"
@@ -217,11 +167,11 @@ start_server VAST_URL="$SIM" VAST_API_KEY="$KEY" GS_SETUP_DELAY=3 -- --env-file 
 LOGS+=("$SERVER_LOG")
 boot
 ID5=$BOOTED
-wait_state "$ID5" installing 20 || fail "SIGKILL: reached installing" "${BODY:0:300}"
+wait_instance "$ID5" installing 20 || fail "SIGKILL: reached installing" "${BODY:0:300}"
 kill -KILL "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null; SERVER_PID=""
 start_server VAST_URL="$SIM" VAST_API_KEY="$KEY" -- --env-file "$ENVF"
 LOGS+=("$SERVER_LOG")
-if wait_state "$ID5" ready 30; then pass "SIGKILL during installing -> resumed to ready"; else fail "SIGKILL during installing -> resumed to ready" "${BODY:0:500}"; fi
+if wait_instance "$ID5" ready 30; then pass "SIGKILL during installing -> resumed to ready"; else fail "SIGKILL during installing -> resumed to ready" "${BODY:0:500}"; fi
 check "SIGKILL: resumed the row (no new rental)" test "$(jq '[.instances[] | select((.destroyed // false) | not)] | length' <<<"$(curl -s "$SIM/_admin/state")")" = 1
 nsup=$(on_inst "$ID5" 'me=$(readlink /proc/self/ns/net); n=0; for d in /proc/[0-9]*; do [ "$(readlink $d/ns/net 2>/dev/null)" = "$me" ] || continue; tr "\0" " " <$d/cmdline 2>/dev/null | grep -q "^sh ./run-worker.sh" && n=$((n + 1)); done; echo $n')
 check "SIGKILL: one worker supervisor on the instance (got $nsup)" test "$nsup" = 1
@@ -232,9 +182,9 @@ start_server VAST_URL="$SIM" VAST_API_KEY="$KEY" GS_SETUP_DELAY=4 -- --env-file 
 LOGS+=("$SERVER_LOG")
 boot
 ID6=$BOOTED
-wait_state "$ID6" installing 20 || fail "exit: reached installing" "${BODY:0:300}"
+wait_instance "$ID6" installing 20 || fail "exit: reached installing" "${BODY:0:300}"
 fault "{\"type\": \"exit_instance\", \"instance_id\": $ID6, \"status_msg\": \"simulated host failure 42\"}"
-if wait_state "$ID6" failed 20; then pass "instance exits during setup -> failed"; else fail "instance exits during setup -> failed" "${BODY:0:400}"; fi
+if wait_instance "$ID6" failed 20; then pass "instance exits during setup -> failed"; else fail "instance exits during setup -> failed" "${BODY:0:400}"; fi
 expect "exit: error carries status_msg" 200 '(.error | test("exited: simulated host failure 42")) and (.error | test("destroy"))'
 destroy "$ID6" "exited instance"
 destroy "$ID5" "resumed instance"
@@ -245,14 +195,14 @@ start_server VAST_URL="$SIM" VAST_API_KEY="$KEY" GS_SETUP_FAIL=engine SSH_WAIT_M
 LOGS+=("$SERVER_LOG")
 boot
 ID7=$BOOTED
-if wait_state "$ID7" failed 30; then pass "setup failing -> failed"; else fail "setup failing -> failed" "${BODY:0:400}"; fi
+if wait_instance "$ID7" failed 30; then pass "setup failing -> failed"; else fail "setup failing -> failed" "${BODY:0:400}"; fi
 expect "setup failing: the script's error line" 200 '(.error | test("setup failed .*simulated failure while installing the engine")) and (.stage | test("still rented"))'
 destroy "$ID7" "setup failing"
 fault '{"type": "ssh_refuse", "seconds": 600}'
 boot
 ID8=$BOOTED
 t=$(date +%s)
-if wait_state "$ID8" failed 30; then pass "SSH never answering -> failed"; else fail "SSH never answering -> failed" "${BODY:0:400}"; fi
+if wait_instance "$ID8" failed 30; then pass "SSH never answering -> failed"; else fail "SSH never answering -> failed" "${BODY:0:400}"; fi
 el=$(( $(date +%s) - t ))
 check "SSH never answering: after the deadline (6 s), not long after (${el}s)" test "$el" -ge 4 -a "$el" -le 20
 expect "SSH never answering: clear error" 200 '(.error | test("did not answer SSH .* within 0.1 minutes")) and (.error | test("still rented"))'
@@ -267,7 +217,7 @@ expect "openapi documents the instance view" 200 '.paths["/api/vast/instances/{i
 stop_server
 
 # ---------------------------------------------------------------- nothing left, nothing leaked
-check "no instance left running" test "$(live_instances)" = 0
+check "no instance left running" test "$(sim_live_instances)" = 0
 sim GET /_admin/ledger
 check "ledger: nothing billing" jq -e '[.instances[] | select(.destroyed | not)] | length == 0' <<<"$SBODY"
 check "the keys never appear in a response" bash -c "! grep -qF -e '$KEY' -e '$HF' '$ALL'"

@@ -8,16 +8,7 @@ A=$TDIR/a; mkdir -p "$A"
 S1="the quick brown fox jumps over the lazy dog"
 espeak-ng -v en-us -s 150 -w "$A/s1.wav" "$S1"
 printf '#JSGF V1.0;\ngrammar t;\npublic <utt> = <s>+;\n<s> = %s;\n' "$S1" > "$A/t.gram"
-python3 - "$A" <<'PY'
-import sys,wave
-d="/usr/share/pocketsphinx/test/data/librivox/"
-src=[d+l.strip()+".wav" for l in open(d+"fileids") if l.strip()]
-fr=[]; p=None
-for _ in range(2):
-    for s in src:
-        w=wave.open(s); p=w.getparams(); fr.append(w.readframes(w.getnframes())); fr.append(b"\0\0"*16000)
-o=wave.open(sys.argv[1]+"/long.wav","wb"); o.setparams(p); o.writeframes(b"".join(fr)); o.close()
-PY
+long_speech_wav "$A/long.wav" 2
 WPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 WPID=""
 start_worker() {
@@ -26,17 +17,14 @@ start_worker() {
     local i; for i in $(seq 1 100); do curl -sf "http://127.0.0.1:$WPORT/health" >/dev/null && return 0; sleep 0.1; done
     return 1
 }
-wait_state() { # wait_state ID STATE [seconds]
-    local i; for i in $(seq 1 $((${3:-60} * 10))); do [ "$(curl -s "$BASE/api/jobs/$1" | jq -r .state)" = "$2" ] && return 0; sleep 0.1; done; return 1
-}
-trap '[ -n "$WPID" ] && kill -9 $WPID 2>/dev/null; _cleanup' EXIT
+at_exit '[ -n "$WPID" ] && kill -9 $WPID 2>/dev/null'
 export GS_SPHINX_JSGF=$A/t.gram
 
 start_worker || fail "worker starts"
 start_server WORKER_URL="http://127.0.0.1:$WPORT"
 req POST /api/jobs -F "file=@$A/s1.wav"
 ID=$(jget .id)
-check "job done" wait_state "$ID" done 60
+check "job done" wait_job_state "$ID" done 60
 req GET "/api/jobs/$ID"
 expect "ran on the remote worker" 200 '.backend == "remote" and .engine == "sphinx" and .attempts == 1'
 req GET "/api/jobs/$ID/transcript?format=txt"
@@ -51,7 +39,7 @@ sleep 3
 req GET "/api/jobs/$W"
 expect "job waits for the worker instead of falling back" 200 '.state == "queued" and .backend == null and (.waiting_for|test("GPU")) and .engine == null'
 start_worker
-check "waiting job runs once the worker is back" wait_state "$W" done 60
+check "waiting job runs once the worker is back" wait_job_state "$W" done 60
 req GET "/api/jobs/$W"
 expect "... on the worker" 200 '.backend == "remote"'
 
@@ -61,14 +49,14 @@ kill -TERM $WPID; wait $WPID 2>/dev/null
 start_worker
 req POST /api/jobs -F "file=@$A/long.wav"
 L=$(jget .id)
-check "long job starts on the worker" wait_state "$L" running 30
+check "long job starts on the worker" wait_job_state "$L" running 30
 for i in $(seq 1 100); do curl -s "http://127.0.0.1:$WPORT/health" | jq -e .busy >/dev/null && break; sleep 0.1; done
 sleep 1
 kill -KILL $WPID; wait $WPID 2>/dev/null; WPID=""
 pass "worker SIGKILLed mid-job"
-check "job goes back to the queue" wait_state "$L" queued 40
+check "job goes back to the queue" wait_job_state "$L" queued 40
 start_worker
-check "job completes after the worker restarts" wait_state "$L" done 120
+check "job completes after the worker restarts" wait_job_state "$L" done 120
 req GET "/api/jobs/$L"
 expect "exactly one completed run, two attempts, on the worker" 200 '.attempts == 2 and .backend == "remote" and .state == "done" and .error == null'
 check "restarted worker ran it once" bash -c "curl -s http://127.0.0.1:$WPORT/health | jq -e '.jobs_done == 1' >/dev/null"

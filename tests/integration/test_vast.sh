@@ -10,40 +10,13 @@ for tool in curl jq; do
     command -v $tool >/dev/null || { fail "prerequisite $tool" "not installed"; finish; exit 1; }
 done
 
-KEY=vast-test-key-$RANDOM$RANDOM
-SIM_PID=""
-sim_stop() {
-    [ -n "$SIM_PID" ] || return 0
-    kill -TERM "$SIM_PID" 2>/dev/null
-    local i
-    for i in $(seq 1 100); do kill -0 "$SIM_PID" 2>/dev/null || break; sleep 0.05; done
-    kill -KILL "$SIM_PID" 2>/dev/null
-    wait "$SIM_PID" 2>/dev/null
-    SIM_PID=""
-}
-trap 'sim_stop; _cleanup' EXIT
-
-"$GS_SIM" --port 0 --api-key "$KEY" --loading-delay 0.2 --running-delay 0.3 --seed 11 \
-    >"$TDIR/sim.out" 2>"$TDIR/sim.log" &
-SIM_PID=$!
-for i in $(seq 1 200); do [ -s "$TDIR/sim.out" ] && break; sleep 0.05; done
-SIM=$(sed -n '1s/^vastsim listening on \(http:\/\/127\.0\.0\.1:[0-9]*\)$/\1/p' "$TDIR/sim.out")
-[ -n "$SIM" ] || { fail "vastsim starts" "$(cat "$TDIR/sim.log")"; finish; exit 1; }
+SIM_KEY=vast-test-key-$RANDOM$RANDOM
+KEY=$SIM_KEY
+start_vastsim --loading-delay 0.2 --running-delay 0.3 --seed 11 || { fail "vastsim starts"; finish; exit 1; }
 pass "vastsim starts"
 
-# sim METHOD PATH [curl args]: the emulator's admin API; sets SBODY
-sim() { local m=$1 p=$2; shift 2; SBODY=$(curl -sS -X "$m" "$@" "$SIM$p"); }
 puts_to_asks() { sim GET /_admin/requests; jq '[.requests[] | select(.method == "PUT" and (.path | test("^/api/v0/asks/")))] | length' <<<"$SBODY"; }
-live_instances() { sim GET /_admin/state; jq '[.instances[] | select((.destroyed // false) | not)] | length' <<<"$SBODY"; }
-
 ALL=$TDIR/all_bodies
-# jreq METHOD PATH [JSON] [curl args]: a JSON request to the server; every body is kept
-jreq() {
-    local m=$1 p=$2 d=${3:-}; shift 3 2>/dev/null || shift $#
-    if [ -n "$d" ]; then req "$m" "$p" -H 'Content-Type: application/json' -d "$d" "$@"
-    else req "$m" "$p" "$@"; fi
-    printf '%s\n' "$BODY" >>"$ALL"
-}
 
 ENVF=$TDIR/app.env
 : >"$ENVF"
@@ -123,25 +96,25 @@ jreq POST /api/vast/boot '{}'
 expect "boot without offer_id -> 400" 400 '.error | test("offer_id")'
 
 # vanished offer
-before=$(live_instances)
-sim POST /_admin/faults -H 'Content-Type: application/json' -d "{\"type\": \"vanish_offer\", \"offer_id\": ${OFFERS[4]}}"
+before=$(sim_live_instances)
+fault "{\"type\": \"vanish_offer\", \"offer_id\": ${OFFERS[4]}}"
 jreq POST /api/vast/boot "{\"offer_id\": ${OFFERS[4]}}"
 expect "vanished offer -> 409 search again" 409 '(.error | test("[Ss]earch again")) and .success == false'
-check "vanished offer: no instance" test "$(live_instances)" = "$before"
+check "vanished offer: no instance" test "$(sim_live_instances)" = "$before"
 
 # 429 / 503 bursts
-sim POST /_admin/faults -H 'Content-Type: application/json' -d '{"type": "http_429", "count": 2, "path": "/bundles"}'
+fault '{"type": "http_429", "count": 2, "path": "/bundles"}'
 jreq POST /api/vast/search '{"limit": 3}'
 expect "search through a 429 burst" 200 '(.offers | length) > 0'
-sim POST /_admin/faults -H 'Content-Type: application/json' -d '{"type": "http_503", "count": 2, "path": "/bundles"}'
+fault '{"type": "http_503", "count": 2, "path": "/bundles"}'
 jreq POST /api/vast/search '{"limit": 3}'
 expect "search through a 503 burst" 200 '(.offers | length) > 0'
 p0=$(puts_to_asks)
-sim POST /_admin/faults -H 'Content-Type: application/json' -d '{"type": "http_429", "count": 2, "path": "/asks/", "method": "PUT"}'
+fault '{"type": "http_429", "count": 2, "path": "/asks/", "method": "PUT"}'
 jreq POST /api/vast/boot "{\"offer_id\": ${OFFERS[5]}}"
 expect "boot through a 429 burst" 200 '.success == true'
 ID4=$(jget .instance_id)
-sim POST /_admin/faults -H 'Content-Type: application/json' -d '{"type": "http_503", "count": 1, "path": "/asks/", "method": "PUT"}'
+fault '{"type": "http_503", "count": 1, "path": "/asks/", "method": "PUT"}'
 jreq POST /api/vast/boot "{\"offer_id\": ${OFFERS[6]}}"
 expect "boot through a 503 (checked, then retried)" 200 '.success == true'
 ID5=$(jget .instance_id)
@@ -274,7 +247,7 @@ unset VAST_URL
 cd "$ROOT"
 
 # ---- nothing left running, nothing leaked
-check "no instance left running" test "$(live_instances)" = 0
+check "no instance left running" test "$(sim_live_instances)" = 0
 sim GET /_admin/ledger
 check "ledger: nothing billing" jq -e '[.instances[] | select(.destroyed | not)] | length == 0' <<<"$SBODY"
 check "the key never appears in a response" bash -c "! grep -qF '$KEY' '$ALL'"

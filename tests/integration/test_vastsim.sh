@@ -6,56 +6,26 @@
 # "isolation": false (not root).
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
-if [ -f "$HERE/lib.sh" ]; then
-    # shellcheck source=/dev/null
-    . "$HERE/lib.sh"
-else
-    ROOT=$(cd "$HERE/../.." && pwd)
-    GS_SIM=${GS_SIM:-$ROOT/build/vastsim}
-    SUITE=vastsim
-    PASSED=0; FAILED=0
-    TDIR=$(mktemp -d /tmp/gs-it-XXXXXX)
-    _cleanup() { rm -rf "$TDIR"; }
-    trap _cleanup EXIT
-    pass() { PASSED=$((PASSED + 1)); echo "ok   $SUITE: $1"; }
-    fail() { FAILED=$((FAILED + 1)); echo "FAIL $SUITE: $1${2:+ -- $2}"; }
-    check() { local n=$1; shift; if "$@" >/dev/null 2>&1; then pass "$n"; else fail "$n" "command failed: $*"; fi; }
-    finish() { echo "$SUITE: $PASSED passed, $FAILED failed"; [ "$FAILED" -eq 0 ]; }
-fi
+. "$HERE/lib.sh"
 SUITE=vastsim
-GS_SIM=${GS_SIM:-$(cd "$HERE/../.." && pwd)/build/vastsim}
 case "$GS_SIM" in /*) ;; *) GS_SIM=$(cd "$HERE/../.." && pwd)/$GS_SIM ;; esac
 for tool in curl jq ssh ssh-keygen; do
     command -v $tool >/dev/null || { fail "prerequisite $tool" "not installed"; finish; exit 1; }
 done
 
 KEY=acct-key-$RANDOM$RANDOM
-SIM_PID=""
-SIM2_PID=""
-sim_cleanup() {
-    [ -n "$SIM_PID" ] && kill -KILL "$SIM_PID" 2>/dev/null
-    [ -n "$SIM2_PID" ] && kill -KILL "$SIM2_PID" 2>/dev/null
-    if declare -F _cleanup >/dev/null; then _cleanup; fi
-}
-trap sim_cleanup EXIT
+SIM_KEY=$KEY
 
 skip() { echo "skip $SUITE: $1 -- $2"; }
 
-# start_sim OUTVAR_PREFIX [flags]: starts vastsim, sets SIM_PID, SIM_PORT, SIM_LOG, SIM_STATE
+# start_sim [flags]: starts vastsim (lib.sh's start_vastsim), sets SIM_PID, SIM_PORT, SIM_LOG,
+# SIM_STATE and BASE
 start_sim() {
     SIM_STATE=$TDIR/state
-    SIM_LOG=$TDIR/sim.log
-    "$GS_SIM" --port 0 --port-file "$TDIR/port" --state-dir "$SIM_STATE" --api-key "$KEY" \
-        --api-key second-key-$RANDOM --loading-delay 0.3 --running-delay 0.3 --seed 7 \
-        --log-level debug "$@" >"$TDIR/sim.out" 2>"$SIM_LOG" &
-    SIM_PID=$!
-    local i
-    for i in $(seq 1 200); do
-        [ -s "$TDIR/sim.out" ] && [ -s "$TDIR/port" ] && break
-        sleep 0.05
-    done
-    SIM_PORT=$(sed -n '1s/^vastsim listening on http:\/\/127\.0\.0\.1:\([0-9]*\)$/\1/p' "$TDIR/sim.out")
-    BASE=http://127.0.0.1:$SIM_PORT
+    start_vastsim --port-file "$TDIR/port" --state-dir "$SIM_STATE" --api-key second-key-$RANDOM \
+        --loading-delay 0.3 --running-delay 0.3 --seed 7 --log-level debug "$@"
+    SIM_PORT=${SIM##*:}
+    BASE=$SIM
 }
 
 # api METHOD PATH [curl args]: sets STATUS, BODY, HDRS (account key unless AUTH is set)
@@ -500,7 +470,6 @@ fi
 
 # ------------------------------------------------------------------ fallback without namespaces
 start_sim --isolation off
-SIM2_PID=$SIM_PID
 AUTH= api GET /_admin/state
 ok "--isolation off reports isolation false" 200 '.isolation == false and (.isolation_reason|type)=="string"'
 SSH_USER=$(j .ssh_user)
@@ -516,7 +485,7 @@ api DELETE "/api/v0/instances/$F/" -d '{}'
 sleep 0.2
 check "fallback: destroy kills the instance's processes" bash -c '! pgrep -f "slee[p] 4247"'
 kill -TERM "$SIM_PID"; wait "$SIM_PID"; rc=$?
-SIM_PID=""; SIM2_PID=""
+SIM_PID=""
 check "fallback: clean exit" test "$rc" = 0
 if grep -qE 'AddressSanitizer|LeakSanitizer|runtime error:' "$SIM_LOG"; then
     fail "fallback: sanitizer clean" "$(grep -E -A20 'AddressSanitizer|LeakSanitizer|runtime error:' "$SIM_LOG" | head -40)"

@@ -56,13 +56,7 @@ WLOG=$TDIR/worker.log
 TMPDIR=$TDIR/wtmp "$GS_BIN" worker --listen 127.0.0.1:0 --engine sphinx >"$WLOG" 2>&1 &
 WPID=$!
 SERVER_PID=$WPID   # lib.sh kills it on exit if something goes wrong
-wport=""
-for i in $(seq 1 200); do
-    wport=$(sed -n 's/.*worker listening on http:\/\/127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$WLOG" | head -n1)
-    [ -n "$wport" ] && break
-    kill -0 "$WPID" 2>/dev/null || break
-    sleep 0.05
-done
+wport=$(log_port "$WLOG" "$WPID" '.*worker listening on http:\/\/127\.0\.0\.1:\([0-9][0-9]*\).*')
 if [ -z "$wport" ]; then fail "worker starts" "$(cat "$WLOG")"; finish; exit 1; fi
 pass "worker starts and logs its URL"
 BASE=http://127.0.0.1:$wport
