@@ -75,14 +75,20 @@ char *log_redact(const char *s)
     return buf_take(&out);
 }
 
+char *log_vredactf(const char *fmt, va_list ap)
+{
+    char *msg = xvasprintf(fmt, ap);
+    char *safe = log_redact(msg);
+    free(msg);
+    return safe;
+}
+
 void log_write(enum log_level lvl, const char *tag, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    char *msg = xvasprintf(fmt, ap);
+    char *safe = log_vredactf(fmt, ap);
     va_end(ap);
-    char *safe = log_redact(msg);
-    free(msg);
 
     char ts[32];
     time_t t = time(NULL);

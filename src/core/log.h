@@ -3,11 +3,13 @@
  * Lines look like `2026-11-29T00:41:02Z info  http: listening on http://127.0.0.1:8000`.
  * Use the macros: LOG_I("http", "listening on %s", url). The level test happens before any
  * formatting. Every configured secret (registered with log_add_secret) is replaced by
- * "[REDACTED]" wherever it would appear in a line; log_redact() offers the same to other
- * outputs (responses, events). Thread-safe: lines are written whole with one write().
+ * "[REDACTED]" wherever it would appear in a line; log_redact() and log_vredactf() offer the
+ * same to other outputs (responses, events). Thread-safe: lines are written whole with one write().
  */
 #ifndef GS_LOG_H
 #define GS_LOG_H
+
+#include <stdarg.h>
 
 enum log_level { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 
@@ -21,6 +23,8 @@ void log_add_secret(const char *value);
 void log_clear_secrets(void);
 /* Return a heap copy of s with every registered secret replaced; caller frees. */
 char *log_redact(const char *s);
+/* vsnprintf into a heap string, then log_redact it; caller frees. */
+char *log_vredactf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
 /* Redirect log output to fd (default 2). */
 void log_set_fd(int fd);
 

@@ -227,10 +227,8 @@ void http_reply_error(http_req *r, int status, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    char *msg = xvasprintf(fmt, ap);
+    char *safe = log_vredactf(fmt, ap);
     va_end(ap);
-    char *safe = log_redact(msg);
-    free(msg);
     if (status >= 500) LOG_W("http", "%s %s -> %d: %s", r->method, r->path, status, safe);
     http_reply_json(r, status, json_pack("{s:s}", "error", safe));
     free(safe);
