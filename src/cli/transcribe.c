@@ -12,6 +12,7 @@
 
 #include "audio/audio.h"
 #include "core/config.h"
+#include "core/httpc.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "engine/engine.h"
@@ -26,10 +27,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-#ifndef GS_VERSION
-#define GS_VERSION "dev"
-#endif
 
 #define SERVER_WAIT_MAX_S (48.0 * 3600.0)
 
@@ -162,11 +159,6 @@ struct http_out {
     char errbuf[CURL_ERROR_SIZE];
 };
 
-static size_t on_write(char *p, size_t sz, size_t n, void *ud)
-{
-    return buf_append(ud, p, sz * n) == 0 ? sz * n : 0;
-}
-
 static CURLcode srv_req(CURL *c, const char *url, struct curl_slist *hdr, curl_mime *mime,
                         long timeout_ms, struct http_out *o)
 {
@@ -174,15 +166,7 @@ static CURLcode srv_req(CURL *c, const char *url, struct curl_slist *hdr, curl_m
     buf_release(&o->body);
     buf_init(&o->body, (size_t)256 << 20);
     o->status = 0;
-    o->errbuf[0] = '\0';
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(c, CURLOPT_USERAGENT, "gpuscribe/" GS_VERSION);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, o->errbuf);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_write);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &o->body);
+    httpc_setup(c, url, hdr, &o->body, o->errbuf);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);

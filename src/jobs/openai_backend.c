@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "jobs/openai_backend.h"
 
+#include "core/httpc.h"
 #include "core/log.h"
 #include "core/util.h"
 
@@ -18,10 +19,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifndef GS_VERSION
-#define GS_VERSION "dev"
-#endif
-
 #define RESP_MAX ((size_t)64 << 20)
 
 struct oa_resp {
@@ -29,11 +26,6 @@ struct oa_resp {
     long retry_after_s;
     char errbuf[CURL_ERROR_SIZE];
 };
-
-static size_t on_write(char *p, size_t sz, size_t n, void *ud)
-{
-    return buf_append(ud, p, sz * n) == 0 ? sz * n : 0;
-}
 
 static size_t on_header(char *p, size_t sz, size_t n, void *ud)
 {
@@ -252,18 +244,10 @@ transcript *openai_transcribe_ex(const char *base_url, const char *api_key,
         struct curl_slist *h = curl_slist_append(NULL, auth);
         h = curl_slist_append(h, "Accept: application/json");
         h = curl_slist_append(h, "Expect:");
-        curl_easy_setopt(c, CURLOPT_URL, url);
-        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-        curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-        curl_easy_setopt(c, CURLOPT_USERAGENT, "gpuscribe/" GS_VERSION);
-        curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+        httpc_setup(c, url, h, &r.body, r.errbuf);
         curl_easy_setopt(c, CURLOPT_MIMEPOST, m);
         curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, L.connect_timeout_ms);
         curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, L.timeout_ms);
-        curl_easy_setopt(c, CURLOPT_ERRORBUFFER, r.errbuf);
-        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_write);
-        curl_easy_setopt(c, CURLOPT_WRITEDATA, &r.body);
         curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
         curl_easy_setopt(c, CURLOPT_HEADERDATA, &r);
         CURLcode cc = curl_easy_perform(c);
