@@ -70,6 +70,20 @@ double ledger_gone_end(double noticed_at, double seen_at, double deadman_s)
     return est < seen_at ? seen_at : est;
 }
 
+double ledger_running_since(double now, double uptime_s, double not_before)
+{
+    if (!(uptime_s > 0)) return now;
+    double t = now - uptime_s;
+    if (t < not_before) t = not_before;
+    return t > now ? now : t;
+}
+
+double ledger_uptime_s(const json_t *instance)
+{
+    json_t *v = json_object_get(instance, "uptime_mins");
+    return json_is_number(v) && json_number_value(v) > 0 ? json_number_value(v) * 60.0 : 0;
+}
+
 void ledger_format_duration(double s, char *out, size_t n)
 {
     if (!(s > 0)) s = 0;

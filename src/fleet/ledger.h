@@ -47,6 +47,11 @@ double ledger_month_start(double t);
  * seen_at + deadman_s); noticed_at when seen_at is unknown (0) or deadman_s <= 0. Never
  * before seen_at. */
 double ledger_gone_end(double noticed_at, double seen_at, double deadman_s);
+/* When an instance first seen running at now started running: now - uptime_s (Vast's
+ * uptime_mins * 60; 0 when absent), never before not_before (its creation) nor after now. */
+double ledger_running_since(double now, double uptime_s, double not_before);
+/* uptime_mins * 60 from an instance object (0 when absent). */
+double ledger_uptime_s(const json_t *instance);
 /* "1h 23m", "4m 05s", "12s" */
 void ledger_format_duration(double seconds, char *out, size_t outlen);
 

@@ -557,9 +557,10 @@ static void step_loading(inst *in, row *r, double *delay)
                    " running_at=COALESCE(running_at,?) WHERE id=?", "titiddddl", vi.ssh_host,
                    vi.ssh_port, vi.gpu_name[0] ? vi.gpu_name : NULL, vi.num_gpus, vi.dph_total,
                    vi.dph_base, vi.storage_total_cost, t, in->row);
-            /* Vast bills the GPU from now on */
+            /* Vast bills the GPU since it started running (its uptime says when) */
             ledger_sync(f->st, in->row, true, true, vi.dph_base > 0 ? vi.dph_base : -1,
-                        vi.storage_total_cost > 0 ? vi.storage_total_cost : -1, t);
+                        vi.storage_total_cost > 0 ? vi.storage_total_cost : -1,
+                        ledger_running_since(t, ledger_uptime_s(vi.raw), vi.start_date));
             vast_instance_clear(&vi);
             if (!r->key_attached) attach_key(in, r);
             set_deadline(in, now_wall() + f->ssh_wait_s);
@@ -1333,7 +1334,8 @@ static int auto_connect(fleet *f)
                "ddl", vi.dph_base, vi.storage_total_cost, rowid);
         if (fresh) ledger_sync(f->st, rowid, false, true, vi.dph_base, vi.storage_total_cost,
                                vi.start_date > 0 && vi.start_date < t ? vi.start_date : t);
-        ledger_sync(f->st, rowid, running, true, vi.dph_base, vi.storage_total_cost, t);
+        ledger_sync(f->st, rowid, running, true, vi.dph_base, vi.storage_total_cost,
+                    running ? ledger_running_since(t, ledger_uptime_s(vi.raw), vi.start_date) : t);
     }
     LOG_I("fleet", "VAST_INSTANCE_ID=%s: instance %s is %s on Vast.ai; connecting to it (setup "
           "only where something is missing)", cur, cur,
@@ -1502,21 +1504,20 @@ int fleet_ready_worker(fleet *f, char *url, size_t urllen, long long *row_id)
 int fleet_gpu_pending(fleet *f)
 {
     if (!f) return 0;
-    static const char *const coming[] = {"requested", "creating", "loading", "ssh_wait",
-                                         "installing", "starting_worker", "ready"};
-    int pending = 0;
-    pthread_mutex_lock(&f->lock);
-    for (inst *in = f->insts; in && !pending; in = in->next) {
-        for (size_t i = 0; i < sizeof coming / sizeof coming[0]; i++)
-            if (strcmp(in->state, coming[i]) == 0) pending = 1;
-        if (pending && !strcmp(in->state, "ready") && in->tn) {
-            tunnel_status ts;
-            tunnel_get_status(in->tn, &ts);
-            pending = ts.state != TUNNEL_UP; /* up = ready, not pending */
-        }
-    }
-    pthread_mutex_unlock(&f->lock);
-    return pending;
+    /* the store, not the loaded threads: right after a restart the rows are known before
+     * their threads and tunnels are back */
+    int n = 0;
+    store_lock(f->st);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(store_db(f->st),
+                           "SELECT count(*) FROM instances WHERE vast_id IS NOT NULL AND state IN "
+                           "('requested','creating','loading','ssh_wait','installing',"
+                           "'starting_worker','ready')", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    store_unlock(f->st);
+    return n > 0;
 }
 
 void fleet_report_failure(fleet *f, long long row_id, const char *why)

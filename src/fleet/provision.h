@@ -55,8 +55,9 @@ void fleet_free(fleet *f);
 /* A ready instance whose tunnel is UP: 0 with url "http://127.0.0.1:<local port>" and its
  * store row id; -1 when none. Prefers VAST_INSTANCE_ID's instance. Never blocks. */
 int fleet_ready_worker(fleet *f, char *url, size_t urllen, long long *row_id);
-/* Nonzero while an instance is on its way to ready (booting, installing) or is ready with
- * its tunnel not up (reconnecting): jobs then wait for it rather than fall back. */
+/* Nonzero while the store holds an instance on its way to ready (booting, installing) or
+ * ready (its worker may be reconnecting, or not yet reconnected after a restart): jobs the
+ * dispatcher cannot hand to a ready worker then wait for it rather than fall back. */
 int fleet_gpu_pending(fleet *f);
 /* The job dispatcher saw the worker of row_id fail: recheck it now (instance status, worker
  * restarted when dead, tunnel). */

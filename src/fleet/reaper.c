@@ -249,8 +249,11 @@ static void found_orphan(reaper *r, const vast_instance *vi, double now)
     sqlite3_finalize(s);
     store_unlock(r->st);
     if (!row) return;
-    /* what it has cost us since Vast started it (GPU too when running: an upper bound) */
-    ledger_sync(r->st, row, running, true, vi->dph_base, vi->storage_total_cost, start);
+    /* what it has cost us since Vast created it (GPU since it runs, by its uptime) */
+    ledger_sync(r->st, row, false, true, vi->dph_base, vi->storage_total_cost, start);
+    if (running)
+        ledger_sync(r->st, row, true, true, vi->dph_base, vi->storage_total_cost,
+                    ledger_running_since(now, ledger_uptime_s(vi->raw), start));
     char msg[600];
     snprintf(msg, sizeof msg, "orphan instance %s (label %s, %s, $%.4f/h, %s) is on the Vast.ai "
              "account but not in gpuscribe's store (was the data directory wiped?); %s", vid,
@@ -307,8 +310,12 @@ static void account_check(reaper *r, double now)
             if (!strcmp(kk->state, "destroyed") || !strcmp(kk->state, "destroying")) continue;
             bool running = !strcmp(vi->actual_status, "running");
             bool exists = strcmp(vi->actual_status, "offline") != 0;
+            double t = now_wall();
             ledger_sync(r->st, kk->row, running, exists, vi->dph_base > 0 ? vi->dph_base : -1,
-                        vi->storage_total_cost > 0 ? vi->storage_total_cost : -1, now_wall());
+                        vi->storage_total_cost > 0 ? vi->storage_total_cost : -1,
+                        running ? ledger_running_since(t, ledger_uptime_s(vi->raw),
+                                                       fmax(kk->created, t - r->check_s - 1))
+                                : t); /* (a restart after a stop: at most since the last check) */
             sql(r->st, "UPDATE instances SET dph_total=COALESCE(NULLIF(?,0),dph_total),"
                 " dph_base=COALESCE(NULLIF(?,0),dph_base), storage_dph=COALESCE(NULLIF(?,0),"
                 "storage_dph) WHERE id=?", "dddl", vi->dph_total, vi->dph_base,
@@ -361,7 +368,10 @@ static void close_stale(reaper *r)
     store_unlock(r->st);
     for (int i = 0; i < n; i++) {
         double noticed = dest[i] > 0 ? dest[i] : now_wall();
-        ledger_finalize(r->st, rows[i], ledger_gone_end(noticed, seen[i], r->deadman_s));
+        double end = ledger_gone_end(noticed, seen[i], r->deadman_s);
+        ledger_finalize(r->st, rows[i], end);
+        sql(r->st, "UPDATE instances SET destroyed_at=?, destroy_reason=COALESCE(destroy_reason,"
+            "'gone') WHERE id=?", "dl", end, rows[i]);
     }
 }
 
@@ -699,7 +709,7 @@ int reaper_keepalive(reaper *r, const char *vast_id, double *until)
 {
     double now = now_wall();
     double u = now + (r->idle_s > 0 ? r->idle_s : 0);
-    int n = sql(r->st, "UPDATE instances SET keepalive_until=?, last_busy_at=? WHERE vast_id=?"
+    int n = sql(r->st, "UPDATE instances SET keepalive_until=?, last_busy_at=?, warned_at=NULL WHERE vast_id=?"
                 " AND state NOT IN ('destroyed','destroying','orphan')", "ddt", u, now, vast_id);
     if (n != 1) return -1;
     pthread_mutex_lock(&r->lock);
@@ -707,6 +717,7 @@ int reaper_keepalive(reaper *r, const char *vast_id, double *until)
         if (!strcmp(r->p[i].vid, vast_id) && !strcmp(r->p[i].reason, "idle")) {
             r->p[i].idle_at = u;
             r->p[i].destroy_at = u;
+            r->p[i].warned = false;
         }
     pthread_mutex_unlock(&r->lock);
     LOG_I("reaper", "instance %s kept alive: idle destroy postponed by %.1f min", vast_id,

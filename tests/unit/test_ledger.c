@@ -42,6 +42,13 @@ TEST(ledger_gone_estimate)
     ASSERT_NEAR(ledger_gone_end(1000, 990, 30), 1000, 1e-9);   /* noticed sooner */
     ASSERT_NEAR(ledger_gone_end(1000, 0, 30), 1000, 1e-9);     /* never seen */
     ASSERT_NEAR(ledger_gone_end(1000, 900, 0), 1000, 1e-9);    /* no dead-man */
+    ASSERT_NEAR(ledger_running_since(1000, 4.5, 900), 995.5, 1e-9);
+    ASSERT_NEAR(ledger_running_since(1000, 400, 900), 900, 1e-9);  /* not before creation */
+    ASSERT_NEAR(ledger_running_since(1000, 0, 900), 1000, 1e-9);   /* unknown: now */
+    json_t *vi = json_pack("{s:f}", "uptime_mins", 0.5);
+    ASSERT_NEAR(ledger_uptime_s(vi), 30, 1e-9);
+    json_decref(vi);
+    ASSERT_NEAR(ledger_uptime_s(NULL), 0, 0);
     char b[32];
     ledger_format_duration(4980, b, sizeof b);
     ASSERT_STR_EQ(b, "1h 23m");
