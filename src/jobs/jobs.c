@@ -313,6 +313,19 @@ static void fire_waiters(jobs *j, const char *id)
     }
 }
 
+/* A run starts: dispatcher slot `slot` now shows job id (progress 0, not cancelled). */
+static struct live *claim_live(jobs *j, int slot, const char *id)
+{
+    struct live *lv = &j->live[slot];
+    pthread_mutex_lock(&j->lock);
+    snprintf(lv->id, sizeof lv->id, "%s", id);
+    lv->progress = 0;
+    lv->cancel = 0;
+    lv->in_use = 1;
+    pthread_mutex_unlock(&j->lock);
+    return lv;
+}
+
 /* A run is over: whether the user cancelled it or the server is stopping; frees its slot. */
 static void release_live(jobs *j, struct live *lv, int *user_cancel, int *stopping)
 {
@@ -519,13 +532,7 @@ static void fill_opts(engine_opts *eo, json_t *o)
 
 static void run_job(jobs *j, int slot, engine **eng, const char *id, const char *options)
 {
-    struct live *lv = &j->live[slot];
-    pthread_mutex_lock(&j->lock);
-    snprintf(lv->id, sizeof lv->id, "%s", id);
-    lv->progress = 0;
-    lv->cancel = 0;
-    lv->in_use = 1;
-    pthread_mutex_unlock(&j->lock);
+    struct live *lv = claim_live(j, slot, id);
     publish_state(j, id);
 
     char err[512] = "";
@@ -571,7 +578,7 @@ static void run_job(jobs *j, int slot, engine **eng, const char *id, const char 
     if (t) {
         char *js = transcript_to_json_store(t);
         exec_bind(j, "UPDATE jobs SET state='done', finished_at=?, progress=1, transcript=?, "
-                     "engine=?, backend=?, error=NULL WHERE id=? AND state='running'",
+                     "engine=?, backend=?, instance_id=NULL, error=NULL WHERE id=? AND state='running'",
                   "dssss", now_wall(), js, ename, backend, id);
         free(js);
         transcript_free(t);
@@ -662,13 +669,7 @@ static int gpu_pending(jobs *j)
 static void run_remote(jobs *j, int slot, const char *id, const char *options, const char *url,
                        long long row)
 {
-    struct live *lv = &j->live[slot];
-    pthread_mutex_lock(&j->lock);
-    snprintf(lv->id, sizeof lv->id, "%s", id);
-    lv->progress = 0;
-    lv->cancel = 0;
-    lv->in_use = 1;
-    pthread_mutex_unlock(&j->lock);
+    struct live *lv = claim_live(j, slot, id);
     exec_bind(j, "UPDATE jobs SET backend='remote', instance_id=NULLIF(?,0) WHERE id=?", "is", row, id);
     publish_state(j, id);
 
