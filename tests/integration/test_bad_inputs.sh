@@ -49,7 +49,7 @@ J=(-H 'Content-Type: application/json')
 r GET /openapi.json
 ROUTES=$(jq -r '.paths | to_entries[] | .key as $p | .value | keys[] | "\(ascii_upcase) \($p)"' <<<"$BODY" | sort)
 check "openapi lists routes" test -n "$ROUTES"
-COVERED="GET /healthz|GET /openapi.json|GET /docs|GET /api/gpu-status|GET /api/config|POST /api/jobs|GET /api/jobs|GET /api/jobs/{id}|DELETE /api/jobs/{id}|GET /api/jobs/{id}/transcript|GET /api/jobs/{id}/audio|GET /api/events|POST /v1/audio/transcriptions|GET /v1/models|POST /api/vast/search|POST /api/vast/boot|POST /api/vast/destroy/{instance_id}|GET /api/vast/instances|GET /api/vast/instances/{instance_id}"
+COVERED="GET /healthz|GET /openapi.json|GET /docs|GET /api/gpu-status|GET /api/config|POST /api/jobs|GET /api/jobs|GET /api/jobs/{id}|DELETE /api/jobs/{id}|GET /api/jobs/{id}/transcript|GET /api/jobs/{id}/audio|GET /api/events|POST /v1/audio/transcriptions|GET /v1/models|POST /api/vast/search|POST /api/vast/boot|POST /api/vast/destroy/{instance_id}|GET /api/vast/instances|GET /api/vast/instances/{instance_id}|POST /api/vast/keepalive/{instance_id}|GET /api/cost"
 missing=$(grep -vxE "$(sed 's/[{}.]/\\&/g' <<<"$COVERED")" <<<"$ROUTES" || true)
 if [ -z "$missing" ]; then pass "every route has bad-input cases"; else fail "every route has bad-input cases" "new: $missing"; fi
 
@@ -97,6 +97,14 @@ for id in abc -1 0 1.5 99999999999999999999 '%00' '..%2f..%2fetc'; do
 done
 r GET /api/vast/instances/424242
 want "instance view of an unknown instance" 404
+for id in abc -1 0 1.5 99999999999999999999 '%00' '..%2f..%2fetc'; do
+    r POST "/api/vast/keepalive/$id"
+    want "keepalive rejects id $id" 400 404
+done
+r POST /api/vast/keepalive/424242
+want "keepalive of an unknown instance" 404
+r GET '/api/cost?x=%00&limit=-1'
+want "cost ignores junk in the query" 200
 
 # ---- jobs: queries, unknown ids, traversal in ids
 for q in 'limit=-1' 'limit=abc' 'limit=99999999999999999999' 'offset=-5' 'offset=1e99' \
