@@ -1608,7 +1608,17 @@ json_t *fleet_instance_json(fleet *f, const char *vast_id)
                     const char *e = strchr(p, '\n');
                     size_t n = e ? (size_t)(e - p) : strlen(p);
                     if (skip > 0) skip--;
-                    else json_array_append_new(log, json_stringn_nocheck(p, n));
+                    else {
+                        json_t *line = json_stringn(p, n); /* NULL: not UTF-8 */
+                        if (!line) {
+                            char *c = xstrndup(p, n);
+                            for (char *q = c; *q; q++)
+                                if ((unsigned char)*q >= 0x80) *q = '?';
+                            line = json_string(c);
+                            free(c);
+                        }
+                        json_array_append_new(log, line);
+                    }
                     p += n + (e ? 1 : 0);
                 }
             }
