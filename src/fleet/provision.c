@@ -105,39 +105,6 @@ typedef struct row {
 
 /* ------------------------------------------------------------------ small helpers */
 
-static int db_run(store *st, const char *sql, const char *fmt, ...)
-{
-    sqlite3 *db = store_db(st);
-    sqlite3_stmt *s = NULL;
-    store_lock(st);
-    int rc = sqlite3_prepare_v2(db, sql, -1, &s, NULL);
-    if (rc == SQLITE_OK) {
-        va_list ap;
-        va_start(ap, fmt);
-        for (int i = 0; fmt[i]; i++) {
-            switch (fmt[i]) {
-            case 't': {
-                const char *x = va_arg(ap, const char *);
-                if (x) sqlite3_bind_text(s, i + 1, x, -1, SQLITE_TRANSIENT);
-                else sqlite3_bind_null(s, i + 1);
-                break;
-            }
-            case 'l': sqlite3_bind_int64(s, i + 1, va_arg(ap, long long)); break;
-            case 'i': sqlite3_bind_int(s, i + 1, va_arg(ap, int)); break;
-            case 'd': sqlite3_bind_double(s, i + 1, va_arg(ap, double)); break;
-            default: break;
-            }
-        }
-        va_end(ap);
-        rc = sqlite3_step(s);
-    }
-    int changed = -1;
-    if (rc == SQLITE_DONE || rc == SQLITE_ROW) changed = sqlite3_changes(db);
-    else LOG_E("fleet", "store: %s", sqlite3_errmsg(db));
-    sqlite3_finalize(s);
-    store_unlock(st);
-    return changed; /* rows changed, or -1 */
-}
 
 static void copy_col(sqlite3_stmt *s, int i, char *out, size_t n)
 {
@@ -315,7 +282,7 @@ static void set_state(inst *in, const char *state, int pct, const char *stage, c
     fleet *f = in->f;
     bool changed_state = strcmp(in->state, state) != 0;
     if (!changed_state && in->percent == pct && !strcmp(in->stage, stage) && !error) return;
-    int n = db_run(f->st,
+    int n = store_execf(f->st,
                    "UPDATE instances SET state=?, percent=?, stage=?, error=?, updated_at=?,"
                    " ready_at=CASE WHEN ?='ready' THEN ? ELSE ready_at END"
                    " WHERE id=? AND state NOT IN ('destroying','destroyed')",
@@ -334,7 +301,7 @@ static void set_state(inst *in, const char *state, int pct, const char *stage, c
 
 static void set_deadline(inst *in, double at)
 {
-    db_run(in->f->st, "UPDATE instances SET deadline_at=? WHERE id=?", "dl", at, in->row);
+    store_execf(in->f->st, "UPDATE instances SET deadline_at=? WHERE id=?", "dl", at, in->row);
 }
 
 static void fail(inst *in, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -349,14 +316,14 @@ static void fail(inst *in, const char *fmt, ...)
              "destroy it from the UI or with POST /api/vast/destroy/%s", why, in->vid);
     LOG_W("fleet", "instance %s failed: %s", in->vid, why);
     set_state(in, "failed", in->percent, "failed: still rented, destroy it", msg);
-    db_run(in->f->st, "UPDATE instances SET deadline_at=NULL WHERE id=?", "l", in->row);
+    store_execf(in->f->st, "UPDATE instances SET deadline_at=NULL WHERE id=?", "l", in->row);
 }
 
 static void mark_gone(inst *in)
 {
     fleet *f = in->f;
     LOG_W("fleet", "instance %s no longer exists on Vast.ai", in->vid);
-    db_run(f->st, "UPDATE instances SET state='destroyed', stage='gone from Vast.ai',"
+    store_execf(f->st, "UPDATE instances SET state='destroyed', stage='gone from Vast.ai',"
            " destroy_reason=COALESCE(destroy_reason,'gone'), destroyed_at=?, updated_at=?"
            " WHERE id=? AND state<>'destroyed'", "ddl", now_wall(), now_wall(), in->row);
     snapshot(in, "destroyed", in->percent, "gone from Vast.ai", NULL);
@@ -375,7 +342,7 @@ static void log_lines_persist(inst *in)
         if (buf_append(&b, in->lines[i], strlen(in->lines[i])) != 0 || buf_append(&b, "\n", 1) != 0)
             break;
     }
-    db_run(in->f->st, "UPDATE instances SET setup_log=? WHERE id=?", "tl", b.data ? b.data : "",
+    store_execf(in->f->st, "UPDATE instances SET setup_log=? WHERE id=?", "tl", b.data ? b.data : "",
            in->row);
     buf_release(&b);
 }
@@ -471,7 +438,7 @@ static void attach_key(inst *in, row *r)
         LOG_D("fleet", "instance %s: attaching the SSH key: %s", in->vid, e.message);
         return;
     }
-    db_run(f->st, "UPDATE instances SET ssh_key_id=? WHERE id=?", "ll", f->account_key_id,
+    store_execf(f->st, "UPDATE instances SET ssh_key_id=? WHERE id=?", "ll", f->account_key_id,
            in->row);
     r->key_attached = true;
 }
@@ -550,7 +517,7 @@ static void step_loading(inst *in, row *r, double *delay)
         bool running = !strcmp(vi.actual_status, "running");
         if (running && vi.ssh_port > 0 && vi.ssh_host[0]) {
             double t = now_wall();
-            db_run(f->st, "UPDATE instances SET ssh_host=?, ssh_port=?, gpu_name=COALESCE(gpu_name,?),"
+            store_execf(f->st, "UPDATE instances SET ssh_host=?, ssh_port=?, gpu_name=COALESCE(gpu_name,?),"
                    " num_gpus=COALESCE(num_gpus,?), dph_total=COALESCE(NULLIF(?,0),dph_total),"
                    " dph_base=COALESCE(NULLIF(?,0),dph_base),"
                    " storage_dph=COALESCE(NULLIF(?,0),storage_dph),"
@@ -615,7 +582,7 @@ static void step_ssh_wait(inst *in, row *r)
             snprintf(line, sizeof line, "SSH ready at %s:%d after %d attempt%s", r->ssh_host,
                      r->ssh_port, attempt, attempt == 1 ? "" : "s");
             log_line(in, line);
-            db_run(f->st, "UPDATE instances SET deadline_at=? WHERE id=?", "dl",
+            store_execf(f->st, "UPDATE instances SET deadline_at=? WHERE id=?", "dl",
                    now_wall() + INSTALL_TIMEOUT_S, in->row);
             set_state(in, "installing", 60, "installing", NULL);
             return;
@@ -941,7 +908,7 @@ static void step_install(inst *in, row *r)
              x.last_error[0] ? x.last_error : x.last_line[0] ? x.last_line : "no output");
         return;
     }
-    db_run(f->st, "UPDATE instances SET deadline_at=NULL WHERE id=?", "l", in->row);
+    store_execf(f->st, "UPDATE instances SET deadline_at=NULL WHERE id=?", "l", in->row);
     set_state(in, "starting_worker", 95, "starting worker", NULL);
     return;
 
@@ -950,7 +917,7 @@ ssh_broke:
     if (should_stop(in)) return;
     if (vast_check(in, NULL) == 0) return;
     {
-        int n = db_run(f->st, "UPDATE instances SET attempts=attempts+1 WHERE id=?", "l", in->row);
+        int n = store_execf(f->st, "UPDATE instances SET attempts=attempts+1 WHERE id=?", "l", in->row);
         (void)n;
         if (r->attempts + 1 >= MAX_ATTEMPTS) {
             fail(in, "setup on instance %s kept losing its SSH session (%s)", in->vid, err);
@@ -994,7 +961,7 @@ static void step_start(inst *in, row *r)
         ssh_drop(in);
         if (should_stop(in)) return;
         if (vast_check(in, NULL) == 0) return;
-        db_run(f->st, "UPDATE instances SET attempts=attempts+1 WHERE id=?", "l", in->row);
+        store_execf(f->st, "UPDATE instances SET attempts=attempts+1 WHERE id=?", "l", in->row);
         if (r->attempts + 1 >= MAX_ATTEMPTS) {
             fail(in, "the worker on instance %s did not start: %s", in->vid,
                  rc != SSHC_OK ? err : x.last_error[0] ? x.last_error : "setup.sh --start-worker failed");
@@ -1028,7 +995,7 @@ static void step_start(inst *in, row *r)
     if (ts.state != TUNNEL_UP) {
         tunnel_stop(tn);
         if (should_stop(in)) return;
-        db_run(f->st, "UPDATE instances SET attempts=attempts+1 WHERE id=?", "l", in->row);
+        store_execf(f->st, "UPDATE instances SET attempts=attempts+1 WHERE id=?", "l", in->row);
         if (r->attempts + 1 >= MAX_ATTEMPTS) {
             fail(in, "the worker on instance %s does not answer /health through the tunnel: %s",
                  in->vid, ts.last_error);
@@ -1050,7 +1017,7 @@ static void step_start(inst *in, row *r)
     }
     if (!w) w = json_pack("{s:n,s:n,s:n}", "engine", "model", "gpu");
     set_worker(in, tn, w);
-    db_run(f->st, "UPDATE instances SET attempts=0, worker_port=?, deadline_at=NULL WHERE id=?",
+    store_execf(f->st, "UPDATE instances SET attempts=0, worker_port=?, deadline_at=NULL WHERE id=?",
            "il", f->worker_port, in->row);
     set_state(in, "ready", 100, "ready", NULL);
     const char *eng = json_string_value(json_object_get(w, "engine"));
@@ -1305,11 +1272,11 @@ static int auto_connect(fleet *f)
     double t = now_wall();
     bool fresh = !rowid;
     if (rowid) {
-        db_run(f->st, "UPDATE instances SET state=?, stage=?, percent=?, error=NULL, attempts=0,"
+        store_execf(f->st, "UPDATE instances SET state=?, stage=?, percent=?, error=NULL, attempts=0,"
                " deadline_at=NULL, ssh_host=?, ssh_port=?, destroyed_at=NULL, updated_at=? WHERE id=?",
                "ttitidl", st, stage, pct, vi.ssh_host, vi.ssh_port, t, rowid);
     } else {
-        db_run(f->st, "INSERT INTO instances(vast_id, state, stage, percent, label, gpu_name,"
+        store_execf(f->st, "INSERT INTO instances(vast_id, state, stage, percent, label, gpu_name,"
                " num_gpus, dph_total, ssh_host, ssh_port, created_at, updated_at, running_at)"
                " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)", "tttittidtiddd", cur, st, stage, pct,
                vi.label[0] ? vi.label : NULL, vi.gpu_name[0] ? vi.gpu_name : NULL, vi.num_gpus,
@@ -1330,7 +1297,7 @@ static int auto_connect(fleet *f)
         store_unlock(f->st);
     }
     if (rowid > 0) {
-        db_run(f->st, "UPDATE instances SET dph_base=NULLIF(?,0), storage_dph=NULLIF(?,0) WHERE id=?",
+        store_execf(f->st, "UPDATE instances SET dph_base=NULLIF(?,0), storage_dph=NULLIF(?,0) WHERE id=?",
                "ddl", vi.dph_base, vi.storage_total_cost, rowid);
         if (fresh) ledger_sync(f->st, rowid, false, true, vi.dph_base, vi.storage_total_cost,
                                vi.start_date > 0 && vi.start_date < t ? vi.start_date : t);

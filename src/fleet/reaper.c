@@ -56,37 +56,6 @@ struct reaper {
 
 /* ---------------------------------------------------------------- helpers */
 
-static int sql(store *st, const char *q, const char *fmt, ...)
-{
-    sqlite3_stmt *s = NULL;
-    store_lock(st);
-    int rc = sqlite3_prepare_v2(store_db(st), q, -1, &s, NULL);
-    if (rc == SQLITE_OK) {
-        va_list ap;
-        va_start(ap, fmt);
-        for (int i = 0; fmt[i]; i++) {
-            switch (fmt[i]) {
-            case 't': {
-                const char *x = va_arg(ap, const char *);
-                if (x) sqlite3_bind_text(s, i + 1, x, -1, SQLITE_TRANSIENT);
-                else sqlite3_bind_null(s, i + 1);
-                break;
-            }
-            case 'l': sqlite3_bind_int64(s, i + 1, va_arg(ap, long long)); break;
-            case 'd': sqlite3_bind_double(s, i + 1, va_arg(ap, double)); break;
-            default: break;
-            }
-        }
-        va_end(ap);
-        rc = sqlite3_step(s);
-    }
-    int changed = -1;
-    if (rc == SQLITE_DONE || rc == SQLITE_ROW) changed = sqlite3_changes(store_db(st));
-    else LOG_E("reaper", "store: %s", sqlite3_errmsg(store_db(st)));
-    sqlite3_finalize(s);
-    store_unlock(st);
-    return changed;
-}
 
 static double col_d(sqlite3_stmt *s, int i)
 {
@@ -230,7 +199,7 @@ static void found_orphan(reaper *r, const vast_instance *vi, double now)
     snprintf(vid, sizeof vid, "%lld", vi->id);
     double start = vi->start_date > 0 && vi->start_date < now ? vi->start_date : now;
     bool running = !strcmp(vi->actual_status, "running");
-    if (sql(r->st, "INSERT INTO instances(vast_id, state, stage, percent, label, gpu_name,"
+    if (store_execf(r->st, "INSERT INTO instances(vast_id, state, stage, percent, label, gpu_name,"
             " num_gpus, dph_total, dph_base, storage_dph, ssh_host, ssh_port, created_at,"
             " updated_at, running_at) VALUES(?,'orphan','not in gpuscribe''s store',0,?,?,?,?,?,"
             "?,?,?,?,?,?)", "tttldddtlddd", vid, vi->label, vi->gpu_name[0] ? vi->gpu_name : NULL,
@@ -273,7 +242,7 @@ static void found_orphan(reaper *r, const vast_instance *vi, double now)
 static void mark_gone(reaper *r, const known *k, double now)
 {
     double end = ledger_gone_end(now, k->seen, r->deadman_s);
-    if (sql(r->st, "UPDATE instances SET state='destroyed', stage='gone from Vast.ai',"
+    if (store_execf(r->st, "UPDATE instances SET state='destroyed', stage='gone from Vast.ai',"
             " destroy_reason=COALESCE(destroy_reason,'gone'), destroyed_at=?, updated_at=?"
             " WHERE id=? AND state<>'destroyed'", "ddl", end, now, k->row) == 1) {
         LOG_W("reaper", "instance %s is no longer on the Vast.ai account (destroyed outside "
@@ -316,7 +285,7 @@ static void account_check(reaper *r, double now)
                         running ? ledger_running_since(t, ledger_uptime_s(vi->raw),
                                                        fmax(kk->created, t - r->check_s - 1))
                                 : t); /* (a restart after a stop: at most since the last check) */
-            sql(r->st, "UPDATE instances SET dph_total=COALESCE(NULLIF(?,0),dph_total),"
+            store_execf(r->st, "UPDATE instances SET dph_total=COALESCE(NULLIF(?,0),dph_total),"
                 " dph_base=COALESCE(NULLIF(?,0),dph_base), storage_dph=COALESCE(NULLIF(?,0),"
                 "storage_dph) WHERE id=?", "dddl", vi->dph_total, vi->dph_base,
                 vi->storage_total_cost, kk->row);
@@ -370,7 +339,7 @@ static void close_stale(reaper *r)
         double noticed = dest[i] > 0 ? dest[i] : now_wall();
         double end = ledger_gone_end(noticed, seen[i], r->deadman_s);
         ledger_finalize(r->st, rows[i], end);
-        sql(r->st, "UPDATE instances SET destroyed_at=?, destroy_reason=COALESCE(destroy_reason,"
+        store_execf(r->st, "UPDATE instances SET destroyed_at=?, destroy_reason=COALESCE(destroy_reason,"
             "'gone') WHERE id=?", "dl", end, rows[i]);
     }
 }
@@ -493,10 +462,10 @@ static void pass(reaper *r)
     for (int i = 0; i < n; i++) {
         live *x = &lv[i];
         if (fleet_worker_up(r->f, x->row))
-            sql(r->st, "UPDATE instances SET seen_at=? WHERE id=?", "dl", now, x->row);
+            store_execf(r->st, "UPDATE instances SET seen_at=? WHERE id=?", "dl", now, x->row);
         bool setup = setup_state(x->state);
         if (busy || setup) {
-            sql(r->st, "UPDATE instances SET last_busy_at=? WHERE id=?", "dl", now, x->row);
+            store_execf(r->st, "UPDATE instances SET last_busy_at=? WHERE id=?", "dl", now, x->row);
             x->last_busy = now;
         }
         bool idle_ok = !busy && !setup && (!strcmp(x->state, "ready") || !strcmp(x->state, "failed"));
@@ -546,12 +515,12 @@ static void pass(reaper *r)
         pthread_mutex_unlock(&r->lock);
 
         if (clear) {
-            sql(r->st, "UPDATE instances SET warned_at=NULL WHERE id=?", "l", x->row);
+            store_execf(r->st, "UPDATE instances SET warned_at=NULL WHERE id=?", "l", x->row);
             LOG_I("reaper", "instance %s: destroy warning withdrawn", vid);
             fleet_publish(r->f, vid);
         }
         if (warn_now) {
-            sql(r->st, "UPDATE instances SET warned_at=? WHERE id=?", "dl", now, x->row);
+            store_execf(r->st, "UPDATE instances SET warned_at=? WHERE id=?", "dl", now, x->row);
             LOG_W("reaper", "%s", msg);
             json_t *ev = json_pack("{s:s,s:s,s:f,s:s}", "id", vid, "reason", rs, "destroy_at", dat,
                                    "message", msg);
@@ -709,7 +678,7 @@ int reaper_keepalive(reaper *r, const char *vast_id, double *until)
 {
     double now = now_wall();
     double u = now + (r->idle_s > 0 ? r->idle_s : 0);
-    int n = sql(r->st, "UPDATE instances SET keepalive_until=?, last_busy_at=?, warned_at=NULL WHERE vast_id=?"
+    int n = store_execf(r->st, "UPDATE instances SET keepalive_until=?, last_busy_at=?, warned_at=NULL WHERE vast_id=?"
                 " AND state NOT IN ('destroyed','destroying','orphan')", "ddt", u, now, vast_id);
     if (n != 1) return -1;
     pthread_mutex_lock(&r->lock);

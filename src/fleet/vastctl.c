@@ -51,37 +51,14 @@ const char *vastctl_no_key_message(void) { return no_key_msg; }
 
 /* ---- small SQL helper: binds by a format string (t text, l int64, d double, i int) */
 
+/* store_execf, as 0 on success or -1 */
 static int sql_run(store *st, const char *sql, const char *fmt, ...)
 {
-    sqlite3 *db = store_db(st);
-    sqlite3_stmt *s = NULL;
-    store_lock(st);
-    int rc = sqlite3_prepare_v2(db, sql, -1, &s, NULL);
-    if (rc == SQLITE_OK) {
-        va_list ap;
-        va_start(ap, fmt);
-        for (int i = 0; fmt[i]; i++) {
-            switch (fmt[i]) {
-            case 't': {
-                const char *x = va_arg(ap, const char *);
-                if (x) sqlite3_bind_text(s, i + 1, x, -1, SQLITE_TRANSIENT);
-                else sqlite3_bind_null(s, i + 1);
-                break;
-            }
-            case 'l': sqlite3_bind_int64(s, i + 1, va_arg(ap, long long)); break;
-            case 'i': sqlite3_bind_int(s, i + 1, va_arg(ap, int)); break;
-            case 'd': sqlite3_bind_double(s, i + 1, va_arg(ap, double)); break;
-            default: break;
-            }
-        }
-        va_end(ap);
-        rc = sqlite3_step(s);
-    }
-    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-        LOG_E("vast", "store: %s", sqlite3_errmsg(db));
-    sqlite3_finalize(s);
-    store_unlock(st);
-    return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : -1;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = store_vexecf(st, sql, fmt, ap);
+    va_end(ap);
+    return n < 0 ? -1 : 0;
 }
 
 typedef struct boot_row {

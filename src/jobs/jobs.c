@@ -120,31 +120,6 @@ static sqlite3_stmt *prep(jobs *j, const char *sql)
     return st;
 }
 
-static int exec_bind(jobs *j, const char *sql, const char *fmt, ...)
-{
-    /* fmt: one char per parameter: s (string), d (double), i (int), n (null) */
-    va_list ap;
-    va_start(ap, fmt);
-    store_lock(j->st);
-    sqlite3_stmt *st = prep(j, sql);
-    int rc = -1;
-    if (st) {
-        for (int k = 0; fmt[k]; k++) {
-            switch (fmt[k]) {
-            case 's': sqlite3_bind_text(st, k + 1, va_arg(ap, const char *), -1, SQLITE_TRANSIENT); break;
-            case 'd': sqlite3_bind_double(st, k + 1, va_arg(ap, double)); break;
-            case 'i': sqlite3_bind_int64(st, k + 1, va_arg(ap, long long)); break;
-            default: sqlite3_bind_null(st, k + 1); break;
-            }
-        }
-        rc = sqlite3_step(st) == SQLITE_DONE ? sqlite3_changes(store_db(j->st)) : -1;
-        if (rc < 0) LOG_E("jobs", "database error: %s", sqlite3_errmsg(store_db(j->st)));
-    }
-    sqlite3_finalize(st);
-    store_unlock(j->st);
-    va_end(ap);
-    return rc;
-}
 
 static const char JOB_COLS[] =
     "id, state, created_at, started_at, finished_at, filename, size_bytes, audio_duration, "
@@ -339,8 +314,8 @@ static void release_live(jobs *j, struct live *lv, int *user_cancel, int *stoppi
 /* Interrupted by shutdown: the job runs again at the next start (the attempt is not counted). */
 static void requeue_interrupted(jobs *j, const char *id)
 {
-    exec_bind(j, "UPDATE jobs SET state='queued', attempts=max(attempts-1,0), progress=0 "
-                 "WHERE id=? AND state='running'", "s", id);
+    store_execf(j->st, "UPDATE jobs SET state='queued', attempts=max(attempts-1,0), progress=0 "
+                 "WHERE id=? AND state='running'", "t", id);
     LOG_I("jobs", "job %s interrupted by shutdown; it will run again at the next start", id);
 }
 
@@ -394,9 +369,8 @@ void jobs_wait_cancel(jobs *j, void *ud)
 int jobs_submit(jobs *j, const char *id, const job_submit *s, char *err, size_t errlen)
 {
     char *opts = json_dumps(s->options ? s->options : json_object(), JSON_COMPACT);
-    int rc = exec_bind(j, "INSERT INTO jobs(id, state, created_at, filename, upload_path, "
-                          "size_bytes, audio_duration, options) VALUES(?,?,?,?,?,?,?,?)",
-                       "ssdssids", id, "queued", now_wall(), s->filename ? s->filename : "",
+    int rc = store_execf(j->st, "INSERT INTO jobs(id, state, created_at, filename, upload_path, "
+                          "size_bytes, audio_duration, options) VALUES(?,?,?,?,?,?,?,?)", "ttdttldt", id, "queued", now_wall(), s->filename ? s->filename : "",
                        s->upload_path, (long long)s->size_bytes, s->duration, opts);
     free(opts);
     if (rc != 1) {
@@ -424,15 +398,15 @@ const char *jobs_cancel(jobs *j, const char *id)
         for (int i = 0; i < MAX_WORKERS; i++)
             if (j->live[i].in_use && strcmp(j->live[i].id, id) == 0) j->live[i].cancel = 1;
         /* the dispatcher notices at the next progress callback and records it */
-        exec_bind(j, "UPDATE jobs SET state='cancelled', finished_at=?, error='cancelled by the "
-                     "user' WHERE id=? AND state='running'", "ds", now_wall(), id);
+        store_execf(j->st, "UPDATE jobs SET state='cancelled', finished_at=?, error='cancelled by the "
+                     "user' WHERE id=? AND state='running'", "dt", now_wall(), id);
         result = "cancelled";
     } else if (strcmp(state, "queued") == 0) {
-        exec_bind(j, "UPDATE jobs SET state='cancelled', finished_at=?, error='cancelled by the "
-                     "user' WHERE id=? AND state='queued'", "ds", now_wall(), id);
+        store_execf(j->st, "UPDATE jobs SET state='cancelled', finished_at=?, error='cancelled by the "
+                     "user' WHERE id=? AND state='queued'", "dt", now_wall(), id);
         result = "cancelled";
     } else {
-        exec_bind(j, "DELETE FROM jobs WHERE id=?", "s", id);
+        store_execf(j->st, "DELETE FROM jobs WHERE id=?", "t", id);
         result = "deleted";
     }
     pthread_mutex_unlock(&j->lock);
@@ -577,9 +551,8 @@ static void run_job(jobs *j, int slot, engine **eng, const char *id, const char 
     if (!ename) ename = *eng ? engine_name(*eng) : j->engine_name;
     if (t) {
         char *js = transcript_to_json_store(t);
-        exec_bind(j, "UPDATE jobs SET state='done', finished_at=?, progress=1, transcript=?, "
-                     "engine=?, backend=?, instance_id=NULL, error=NULL WHERE id=? AND state='running'",
-                  "dssss", now_wall(), js, ename, backend, id);
+        store_execf(j->st, "UPDATE jobs SET state='done', finished_at=?, progress=1, transcript=?, "
+                     "engine=?, backend=?, instance_id=NULL, error=NULL WHERE id=? AND state='running'", "dtttt", now_wall(), js, ename, backend, id);
         free(js);
         transcript_free(t);
         LOG_I("jobs", "job %s done (%s backend, %s engine) in %.1f s", id, backend, ename,
@@ -593,9 +566,8 @@ static void run_job(jobs *j, int slot, engine **eng, const char *id, const char 
         requeue_interrupted(j, id);
         return;
     } else {
-        exec_bind(j, "UPDATE jobs SET state='failed', finished_at=?, error=?, engine=?, "
-                     "backend=? WHERE id=? AND state='running'",
-                  "dssss", now_wall(), err[0] ? err : "transcription failed", ename, backend, id);
+        store_execf(j->st, "UPDATE jobs SET state='failed', finished_at=?, error=?, engine=?, "
+                     "backend=? WHERE id=? AND state='running'", "dtttt", now_wall(), err[0] ? err : "transcription failed", ename, backend, id);
         LOG_W("jobs", "job %s failed: %s", id, err);
     }
     finished(j, id);
@@ -670,7 +642,7 @@ static void run_remote(jobs *j, int slot, const char *id, const char *options, c
                        long long row)
 {
     struct live *lv = claim_live(j, slot, id);
-    exec_bind(j, "UPDATE jobs SET backend='remote', instance_id=NULLIF(?,0) WHERE id=?", "is", row, id);
+    store_execf(j->st, "UPDATE jobs SET backend='remote', instance_id=NULLIF(?,0) WHERE id=?", "lt", row, id);
     publish_state(j, id);
 
     char err[512] = "";
@@ -698,10 +670,9 @@ static void run_remote(jobs *j, int slot, const char *id, const char *options, c
 
     if (t) {
         char *js = transcript_to_json_store(t);
-        exec_bind(j, "UPDATE jobs SET state='done', finished_at=?, progress=1, transcript=?, "
+        store_execf(j->st, "UPDATE jobs SET state='done', finished_at=?, progress=1, transcript=?, "
                      "engine=?, backend='remote', instance_id=NULLIF(?,0), gpu_seconds=coalesce(gpu_seconds,0)+?, "
-                     "error=NULL WHERE id=? AND state='running'",
-                  "dssids", now_wall(), js, ename, row, took, id);
+                     "error=NULL WHERE id=? AND state='running'", "dttldt", now_wall(), js, ename, row, took, id);
         free(js);
         transcript_free(t);
         LOG_I("jobs", "job %s done on the GPU worker (%s) in %.1f s", id, ename, took);
@@ -715,10 +686,9 @@ static void run_remote(jobs *j, int slot, const char *id, const char *options, c
     } else {
         if (j->remote.report_failure) j->remote.report_failure(j->remote.ud, row, err);
         /* back to the queue (same id: the worker resumes rather than re-runs it), bounded */
-        int requeued = exec_bind(j, "UPDATE jobs SET state='queued', progress=0, error=?, "
+        int requeued = store_execf(j->st, "UPDATE jobs SET state='queued', progress=0, error=?, "
                                     "backend=NULL, instance_id=NULL "
-                                    "WHERE id=? AND state='running' AND attempts<?",
-                                 "ssi", err, id, (long long)j->max_attempts);
+                                    "WHERE id=? AND state='running' AND attempts<?", "ttl", err, id, (long long)j->max_attempts);
         if (requeued == 1) {
             LOG_W("jobs", "job %s: GPU worker failed (%s); queued again", id, err);
             free(dir);
@@ -728,8 +698,8 @@ static void run_remote(jobs *j, int slot, const char *id, const char *options, c
             pthread_mutex_unlock(&j->lock);
             return;
         }
-        exec_bind(j, "UPDATE jobs SET state='failed', finished_at=?, error=? WHERE id=? AND "
-                     "state='running'", "dss", now_wall(), err, id);
+        store_execf(j->st, "UPDATE jobs SET state='failed', finished_at=?, error=? WHERE id=? AND "
+                     "state='running'", "dtt", now_wall(), err, id);
         LOG_W("jobs", "job %s failed on the GPU worker: %s", id, err);
     }
     free(dir);
@@ -764,11 +734,11 @@ jobs *jobs_new(store *st, events *bus, const jobs_config *cfg, char *err, size_t
     free(dir);
     /* crash recovery: jobs a killed controller left running run again, a bounded number of
      * times */
-    int gave_up = exec_bind(j, "UPDATE jobs SET state='failed', finished_at=?, error='gave up "
+    int gave_up = store_execf(j->st, "UPDATE jobs SET state='failed', finished_at=?, error='gave up "
                                "after ' || attempts || ' attempts (the controller stopped during "
-                               "each)' WHERE state='running' AND attempts>=?", "di", now_wall(),
+                               "each)' WHERE state='running' AND attempts>=?", "dl", now_wall(),
                             (long long)j->max_attempts);
-    int requeued = exec_bind(j, "UPDATE jobs SET state='queued', progress=0 WHERE state='running'", "");
+    int requeued = store_execf(j->st, "UPDATE jobs SET state='queued', progress=0 WHERE state='running'", "");
     if (requeued > 0) LOG_I("jobs", "%d interrupted job(s) queued again", requeued);
     if (gave_up > 0) LOG_W("jobs", "%d job(s) failed after %d interrupted attempts", gave_up, j->max_attempts);
     return j;

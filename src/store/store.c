@@ -1,4 +1,5 @@
 #include "store/store.h"
+#include "core/log.h"
 #include "core/util.h"
 
 #include <errno.h>
@@ -178,6 +179,45 @@ int store_exec(store *s, const char *sql, char *err, size_t errlen)
     int rc = run_sql(s->db, sql, err, errlen);
     store_unlock(s);
     return rc;
+}
+
+int store_vexecf(store *s, const char *sql, const char *fmt, va_list ap)
+{
+    sqlite3_stmt *st = NULL;
+    store_lock(s);
+    int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        for (int i = 0; fmt[i]; i++) {
+            switch (fmt[i]) {
+            case 't': {
+                const char *x = va_arg(ap, const char *);
+                if (x) sqlite3_bind_text(st, i + 1, x, -1, SQLITE_TRANSIENT);
+                else sqlite3_bind_null(st, i + 1);
+                break;
+            }
+            case 'l': sqlite3_bind_int64(st, i + 1, va_arg(ap, long long)); break;
+            case 'i': sqlite3_bind_int(st, i + 1, va_arg(ap, int)); break;
+            case 'd': sqlite3_bind_double(st, i + 1, va_arg(ap, double)); break;
+            default: LOG_E("store", "BUG: bad parameter letter '%c' for: %s", fmt[i], sql); break;
+            }
+        }
+        rc = sqlite3_step(st);
+    }
+    int changed = -1;
+    if (rc == SQLITE_DONE || rc == SQLITE_ROW) changed = sqlite3_changes(s->db);
+    else LOG_E("store", "database error: %s (in: %.120s)", sqlite3_errmsg(s->db), sql);
+    sqlite3_finalize(st);
+    store_unlock(s);
+    return changed;
+}
+
+int store_execf(store *s, const char *sql, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = store_vexecf(s, sql, fmt, ap);
+    va_end(ap);
+    return n;
 }
 
 long long store_event_add(store *s, const char *kind, const char *subject, const char *data_json)

@@ -10,11 +10,12 @@
  * One connection in serialized mode shared by every thread. A module that runs several
  * statements that must not interleave with other threads' wraps them in store_lock /
  * store_unlock (a recursive mutex), e.g. around BEGIN ... COMMIT. Errors are returned as -1
- * with a message in err; nothing is logged here.
+ * with a message in err; nothing is logged here, except by store_execf (below).
  */
 #ifndef GS_STORE_H
 #define GS_STORE_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <sqlite3.h>
 
@@ -30,6 +31,12 @@ void store_unlock(store *s);
 
 /* Run SQL with no result rows (one or several statements). 0 on success. */
 int store_exec(store *s, const char *sql, char *err, size_t errlen);
+
+/* Run one statement with parameters bound by fmt, one letter each: t text (NULL binds
+ * NULL), l long long, i int, d double. Returns the number of rows changed (>= 0), or -1
+ * after logging the database error (these are bugs or I/O failures). Takes the store lock. */
+int store_execf(store *s, const char *sql, const char *fmt, ...);
+int store_vexecf(store *s, const char *sql, const char *fmt, va_list ap);
 
 /* Append an event; data_json may be NULL. Returns the event id (> 0) or -1. */
 long long store_event_add(store *s, const char *kind, const char *subject, const char *data_json);
