@@ -36,14 +36,29 @@ struct config {
     double num[CFG_COUNT];
     enum cfg_source src[CFG_COUNT];
     char *env_path;
+    char **retired;        /* values replaced by config_set, freed with the config */
+    size_t nretired;
 };
 
 const char *config_name(enum cfg_id id) { return defs[id].name; }
-const char *config_str(const config *c, enum cfg_id id) { return c->val[id]; }
-long config_int(const config *c, enum cfg_id id) { return c->val[id] ? (long)c->num[id] : 0; }
-double config_num(const config *c, enum cfg_id id) { return c->val[id] ? c->num[id] : NAN; }
-int config_bool(const config *c, enum cfg_id id) { return c->val[id] && c->num[id] != 0; }
-int config_isset(const config *c, enum cfg_id id) { return c->val[id] != NULL; }
+/* Values are read without a lock while config_set may replace one from another thread:
+ * pointers are loaded and stored atomically and a replaced string is only freed with the
+ * config, so a reader's pointer stays valid. */
+static const char *val(const config *c, enum cfg_id id)
+{
+    return __atomic_load_n(&c->val[id], __ATOMIC_ACQUIRE);
+}
+static double num(const config *c, enum cfg_id id)
+{
+    double d;
+    __atomic_load(&c->num[id], &d, __ATOMIC_ACQUIRE);
+    return d;
+}
+const char *config_str(const config *c, enum cfg_id id) { return val(c, id); }
+long config_int(const config *c, enum cfg_id id) { return val(c, id) ? (long)num(c, id) : 0; }
+double config_num(const config *c, enum cfg_id id) { return val(c, id) ? num(c, id) : NAN; }
+int config_bool(const config *c, enum cfg_id id) { return val(c, id) && num(c, id) != 0; }
+int config_isset(const config *c, enum cfg_id id) { return val(c, id) != NULL; }
 enum cfg_source config_source(const config *c, enum cfg_id id) { return c->src[id]; }
 const char *config_env_path(const config *c) { return c->env_path; }
 
@@ -82,9 +97,21 @@ static void set_raw(config *c, int id, const char *v, enum cfg_source src)
 
 void config_set(config *c, enum cfg_id id, const char *value)
 {
-    set_raw(c, (int)id, value && *value ? value : NULL, CFG_SRC_FLAG);
-    if (c->val[id] && (defs[id].type == CFG_T_NUM || defs[id].type == CFG_T_INT))
-        parse_double(c->val[id], &c->num[id]);
+    static pthread_mutex_t set_lock = PTHREAD_MUTEX_INITIALIZER;
+    char *nv = value && *value ? xstrdup(value) : NULL;
+    double d = 0;
+    if (nv && (defs[id].type == CFG_T_NUM || defs[id].type == CFG_T_INT || defs[id].type == CFG_T_BOOL))
+        parse_double(nv, &d);
+    pthread_mutex_lock(&set_lock);
+    char *old = c->val[id];
+    if (old) {
+        c->retired = xrealloc(c->retired, (c->nretired + 1) * sizeof *c->retired);
+        c->retired[c->nretired++] = old;
+    }
+    __atomic_store(&c->num[id], &d, __ATOMIC_RELEASE);
+    __atomic_store_n(&c->val[id], nv, __ATOMIC_RELEASE);
+    c->src[id] = CFG_SRC_FLAG;
+    pthread_mutex_unlock(&set_lock);
 }
 
 static int validate(config *c, int id, char *err, size_t errlen)
@@ -341,6 +368,8 @@ void config_free(config *c)
 {
     if (!c) return;
     for (int i = 0; i < CFG_COUNT; i++) free(c->val[i]);
+    for (size_t i = 0; i < c->nretired; i++) free(c->retired[i]);
+    free(c->retired);
     free(c->env_path);
     free(c);
 }
@@ -368,12 +397,14 @@ json_t *config_dump_json(const config *c)
     json_t *o = json_object();
     for (int i = 0; i < CFG_COUNT; i++) {
         json_t *v;
-        if (defs[i].type == CFG_T_SECRET) v = json_boolean(c->val[i] != NULL);
-        else if (!c->val[i]) v = json_null();
-        else if (defs[i].type == CFG_T_INT) v = json_integer((json_int_t)c->num[i]);
-        else if (defs[i].type == CFG_T_NUM) v = json_real(c->num[i]);
-        else if (defs[i].type == CFG_T_BOOL) v = json_boolean(c->num[i] != 0);
-        else v = json_string(c->val[i]);
+        enum cfg_id id = (enum cfg_id)i;
+        const char *sv = val(c, id);
+        if (defs[i].type == CFG_T_SECRET) v = json_boolean(sv != NULL);
+        else if (!sv) v = json_null();
+        else if (defs[i].type == CFG_T_INT) v = json_integer((json_int_t)num(c, id));
+        else if (defs[i].type == CFG_T_NUM) v = json_real(num(c, id));
+        else if (defs[i].type == CFG_T_BOOL) v = json_boolean(num(c, id) != 0);
+        else v = json_string(sv);
         json_object_set_new(o, defs[i].name, v);
     }
     return o;

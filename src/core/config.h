@@ -82,8 +82,8 @@ int config_isset(const config *c, enum cfg_id id);
 enum cfg_source config_source(const config *c, enum cfg_id id);
 const char *config_name(enum cfg_id id);
 const char *config_env_path(const config *c);
-/* Change a value in memory (e.g. VAST_INSTANCE_ID after a boot). Not thread-safe against
- * readers of the same id; callers that need it hold their own lock. */
+/* Change a value in memory (e.g. VAST_INSTANCE_ID after a boot). Safe against concurrent
+ * readers: a string a reader got stays valid until config_free. */
 void config_set(config *c, enum cfg_id id, const char *value);
 
 /* Every option with its flag, default and meaning. */

@@ -241,3 +241,46 @@ TEST(config_loopback_detection)
     ASSERT_FALSE(config_host_is_loopback("localhost.evil.com"));
     ASSERT_FALSE(config_host_is_loopback(""));
 }
+
+/* config_set from one thread while others read the same value: every string a reader got
+ * stays valid (ASan would report a use after free), and readers see whole values. */
+#include <pthread.h>
+
+static config *race_cfg;
+static volatile int race_stop;
+
+static void *race_reader(void *arg)
+{
+    (void)arg;
+    long seen = 0;
+    while (!race_stop) {
+        const char *v = config_str(race_cfg, CFG_VAST_INSTANCE_ID);
+        if (v && strncmp(v, "inst-", 5) != 0) return (void *)-1;
+        if (v) seen += (long)strlen(v) > 0;
+    }
+    return (void *)seen;
+}
+
+TEST(config_set_is_safe_against_concurrent_readers)
+{
+    char err[256];
+    char *argv[] = {"serve"};
+    race_cfg = config_load(1, argv, NULL, err, sizeof err);
+    ASSERT_NOT_NULL(race_cfg);
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) pthread_create(&th[i], NULL, race_reader, NULL);
+    for (int i = 0; i < 2000; i++) {
+        char v[32];
+        snprintf(v, sizeof v, "inst-%d", i);
+        config_set(race_cfg, CFG_VAST_INSTANCE_ID, i % 7 == 0 ? NULL : v);
+    }
+    race_stop = 1;
+    for (int i = 0; i < 2; i++) {
+        void *r;
+        pthread_join(th[i], &r);
+        ASSERT_TRUE(r != (void *)-1);
+    }
+    config_set(race_cfg, CFG_PORT, "9001");
+    ASSERT_EQ(config_int(race_cfg, CFG_PORT), 9001);
+    config_free(race_cfg);
+}
