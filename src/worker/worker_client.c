@@ -3,6 +3,7 @@
 #include "worker/worker_client.h"
 
 #include "core/log.h"
+#include "core/httpc.h"
 #include "core/util.h"
 #include "worker/worker.h"
 
@@ -28,11 +29,6 @@ typedef struct wc_resp {
     char errbuf[CURL_ERROR_SIZE];
 } wc_resp;
 
-static size_t on_write(char *p, size_t sz, size_t n, void *ud)
-{
-    return buf_append(ud, p, sz * n) == 0 ? sz * n : 0;
-}
-
 static char *url_join(const char *base, const char *path)
 {
     size_t bl = strlen(base);
@@ -51,14 +47,7 @@ static CURLcode do_req(CURL *c, const char *method, const char *url, FILE *uploa
     out->errbuf[0] = '\0';
     struct curl_slist *h = curl_slist_append(NULL, "Expect:");
     if (upload) h = curl_slist_append(h, "Content-Type: audio/wav");
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(c, CURLOPT_USERAGENT, "gpuscribe/" GS_VERSION);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, out->errbuf);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_write);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &out->body);
+    httpc_setup(c, url, h, &out->body, out->errbuf);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
