@@ -23,6 +23,9 @@ void api_vast_destroy(http_req *r, void *app);
 void api_vast_instances(http_req *r, void *app);
 void api_vast_instance(http_req *r, void *app);
 
+/* vast.c: the {instance_id} path parameter as a positive integer; 0 after replying 400 */
+long api_instance_id(http_req *r, char *ids, size_t idslen);
+
 /* jobs.c */
 struct upload;
 struct app;

@@ -22,14 +22,8 @@ void api_cost(http_req *r, void *appv)
 void api_vast_keepalive(http_req *r, void *appv)
 {
     app *a = appv;
-    const char *p = http_param(r, "instance_id");
-    long id;
-    if (!p || parse_long(p, &id) != 0 || id <= 0) {
-        http_reply_error(r, 400, "instance id must be a positive integer (Vast.ai's instance id)");
-        return;
-    }
     char ids[32];
-    snprintf(ids, sizeof ids, "%ld", id);
+    if (!api_instance_id(r, ids, sizeof ids)) return;
     double until = 0;
     if (!a->reaper || reaper_keepalive(a->reaper, ids, &until) != 0) {
         http_reply_error(r, 404, "instance %s is not a live instance of gpuscribe's", ids);

@@ -208,17 +208,26 @@ void api_vast_boot(http_req *r, void *appv)
                                       "label", label, "reused", res.reused));
 }
 
+/* The {instance_id} path parameter as a positive integer; 0 after replying 400. */
+long api_instance_id(http_req *r, char *ids, size_t idslen)
+{
+    const char *p = http_param(r, "instance_id");
+    long id;
+    if (!p || parse_long(p, &id) != 0 || id <= 0) {
+        http_reply_error(r, 400, "instance id must be a positive integer (Vast.ai's instance id)");
+        return 0;
+    }
+    if (ids) snprintf(ids, idslen, "%ld", id);
+    return id;
+}
+
 /* ---- POST /api/vast/destroy/{instance_id} */
 
 void api_vast_destroy(http_req *r, void *appv)
 {
     app *a = appv;
-    const char *p = http_param(r, "instance_id");
-    long id;
-    if (!p || parse_long(p, &id) != 0 || id <= 0) {
-        http_reply_error(r, 400, "instance id must be a positive integer");
-        return;
-    }
+    long id = api_instance_id(r, NULL, 0);
+    if (!id) return;
     if (need_key(r, a)) return;
     vastctl_result res;
     vastctl_destroy(a->vast, id, &res);
@@ -343,14 +352,8 @@ void api_vast_instances(http_req *r, void *appv)
 void api_vast_instance(http_req *r, void *appv)
 {
     app *a = appv;
-    const char *p = http_param(r, "instance_id");
-    long id;
-    if (!p || parse_long(p, &id) != 0 || id <= 0) {
-        http_reply_error(r, 400, "instance id must be a positive integer (Vast.ai's instance id)");
-        return;
-    }
     char ids[32];
-    snprintf(ids, sizeof ids, "%ld", id);
+    if (!api_instance_id(r, ids, sizeof ids)) return;
     json_t *j = a->fleet ? fleet_instance_json(a->fleet, ids) : NULL;
     if (!j) {
         http_reply_error(r, 404, "instance %s is not known to gpuscribe (boot it with POST "
