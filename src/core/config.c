@@ -374,22 +374,32 @@ void config_free(config *c)
     free(c);
 }
 
+static void help_left(enum cfg_id id, char *left, size_t n)
+{
+    char flag[64];
+    flag_name(id, flag, sizeof flag);
+    if (defs[id].type == CFG_T_SECRET) snprintf(left, n, "%s", defs[id].name);
+    else snprintf(left, n, "--%s, %s", flag, defs[id].name);
+}
+
 void config_print_help(FILE *out)
 {
+    int w = (int)strlen("--env-file PATH");
+    char left[96];
+    for (int i = 0; i < CFG_COUNT; i++) {
+        help_left((enum cfg_id)i, left, sizeof left);
+        if ((int)strlen(left) > w) w = (int)strlen(left);
+    }
     fprintf(out, "Options (flag, or the variable in the environment or .env; defaults in brackets):\n");
     for (int i = 0; i < CFG_COUNT; i++) {
-        char flag[64];
-        flag_name((enum cfg_id)i, flag, sizeof flag);
-        char left[96];
-        if (defs[i].type == CFG_T_SECRET) snprintf(left, sizeof left, "%s", defs[i].name);
-        else snprintf(left, sizeof left, "--%s, %s", flag, defs[i].name);
-        fprintf(out, "  %-38s %s", left, defs[i].help);
+        help_left((enum cfg_id)i, left, sizeof left);
+        fprintf(out, "  %-*s  %s", w, left, defs[i].help);
         if (defs[i].type == CFG_T_SECRET) fprintf(out, " (env/.env only)");
         else if (defs[i].type == CFG_T_ENUM) fprintf(out, " {%s} [%s]", defs[i].choices, defs[i].def);
         else if (defs[i].def) fprintf(out, " [%s]", defs[i].def);
         fputc('\n', out);
     }
-    fprintf(out, "  %-38s %s\n", "--env-file PATH", "read settings from PATH instead of ./.env");
+    fprintf(out, "  %-*s  %s\n", w, "--env-file PATH", "read settings from PATH instead of ./.env");
 }
 
 json_t *config_dump_json(const config *c)
