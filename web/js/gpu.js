@@ -211,6 +211,9 @@ function renderCard() {
 function fallbackText() {
   const c = gpu.config || {};
   if (c.GPU_ONLY) return 'Jobs wait in the queue until a GPU is ready (GPU_ONLY).';
+  const coming = [...gpu.instances.values()].some((i) =>
+    (TRANSITIONAL.has(i.state) && i.state !== 'destroying') || i.state === 'ready');
+  if (coming) return 'Jobs wait in the queue for the GPU being set up.';
   if (c.OPENAI_API_KEY) return 'Jobs go to the OpenAI API meanwhile.';
   return 'Jobs run on this machine\'s CPU meanwhile.';
 }
