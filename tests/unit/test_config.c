@@ -247,13 +247,13 @@ TEST(config_loopback_detection)
 #include <pthread.h>
 
 static config *race_cfg;
-static volatile int race_stop;
+static int race_stop; /* accessed with __atomic builtins */
 
 static void *race_reader(void *arg)
 {
     (void)arg;
     long seen = 0;
-    while (!race_stop) {
+    while (!__atomic_load_n(&race_stop, __ATOMIC_ACQUIRE)) {
         const char *v = config_str(race_cfg, CFG_VAST_INSTANCE_ID);
         if (v && strncmp(v, "inst-", 5) != 0) return (void *)-1;
         if (v) seen += (long)strlen(v) > 0;
@@ -274,7 +274,7 @@ TEST(config_set_is_safe_against_concurrent_readers)
         snprintf(v, sizeof v, "inst-%d", i);
         config_set(race_cfg, CFG_VAST_INSTANCE_ID, i % 7 == 0 ? NULL : v);
     }
-    race_stop = 1;
+    __atomic_store_n(&race_stop, 1, __ATOMIC_RELEASE);
     for (int i = 0; i < 2; i++) {
         void *r;
         pthread_join(th[i], &r);
