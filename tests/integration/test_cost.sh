@@ -27,16 +27,7 @@ T0=$(date +%s)
 export DATA=$TDIR/data
 touch "$TDIR/app.env"
 A=$TDIR/a; mkdir -p "$A"
-python3 - "$A" <<'PY'
-import sys,wave
-d="/usr/share/pocketsphinx/test/data/librivox/"
-src=[d+l.strip()+".wav" for l in open(d+"fileids") if l.strip()]
-fr=[]; p=None
-for _ in range(6):
-    for s in src:
-        w=wave.open(s); p=w.getparams(); fr.append(w.readframes(w.getnframes())); fr.append(b"\0\0"*16000)
-o=wave.open(sys.argv[1]+"/long.wav","wb"); o.setparams(p); o.writeframes(b"".join(fr)); o.close()
-PY
+long_speech_wav "$A/long.wav" 6
 mapfile -t OFFERS < <(curl -sS -X POST -H 'Content-Type: application/json' -d '{"limit": 20}' "$SIM/api/v0/bundles/" | jq -r '.offers | sort_by(.dph_total) | .[].id')
 OI=0
 AGREE=$TDIR/agreement

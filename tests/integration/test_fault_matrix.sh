@@ -6,21 +6,14 @@
 source "$(dirname "$0")/lib.sh"
 export GS_NVML_LIB=/nonexistent/libnvidia-ml.so.1
 start_vastsim --loading-delay 0.2 --running-delay 0.3 --seed 41 || { fail "vastsim starts"; finish; exit 1; }
-sim GET /_admin/state
-if [ "$(jq -r .isolation <<<"$SBODY")" != true ]; then
-    echo "skip: vastsim has no namespace isolation here; the fault matrix needs root"
-    pass "skipped without isolation"; sim_stop; finish; exit 0
-fi
+skip_without_isolation "fault matrix tests"
 export DATA=$TDIR/data
 ENVF=$TDIR/app.env; touch "$ENVF"
 serve() { start_server VAST_URL="$SIM" VAST_API_KEY="$SIM_KEY" ENGINE=sphinx "$@" -- --env-file "$ENVF"; }
 kill9() { kill -KILL "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null; SERVER_PID=""; }
 inst() { curl -s "$BASE/api/vast/instances/$1" | jq -r .state; }
-wait_inst() { # wait_inst ID STATE SECONDS
-    local i s; for i in $(seq 1 $(($3 * 20))); do s=$(inst "$1"); [ "$s" = "$2" ] && return 0; [ "$s" = failed ] && return 1; sleep 0.05; done; return 1
-}
 creates() { sim GET /_admin/requests; jq '[.requests[] | select(.method == "PUT" and (.path|startswith("/api/v0/asks/")))] | length' <<<"$SBODY"; }
-mapfile -t OFFERS < <(curl -sS -X POST -H 'Content-Type: application/json' -d '{"limit": 10}' "$SIM/api/v0/bundles/" | jq -r '.offers[].id')
+mapfile -t OFFERS < <(sim_offers 10)
 
 step() { # step NAME STATE FAULT-JSON SERVE-ENV...: boot, kill at STATE, restart, expect ready
     local name=$1 state=$2 f=$3; shift 3
@@ -30,11 +23,11 @@ step() { # step NAME STATE FAULT-JSON SERVE-ENV...: boot, kill at STATE, restart
     req POST /api/vast/boot -H 'Content-Type: application/json' -d "{\"offer_id\": ${OFFERS[$OI]}}"
     OI=$((OI + 1))
     local id; id=$(jget .instance_id)
-    if ! wait_inst "$id" "$state" 30; then fail "$name: reached $state" "$(inst "$id")"; stop_server; return; fi
+    if ! wait_instance "$id" "$state" 30; then fail "$name: reached $state" "$(inst "$id")"; stop_server; return; fi
     kill9
     pass "$name: controller SIGKILLed while $state"
     serve
-    if wait_inst "$id" ready 60; then pass "$name: same instance ready after restart"; else fail "$name: ready after restart" "$(curl -s "$BASE/api/vast/instances/$id" | jq -c '{state,error}')"; fi
+    if wait_instance "$id" ready 60; then pass "$name: same instance ready after restart"; else fail "$name: ready after restart" "$(curl -s "$BASE/api/vast/instances/$id" | jq -c '{state,error}')"; fi
     check "$name: rented once" test "$(( $(creates) - before ))" = 1
     req POST "/api/vast/destroy/$id"
     expect "$name: destroyed" 200 '.success == true'
@@ -47,25 +40,12 @@ step "installing" installing '' GS_SETUP_DELAY=3
 check "no instance left after the boot steps" test "$(sim_live_instances)" = 0
 
 # ---- a job running on the GPU worker when the controller dies
-python3 - "$TDIR" <<'PY'
-import sys,wave
-d="/usr/share/pocketsphinx/test/data/librivox/"
-src=[d+l.strip()+".wav" for l in open(d+"fileids") if l.strip()]
-fr=[]; p=None
-for _ in range(2):
-    for s in src:
-        w=wave.open(s); p=w.getparams(); fr.append(w.readframes(w.getnframes())); fr.append(b"\0\0"*16000)
-o=wave.open(sys.argv[1]+"/long.wav","wb"); o.setparams(p); o.writeframes(b"".join(fr)); o.close()
-PY
+long_speech_wav "$TDIR/long.wav" 2
 serve
 req POST /api/vast/boot -H 'Content-Type: application/json' -d "{\"offer_id\": ${OFFERS[$OI]}}"
 VID=$(jget .instance_id)
-wait_inst "$VID" ready 60 || fail "job: instance ready"
-port=$(sim GET /_admin/state; jq -r --argjson id "$VID" '.instances[] | select(.id == $id) | .ssh_port' <<<"$SBODY")
-worker_health() {
-    ssh -q -i "$DATA/ssh/id_ed25519" -p "$port" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
-        -o BatchMode=yes -o ConnectTimeout=5 root@127.0.0.1 'curl -s http://127.0.0.1:8765/health'
-}
+wait_instance "$VID" ready 60 || fail "job: instance ready"
+worker_health() { on_inst "$VID" 'curl -s http://127.0.0.1:8765/health'; }
 req POST /api/jobs -F "file=@$TDIR/long.wav"
 J=$(jget .id)
 for i in $(seq 1 200); do worker_health | jq -e .busy >/dev/null 2>&1 && break; sleep 0.1; done
