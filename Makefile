@@ -14,6 +14,11 @@ ifeq ($(HAVE_WHISPER),1)
 PKGS    += whisper
 DEFS    += -DHAVE_WHISPER=1
 endif
+HAVE_PARAKEET := $(shell pkg-config --exists parakeet 2>/dev/null && echo 1)
+ifeq ($(HAVE_PARAKEET),1)
+PKGS    += parakeet
+DEFS    += -DHAVE_PARAKEET=1
+endif
 
 PKG_CFLAGS := $(patsubst -I%,-isystem %,$(shell pkg-config --cflags $(PKGS)))
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
