@@ -39,10 +39,11 @@
  * 1..ENGINE_MAX_BEAM (engine_beam_size_ok), else the call fails with a message.
  *
  * Cancel: when opts->cancel is non-NULL, the engine polls *opts->cancel while it runs
- * (whisper and parakeet: inside the model's compute graph, between nodes; sphinx: between
- * pieces of at most 25 s) and stops soon after it becomes nonzero (whisper/parakeet:
- * well under a second; also while waiting for a free slot). The flag is read with
- * atomic_load, so the caller sets it with atomic_store from any thread.
+ * (whisper: after every encoder pass and decoder step, so within one encoder pass, under a
+ * second on a GPU; parakeet: between its encoder and decoder and between chunks of at most
+ * 40 s; sphinx: between pieces of at most 25 s; every engine also while waiting for a free
+ * slot) and returns "cancelled". The flag is read with atomic_load: the caller sets it with
+ * atomic_store from any thread.
  *
  * Slots and threads: an engine serves up to engine_slots(e) engine_transcribe calls at
  * once from different threads, sharing one loaded model (whisper: one whisper_context and

@@ -8,11 +8,15 @@
  * device whisper.cpp picks (device 0 of type GPU/IGPU) and whisper did not log a failure to
  * initialise it.
  *
- * Cancel: whisper's abort callback (checked between the nodes of every encoder and decoder
- * graph, so within a fraction of a second even on a CPU) reads the caller's cancel flag
- * (engine_opts.cancel) and the flag the progress callback sets when the caller's callback
- * asks to stop (progress itself only comes once per 30 s window). The errors whisper logs
- * for an aborted run are logged at debug; engine.c logs the cancel at info.
+ * Cancel: whisper's abort callback reads the caller's cancel flag (engine_opts.cancel) and
+ * the flag the progress callback sets when the caller's callback asks to stop (progress
+ * itself only comes once per 30 s window). whisper.cpp 1.9 checks it after every encoder
+ * pass and every decoder step (and the encoder-begin callback before each window), so a
+ * cancel waits for at most one encoder pass: measured 0.5-1.9 s for tiny on two busy CPU
+ * cores; a GPU encodes a window of large-v3 in well under a second. Not interruptible: the
+ * mel spectrogram of the whole input, computed up front (about 1 s per 5 min of audio on
+ * one core), and auto language detection (one encoder pass). The errors whisper logs for
+ * an aborted run are logged at debug; engine.c logs the cancel at info.
  *
  * English-only models (whisper_is_multilingual() == 0, the ".en" models): the language is
  * forced to "en"; another explicit language or translate fails with "model NAME is
@@ -107,7 +111,8 @@ static void wh_log(enum ggml_log_level level, const char *text, void *ud)
     size_t len = strlen(text);
     while (len && (text[len - 1] == '\n' || text[len - 1] == '\r')) len--;
     if (!len) return;
-    if (tl_run && run_stopped(tl_run)) LOG_D("whisper", "%.*s", (int)len, text); /* aborted */
+    if ((tl_run && run_stopped(tl_run)) || strstr(text, "unknown language"))
+        LOG_D("whisper", "%.*s", (int)len, text); /* aborted */
     else LOG_E("whisper", "%.*s", (int)len, text);
 }
 
@@ -614,6 +619,7 @@ static transcript *wh_transcribe(void *vst, int slot, const int16_t *pcm, size_t
         if (!nr) { /* no speech */
             t = transcript_new(strcmp(lang, "auto") ? lang : NULL, (double)n / ENGINE_SAMPLE_RATE);
             t->translated = o->translate != 0;
+            run.scale = 1;
             report(&run, 1.0);
             goto out;
         }

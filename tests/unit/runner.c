@@ -21,6 +21,8 @@
 
 #define MAX_TESTS 2048
 #define TEST_TIMEOUT_S 120
+#define SKIP_EXIT 77          /* a child that called test_skip */
+#define SKIP_FILE ".skip"     /* its reason, in the test's temp dir */
 
 struct test { const char *name, *file; test_fn fn; };
 static struct test tests[MAX_TESTS];
@@ -46,6 +48,35 @@ void test_fail(const char *file, int line, const char *fmt, ...)
     _exit(1);
 }
 
+void test_skip(const char *fmt, ...)
+{
+    char path[PATH_MAX + 8];
+    snprintf(path, sizeof path, "%s/" SKIP_FILE, tmpdir);
+    FILE *f = fopen(path, "w");
+    if (f) {
+        va_list ap;
+        va_start(ap, fmt);
+        vfprintf(f, fmt, ap);
+        va_end(ap);
+        fclose(f);
+    }
+    fflush(NULL);
+    _exit(SKIP_EXIT);
+}
+
+/* The reason a skipped test left (first line), or "". */
+static void skip_reason(char *out, size_t len)
+{
+    char path[PATH_MAX + 8];
+    snprintf(path, sizeof path, "%s/" SKIP_FILE, tmpdir);
+    out[0] = '\0';
+    FILE *f = fopen(path, "r");
+    if (!f) return;
+    if (!fgets(out, (int)len, f)) out[0] = '\0';
+    out[strcspn(out, "\n")] = '\0';
+    fclose(f);
+}
+
 static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
 {
     (void)sb; (void)flag; (void)ftw;
@@ -62,7 +93,7 @@ static int cmp(const void *a, const void *b)
 int main(int argc, char **argv)
 {
     const char *filter = argc > 1 ? argv[1] : NULL;
-    int passed = 0, failed = 0;
+    int passed = 0, failed = 0, skipped = 0;
     qsort(tests, (size_t)ntests, sizeof tests[0], cmp);
     setvbuf(stdout, NULL, _IOLBF, 0);
     for (int i = 0; i < ntests; i++) {
@@ -88,9 +119,15 @@ int main(int argc, char **argv)
         while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
         clock_gettime(CLOCK_MONOTONIC, &t1);
         double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+        char why[512];
+        int skip = WIFEXITED(st) && WEXITSTATUS(st) == SKIP_EXIT;
+        if (skip) skip_reason(why, sizeof why);
         nftw(tmpdir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
         int ok = WIFEXITED(st) && WEXITSTATUS(st) == 0;
-        if (ok) {
+        if (skip) {
+            skipped++;
+            printf("skip %-40s %s\n", tests[i].name, why[0] ? why : "(no reason given)");
+        } else if (ok) {
             passed++;
             printf("ok   %-40s (%.0f ms)\n", tests[i].name, ms);
         } else {
@@ -102,6 +139,7 @@ int main(int argc, char **argv)
                 printf("FAIL %-40s exit %d\n", tests[i].name, WEXITSTATUS(st));
         }
     }
-    printf("unit: %d passed, %d failed\n", passed, failed);
+    if (skipped) printf("unit: %d passed, %d failed, %d skipped\n", passed, failed, skipped);
+    else printf("unit: %d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

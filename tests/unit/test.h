@@ -7,6 +7,8 @@
  * forked child with a timeout (isolation: globals, fds and crashes stay in the child), in a
  * fresh temporary directory returned by test_tmpdir() and used as the cwd. A failed ASSERT
  * prints file:line and ends the test. `build/unit_tests [substring]` runs a subset.
+ * SKIP("reason %s", ...) ends a test that cannot run here (a missing optional library or
+ * model): the runner prints "skip NAME  reason" and counts it as skipped, not passed.
  */
 #ifndef GS_TEST_H
 #define GS_TEST_H
@@ -20,6 +22,9 @@ void test_register(const char *name, const char *file, test_fn fn);
 const char *test_tmpdir(void);
 void test_fail(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4), noreturn));
+void test_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+#define SKIP(...) test_skip(__VA_ARGS__)
 
 #define TEST(name)                                                        \
     static void test_##name(void);                                        \
