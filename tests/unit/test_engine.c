@@ -9,6 +9,8 @@
 
 #include <ctype.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <unistd.h>
 
@@ -519,5 +521,178 @@ TEST(engine_sphinx_long_input_is_cut)
     ASSERT_NEAR(r.v[3], 1.0, 0);
     transcript_free(t);
     free(pcm);
+    engine_close(e);
+}
+
+/* ---------------------------------------------------------------- slots, checks, names */
+
+TEST(engine_beam_size_limits)
+{
+    ASSERT_EQ(ENGINE_MAX_BEAM, 8);
+    ASSERT_TRUE(engine_beam_size_ok(0));
+    ASSERT_TRUE(engine_beam_size_ok(1));
+    ASSERT_TRUE(engine_beam_size_ok(8));
+    ASSERT_FALSE(engine_beam_size_ok(9));
+    ASSERT_FALSE(engine_beam_size_ok(16));
+    ASSERT_FALSE(engine_beam_size_ok(-1));
+    /* checked for every engine, before any work */
+    engine *e = open_sphinx();
+    int16_t pcm[16000] = {0};
+    engine_opts o = {.beam_size = 9};
+    char err[256] = "";
+    ASSERT_NULL(engine_transcribe(e, pcm, ARRAY_LEN(pcm), &o, NULL, NULL, err, sizeof err));
+    ASSERT_STR_EQ(err, "beam_size must be from 1 to 8 (got 9)");
+    engine_close(e);
+}
+
+TEST(engine_slots_argument)
+{
+    char err[256] = "";
+    ASSERT_NULL(engine_open_slots("sphinx", NULL, 0, err, sizeof err));
+    ASSERT_CONTAINS(err, "slots must be 1..64");
+    ASSERT_NULL(engine_open_slots("sphinx", NULL, ENGINE_MAX_SLOTS + 1, err, sizeof err));
+    engine *e = open_sphinx();
+    ASSERT_EQ(engine_slots(e), 1);
+    ASSERT_STR_EQ(engine_device(e), "CPU");
+    ASSERT_STR_EQ(engine_word_timing(e), "native");
+    engine_close(e);
+}
+
+TEST(engine_threads_per_slot)
+{
+    int all = engine_threads_per_slot(1);
+    ASSERT_TRUE(all >= 1);
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    ASSERT_TRUE(all <= online);
+    ASSERT_EQ(engine_threads_per_slot(2), all / 2 ? all / 2 : 1);
+    ASSERT_EQ(engine_threads_per_slot(all * 4), 1);
+}
+
+struct sjob {
+    engine *e;
+    const int16_t *pcm;
+    size_t n;
+    transcript *t;
+    char err[256];
+};
+
+static void *sjob_run(void *p)
+{
+    struct sjob *j = p;
+    engine_opts o = {.language = "en", .word_timestamps = 1};
+    j->t = engine_transcribe(j->e, j->pcm, j->n, &o, NULL, NULL, j->err, sizeof j->err);
+    return NULL;
+}
+
+/* Two sphinx slots (a decoder each): three calls at once; the two that start on fresh
+ * decoders give the text of a fresh single-slot engine (a decoder carries some state, its
+ * CMN estimate, from one call to the next, so a reused one may differ in a word). */
+TEST(engine_sphinx_slots_run_in_parallel)
+{
+    char *path = xasprintf(LIBRIVOX "/%s.wav", clips[0]);
+    size_t n = 0;
+    int16_t *pcm = load_wav(path, &n);
+    free(path);
+    engine *one = open_sphinx();
+    char err[256] = "";
+    engine_opts o = {.language = "en", .word_timestamps = 1};
+    transcript *ref = engine_transcribe(one, pcm, n, &o, NULL, NULL, err, sizeof err);
+    if (!ref) test_fail(__FILE__, __LINE__, "ref: %s", err);
+    char *want = transcript_text(ref);
+    transcript_free(ref);
+    engine_close(one);
+    engine *e = engine_open_slots("sphinx", NULL, 2, err, sizeof err);
+    if (!e) test_fail(__FILE__, __LINE__, "open: %s", err);
+    ASSERT_EQ(engine_slots(e), 2);
+    struct sjob j[3];
+    pthread_t th[3];
+    for (int i = 0; i < 3; i++) {
+        j[i] = (struct sjob){.e = e, .pcm = pcm, .n = n};
+        pthread_create(&th[i], NULL, sjob_run, &j[i]);
+    }
+    int same = 0;
+    for (int i = 0; i < 3; i++) {
+        pthread_join(th[i], NULL);
+        if (!j[i].t) test_fail(__FILE__, __LINE__, "job %d: %s", i, j[i].err);
+        char *got = transcript_text(j[i].t);
+        same += strcmp(got, want) == 0;
+        free(got);
+        transcript_free(j[i].t);
+    }
+    ASSERT_TRUE(same >= 2);
+    free(want);
+    free(pcm);
+    engine_close(e);
+}
+
+static int flag_on_first_piece(void *ud, double f)
+{
+    atomic_int *flag = ud;
+    if (f > 0) atomic_store(flag, 1); /* the caller's flag, not the return value */
+    return 0;
+}
+
+/* The cancel flag: set before the call -> cancelled at once; set while it runs (40 s: two
+ * pieces) -> cancelled after the current piece. Short input: empty, no decoding. */
+TEST(engine_sphinx_cancel_flag_and_short_input)
+{
+    engine *e = open_sphinx();
+    size_t n = 40 * 16000;
+    int16_t *pcm = xmalloc(n * sizeof *pcm);
+    for (size_t i = 0; i < n; i++)
+        pcm[i] = (int16_t)(8000 * sin(2 * M_PI * 440 * (double)i / 16000) *
+                           (0.6 + 0.4 * sin(2 * M_PI * 3 * (double)i / 16000)));
+    atomic_int flag;
+    atomic_init(&flag, 1);
+    engine_opts o = {.cancel = &flag};
+    char err[256] = "";
+    ASSERT_NULL(engine_transcribe(e, pcm, n, &o, NULL, NULL, err, sizeof err));
+    ASSERT_STR_EQ(err, "cancelled");
+    atomic_store(&flag, 0);
+    ASSERT_NULL(engine_transcribe(e, pcm, n, &o, flag_on_first_piece, &flag, err, sizeof err));
+    ASSERT_STR_EQ(err, "cancelled");
+    atomic_store(&flag, 0);
+    transcript *t = engine_transcribe(e, pcm, ENGINE_MIN_SAMPLES - 1, &o, NULL, NULL, err,
+                                      sizeof err);
+    ASSERT_NOT_NULL(t);
+    ASSERT_EQ(t->n_segments, 0);
+    ASSERT_STR_EQ(t->language, "en");
+    ASSERT_NEAR(t->duration, (double)(ENGINE_MIN_SAMPLES - 1) / 16000, 1e-12);
+    transcript_free(t);
+    free(pcm);
+    engine_close(e);
+}
+
+TEST(engine_parakeet_model_names_and_auto)
+{
+    setenv("GS_MODELS_DIR", test_tmpdir(), 1);
+    char *p = engine_parakeet_model_path(NULL);
+    char *want = xasprintf("%s/ggml-parakeet-tdt-0.6b-v3.bin", test_tmpdir());
+    ASSERT_STR_EQ(p, want);
+    free(p);
+    /* only the -f16 file (ggml-org/parakeet-GGUF's name) exists: that one */
+    char *f16 = xasprintf("%s/ggml-parakeet-tdt-0.6b-v3-f16.bin", test_tmpdir());
+    ASSERT_TRUE(write_file_atomic(f16, "x", 1, 0600) == 0);
+    p = engine_parakeet_model_path("parakeet-tdt-0.6b-v3");
+    ASSERT_STR_EQ(p, f16);
+    free(p);
+    p = engine_parakeet_model_path("/m/ggml-parakeet.bin");
+    ASSERT_STR_EQ(p, "/m/ggml-parakeet.bin");
+    free(p);
+    free(f16);
+    free(want);
+    char err[256] = "";
+    engine *e = engine_open("parakeet", "parakeet-none", err, sizeof err);
+    if (!engine_parakeet_built_in()) {
+        ASSERT_NULL(e);
+        ASSERT_CONTAINS(err, "parakeet engine not built in");
+    } else {
+        ASSERT_NULL(e);
+        ASSERT_CONTAINS(err, "not found");
+    }
+    /* auto with a parakeet model that is not there (or not built in): pocketsphinx */
+    e = engine_open("auto", "parakeet-none", err, sizeof err);
+    if (!e) test_fail(__FILE__, __LINE__, "auto: %s", err);
+    ASSERT_STR_EQ(engine_name(e), "sphinx");
     engine_close(e);
 }

@@ -503,15 +503,45 @@ TEST(whisper_vad_auto_skips_silence)
     ASSERT_TRUE(t->n_segments >= 1);
     assert_within(t, 5.0);
     transcript_free(t);
-    /* voice-like audio goes through VAD and mapping: times stay within the audio */
     free(pcm);
-    pcm = voice(8, &n);
-    o.vad = ENGINE_VAD_ON;
-    o.word_timestamps = 1;
-    t = engine_transcribe(e, pcm, n, &o, NULL, NULL, err, sizeof err);
-    if (!t) test_fail(__FILE__, __LINE__, "vad voice: %s", err);
-    assert_within(t, 8.0);
-    fprintf(stderr, "    VAD on 8 s of voice-like audio: %zu segments\n", t->n_segments);
+    engine_close(e);
+}
+
+/* Real speech (a librivox clip from pocketsphinx's test data) between 4 s of silence on
+ * each side: VAD keeps the speech only, and every time maps back into the clip's place. */
+TEST(whisper_vad_maps_times_back)
+{
+    const char *vad = getenv("GS_TEST_VAD_MODEL");
+    const char *model = need_model("GS_TEST_WHISPER_MODEL");
+    if (!vad || access(vad, R_OK) != 0) SKIP("GS_TEST_VAD_MODEL not set (a Silero ggml model)");
+    const char *clip = "/usr/share/pocketsphinx/test/data/librivox/"
+                       "sense_and_sensibility_01_austen_64kb-0870.wav";
+    size_t len = 0;
+    char *wav = read_file(clip, 16u << 20, &len);
+    if (!wav || len < 44 + 16000) SKIP("pocketsphinx test data not installed (%s)", clip);
+    size_t ns = (len - 44) / 2, pad = 4 * ENGINE_SAMPLE_RATE, n = pad + ns + pad;
+    int16_t *pcm = xcalloc(n, sizeof *pcm);
+    memcpy(pcm + pad, wav + 44, ns * 2); /* the canonical 44-byte header */
+    free(wav);
+    models_dir(model, vad);
+    setenv("VAD", "on", 1);
+    char err[256] = "";
+    engine *e = engine_open("whisper", "tiny", err, sizeof err);
+    if (!e) test_fail(__FILE__, __LINE__, "open: %s", err);
+    engine_opts o = {.language = "en", .word_timestamps = 1};
+    double dur = (double)n / ENGINE_SAMPLE_RATE, lo = 4.0 - 0.5, hi = dur - 4.0 + 0.5;
+    transcript *t = engine_transcribe(e, pcm, n, &o, NULL, NULL, err, sizeof err);
+    if (!t) test_fail(__FILE__, __LINE__, "vad: %s", err);
+    assert_within(t, dur);
+    ASSERT_TRUE(t->n_segments >= 1);
+    for (size_t i = 0; i < t->n_segments; i++) {
+        ASSERT_TRUE(t->segments[i].start >= lo);
+        ASSERT_TRUE(t->segments[i].end <= hi);
+        for (size_t k = 0; k < t->segments[i].n_words; k++)
+            ASSERT_TRUE(t->segments[i].words[k].start >= lo && t->segments[i].words[k].end <= hi);
+    }
+    fprintf(stderr, "    VAD: %zu segments within [%.2f, %.2f] of %.2f s\n", t->n_segments,
+            t->segments[0].start, t->segments[t->n_segments - 1].end, dur);
     transcript_free(t);
     free(pcm);
     engine_close(e);
