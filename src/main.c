@@ -12,6 +12,7 @@
 #include "fleet/reaper.h"
 #include "fleet/vastctl.h"
 #include "core/events.h"
+#include "engine/engine.h"
 #include "http/http.h"
 #include "jobs/jobs.h"
 #include "jobs/static_worker.h"
@@ -296,11 +297,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
         if (argc > 2 && strcmp(argv[2], "--features") == 0) { /* remote/setup.sh asks */
-#ifdef HAVE_WHISPER
-            printf("sphinx whisper\n");
-#else
-            printf("sphinx\n");
-#endif
+            char f[128];
+            printf("%s\n", engine_features(f, sizeof f));
             return 0;
         }
         printf("gpuscribe %s\n", GS_VERSION);

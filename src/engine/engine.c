@@ -21,6 +21,14 @@ struct engine {
 };
 
 int engine_whisper_built_in(void) { return engine_whisper_vtbl != NULL; }
+int engine_sphinx_built_in(void) { return engine_sphinx_vtbl != NULL; }
+
+const char *engine_features(char *buf, size_t n)
+{
+    snprintf(buf, n, "%s%s%s", engine_sphinx_vtbl ? "sphinx" : "",
+             engine_sphinx_vtbl && engine_whisper_vtbl ? " " : "", engine_whisper_vtbl ? "whisper" : "");
+    return buf;
+}
 
 static int name_ok(const char *s)
 {
@@ -66,7 +74,12 @@ engine *engine_open(const char *name, const char *model, char *err, size_t errle
     const struct engine_vtbl *vt = NULL;
     if (!name || !*name) name = "auto";
     if (strcmp(name, "sphinx") == 0 || strcmp(name, "pocketsphinx") == 0) {
-        vt = &engine_sphinx_vtbl;
+        if (!engine_sphinx_vtbl) {
+            snprintf(err, errlen, "pocketsphinx engine not built in (libpocketsphinx-dev was "
+                     "not installed when this program was built)");
+            return NULL;
+        }
+        vt = engine_sphinx_vtbl;
         /* a bare name is a whisper model name (WHISPER_MODEL), not a sphinx model path */
         if (model && !strchr(model, '/')) model = NULL;
     } else if (strcmp(name, "whisper") == 0) {
@@ -82,8 +95,13 @@ engine *engine_open(const char *name, const char *model, char *err, size_t errle
             else LOG_I("engine", "auto: whisper model %s not found, using pocketsphinx", path);
             free(path);
         }
+        if (!vt && !engine_sphinx_vtbl) {
+            snprintf(err, errlen, "auto: no engine available (whisper needs an NVIDIA GPU and "
+                     "its model; pocketsphinx is not built in)");
+            return NULL;
+        }
         if (!vt) {
-            vt = &engine_sphinx_vtbl;
+            vt = engine_sphinx_vtbl;
             if (!dir_exists(model)) model = NULL; /* a whisper model name means nothing here */
         }
     } else {

@@ -68,7 +68,10 @@ transcript *engine_transcribe(engine *e, const int16_t *pcm, size_t n, const eng
                               engine_progress_fn cb, void *ud, char *err, size_t errlen);
 void engine_close(engine *e);
 
-/* 1 when the whisper engine is compiled in. */
+/* 1 when the whisper (pocketsphinx) engine is compiled in. */
 int engine_whisper_built_in(void);
+int engine_sphinx_built_in(void);
+/* The engines compiled in, space-separated ("sphinx whisper"), into buf; returns buf. */
+const char *engine_features(char *buf, size_t n);
 
 #endif

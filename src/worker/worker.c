@@ -3,7 +3,6 @@
 #define _GNU_SOURCE
 #include "worker/worker.h"
 
-#include "audio/audio.h"
 #include "core/config.h"
 #include "core/gpu.h"
 #include "core/log.h"
@@ -135,7 +134,7 @@ static int wav_locate(int fd, size_t *data_off, size_t *nsamples, char *err, siz
             unsigned fmt = le16(body), ch = le16(body + 2), bits = le16(body + 14);
             uint32_t rate = le32(body + 4);
             if (fmt == 0xFFFE && sz >= 40 && off + 8 + 26 <= len) fmt = le16(body + 24);
-            if (fmt != 1 || ch != 1 || rate != AUDIO_RATE || bits != 16) {
+            if (fmt != 1 || ch != 1 || rate != ENGINE_SAMPLE_RATE || bits != 16) {
                 snprintf(err, errlen, "unsupported WAV format (format %u, %u channels, %u Hz, "
                          "%u bits): the worker takes 16 kHz mono 16-bit PCM", fmt, ch,
                          (unsigned)rate, bits);
@@ -195,7 +194,7 @@ static json_t *job_json(const wjob *j)
     double elapsed = j->started ? (j->finished ? j->finished : now_mono()) - j->started : 0;
     return json_pack("{s:s,s:s,s:f,s:s?,s:f,s:f,s:b}", "job_id", j->id, "state",
                      state_name(j->state), "progress", j->progress, "error", j->error,
-                     "audio_seconds", (double)j->nsamples / AUDIO_RATE, "elapsed_seconds",
+                     "audio_seconds", (double)j->nsamples / ENGINE_SAMPLE_RATE, "elapsed_seconds",
                      elapsed, "deleted", j->deleted);
 }
 
@@ -311,7 +310,7 @@ static void run_job(worker *w, wjob *j)
     unlink(j->wav_path); /* the audio is not needed any more */
     j->finished = now_mono();
     w->running = NULL;
-    double audio = (double)j->nsamples / AUDIO_RATE;
+    double audio = (double)j->nsamples / ENGINE_SAMPLE_RATE;
     LOG_I("worker", "job %s %s: %.1f s of audio in %.2f s (RTF %.3f)%s%s", j->id,
           state_name(j->state), audio, secs, audio > 0 ? secs / audio : 0,
           j->error ? ": " : "", j->error ? j->error : "");
@@ -613,7 +612,7 @@ static void h_transcribe(http_req *r, void *app)
     pthread_cond_broadcast(&w->cv);
     json_t *body = job_json(j);
     pthread_mutex_unlock(&w->mu);
-    LOG_I("worker", "job %s accepted: %.1f s of audio", id, (double)nsamples / AUDIO_RATE);
+    LOG_I("worker", "job %s accepted: %.1f s of audio", id, (double)nsamples / ENGINE_SAMPLE_RATE);
     http_reply_json(r, 202, body);
 }
 
