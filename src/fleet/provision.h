@@ -97,8 +97,16 @@ int fleet_parse_progress(const char *line, int *pct, char *stage, size_t stagele
 /* One KEY=VALUE line for the worker's env file, quoted as config.c's .env reader expects
  * (double quotes with \" \\ \n escapes when needed). Caller frees. */
 char *fleet_env_line(const char *key, const char *value);
-/* Build the source bundle (Makefile, src/, remote/ of srcdir) as a gzip tar at out_path.
- * 0, or -1 with err. */
-int fleet_make_bundle(const char *srcdir, const char *out_path, char *err, size_t errlen);
+/* What an instance's worker is made from: the source bundle `make` writes
+ * (gpuscribe-src.tar.gz, exactly what `make worker` needs), its sha256 (gpuscribe-src.id,
+ * which names the source; an instance's worker is stamped with it) and, when there, our own
+ * build of the worker (gpuscribe-worker; setup.sh uses it where it runs). Looked for beside
+ * exe, in its parent, in srcdir/build and in /usr/share/gpuscribe. 0, or -1 with err. */
+typedef struct fleet_payload {
+    char *bundle, *src_id, *worker;   /* heap; worker may be NULL */
+} fleet_payload;
+int fleet_find_worker_payload(const char *exe, const char *srcdir, fleet_payload *out, char *err,
+                              size_t errlen);
+void fleet_payload_release(fleet_payload *p);
 
 #endif
