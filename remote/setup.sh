@@ -176,13 +176,15 @@ app_pc() {
     libdir=$(dirname "$lib")
     ggml=$(find "$APP/build" -name 'libggml.so*' 2>/dev/null | sort | head -n 1)
     gdir=${ggml:+$(dirname "$ggml")}
+    [ "$gdir" = "$libdir" ] && gdir=""
     mkdir -p "$DIR/pc"
     {
         echo "Name: $1"
         echo "Description: $1 from whisper.cpp in $APP"
         echo "Version: 1"
         echo "Cflags: -I$APP/include -I$APP/ggml/include"
-        echo "Libs: -L$libdir ${gdir:+-L$gdir} -l$1 -Wl,-rpath,$libdir${gdir:+ -Wl,-rpath,$gdir}"
+        # DT_RPATH (not RUNPATH): it also finds libwhisper's own libggml*.so in that directory
+        echo "Libs: -L$libdir ${gdir:+-L$gdir }-l$1 -Wl,--disable-new-dtags -Wl,-rpath,$libdir${gdir:+ -Wl,-rpath,$gdir}"
     } >"$DIR/pc/$1.pc"
     echo "$DIR/pc"
 }
