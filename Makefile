@@ -30,6 +30,11 @@ ifeq ($(HAVE_WHISPER),1)
 PKGS    += whisper
 DEFS    += -DHAVE_WHISPER=1
 endif
+HAVE_PARAKEET := $(shell pkg-config --exists parakeet 2>/dev/null && echo 1)
+ifeq ($(HAVE_PARAKEET),1)
+PKGS    += parakeet
+DEFS    += -DHAVE_PARAKEET=1
+endif
 
 ifneq ($(WORKER_ONLY),1)
 PKG_CFLAGS := $(patsubst -I%,-isystem %,$(shell pkg-config --cflags $(PKGS)))
@@ -56,6 +61,10 @@ endif
 ifeq ($(HAVE_WHISPER),1)
 WORKER_PKGS += whisper
 WORKER_DEFS += -DHAVE_WHISPER=1
+endif
+ifeq ($(HAVE_PARAKEET),1)
+WORKER_PKGS += parakeet
+WORKER_DEFS += -DHAVE_PARAKEET=1
 endif
 WORKER_CFLAGS := -std=gnu11 $(WARN) $(CFLAGS) $(WORKER_DEFS) -Isrc \
                  $(patsubst -I%,-isystem %,$(shell pkg-config --cflags $(WORKER_PKGS))) -MMD -MP \

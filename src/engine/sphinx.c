@@ -7,6 +7,10 @@
  * five librivox clips joined with 1 s gaps this gives WER 0.282 (20/71 words), against 0.324
  * for streaming with live CMN split by ps_get_in_speech; RTF about 0.16 on one core.
  * Each piece gets +-1 LSB of deterministic dither before decoding (see decode_piece).
+ *
+ * Slots: pocketsphinx decoders cannot share a loaded model, so each slot is a decoder of its
+ * own (its own configuration, acoustic model, LM and dictionary: memory grows with slots).
+ * Cancel is checked between pieces (at most PIECE_MAX_S of audio each).
  */
 #include "engine/engine_impl.h"
 
@@ -76,10 +80,9 @@ static void sphinx_close(void *vst)
 static pthread_once_t quiet_once = PTHREAD_ONCE_INIT;
 static void quiet_sphinx(void) { err_set_logfp(NULL); }
 
-static void *sphinx_open(const char *model, char **model_out, int *uses_gpu, char *err,
-                         size_t errlen)
+static struct sphinx *sphinx_open_one(const char *model, char **model_out, char *err,
+                                      size_t errlen)
 {
-    pthread_once(&quiet_once, quiet_sphinx);
     const char *dir = model && *model ? model : getenv("GS_SPHINX_MODEL_DIR");
     if (!dir || !*dir) dir = DEFAULT_MODEL_DIR;
     const char *jsgf = getenv("GS_SPHINX_JSGF");
@@ -112,12 +115,43 @@ static void *sphinx_open(const char *model, char **model_out, int *uses_gpu, cha
     }
     s->frate = (int)cmd_ln_int32_r(s->cfg, "-frate");
     if (s->frate <= 0) s->frate = 100;
-    *model_out = xstrdup(dir);
-    *uses_gpu = 0;
+    if (model_out) *model_out = xstrdup(dir);
     return s;
 fail:
     sphinx_close(s);
     return NULL;
+}
+
+struct sphinx_pool {
+    int n;
+    struct sphinx **slot;
+};
+
+static void sphinx_pool_close(void *vst)
+{
+    struct sphinx_pool *p = vst;
+    if (!p) return;
+    for (int i = 0; i < p->n; i++) sphinx_close(p->slot[i]);
+    free(p->slot);
+    free(p);
+}
+
+static void *sphinx_pool_open(const char *model, int slots, struct engine_info *info,
+                              char *err, size_t errlen)
+{
+    pthread_once(&quiet_once, quiet_sphinx);
+    struct sphinx_pool *p = xcalloc(1, sizeof *p);
+    p->slot = xcalloc((size_t)slots, sizeof *p->slot);
+    for (; p->n < slots; p->n++) {
+        p->slot[p->n] = sphinx_open_one(model, p->n ? NULL : &info->model, err, errlen);
+        if (!p->slot[p->n]) {
+            sphinx_pool_close(p);
+            return NULL;
+        }
+    }
+    info->uses_gpu = 0;
+    info->word_timing = "native";
+    return p;
 }
 
 /* ---------------------------------------------------------------- segmentation */
@@ -331,15 +365,16 @@ static int decode_piece(struct sphinx *s, transcript *t, const int16_t *pcm, pie
     return 0;
 }
 
-static transcript *sphinx_transcribe(void *vst, const int16_t *pcm, size_t n,
+static transcript *sphinx_transcribe(void *vst, int slot, const int16_t *pcm, size_t n,
                                      const engine_opts *o, engine_progress_fn cb, void *ud,
                                      char *err, size_t errlen)
 {
-    struct sphinx *s = vst;
+    struct sphinx *s = ((struct sphinx_pool *)vst)->slot[slot];
     if (!english(o->language)) {
         snprintf(err, errlen, "the CPU engine (pocketsphinx) only supports English");
         return NULL;
     }
+    if (n < ENGINE_MIN_SAMPLES) return engine_short_transcript("en", n, o, cb, ud, err, errlen);
     if (cb && cb(ud, 0.0)) {
         snprintf(err, errlen, "cancelled");
         return NULL;
@@ -351,7 +386,7 @@ static transcript *sphinx_transcribe(void *vst, const int16_t *pcm, size_t n,
     t->temperature = 0;
     for (size_t i = 0; i < np; i++) {
         if (decode_piece(s, t, pcm, pieces[i], err, errlen) != 0) goto fail;
-        if (cb && cb(ud, (double)pieces[i].end / (double)n)) {
+        if ((cb && cb(ud, (double)pieces[i].end / (double)n)) || engine_cancel_requested(o)) {
             snprintf(err, errlen, "cancelled");
             goto fail;
         }
@@ -371,9 +406,9 @@ fail:
 
 static const struct engine_vtbl sphinx_vtbl = {
     .name = "sphinx",
-    .open = sphinx_open,
+    .open = sphinx_pool_open,
     .transcribe = sphinx_transcribe,
-    .close = sphinx_close,
+    .close = sphinx_pool_close,
 };
 const struct engine_vtbl *const engine_sphinx_vtbl = &sphinx_vtbl;
 
