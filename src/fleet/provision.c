@@ -46,7 +46,8 @@ typedef struct inst {
     char recheck_why[256];
     /* guarded by f->lock; the thread owns the objects */
     tunnel *tn;
-    json_t *worker;
+    json_t *worker;       /* its /health answer */
+    int inflight;         /* jobs sent to it and not finished (at most its slots) */
     char state[24];
     char stage[200];
     int percent;
@@ -670,7 +671,7 @@ static char *worker_env(fleet *f)
     int ok = buf_appendf(&b, "# gpuscribe worker settings, written by the controller\n") == 0;
     static const enum cfg_id keys[] = {CFG_ENGINE, CFG_WHISPER_MODEL, CFG_MODELS_PRELOAD, CFG_VAD,
                                        CFG_HF_TOKEN, CFG_LOG_LEVEL, CFG_DEADMAN_MINUTES,
-                                       CFG_VAST_URL};
+                                       CFG_VAST_URL, CFG_WORKER_SLOTS};
     for (size_t i = 0; i < ARRAY_LEN(keys); i++) {
         const char *v = config_str(f->cfg, keys[i]);
         if (!v) continue;
@@ -1423,7 +1424,14 @@ void fleet_forget(fleet *f, long long vast_id)
         LOG_W("fleet", "cannot forget the host key of instance %s: %s", vid, err);
 }
 
-int fleet_ready_worker(fleet *f, char *url, size_t urllen, long long *row_id)
+/* the slots a ready worker advertised in /health (1 when it does not say). Lock held. */
+static int worker_slots(const inst *in)
+{
+    json_int_t n = in->worker ? json_integer_value(json_object_get(in->worker, "slots")) : 0;
+    return n > 0 ? (int)n : 1;
+}
+
+int fleet_ready_worker(fleet *f, char *url, size_t urllen, long long *row_id, int reserve)
 {
     if (!f) return -1;
     char cur[32];
@@ -1434,17 +1442,47 @@ int fleet_ready_worker(fleet *f, char *url, size_t urllen, long long *row_id)
         for (inst *in = f->insts; in; in = in->next) {
             if (!in->tn || strcmp(in->state, "ready") != 0) continue;
             if (pass == 0 && strcmp(in->vid, cur) != 0) continue;
+            if (reserve && in->inflight >= worker_slots(in)) continue;
             tunnel_status ts;
             tunnel_get_status(in->tn, &ts);
             if (ts.state != TUNNEL_UP) continue;
             snprintf(url, urllen, "http://127.0.0.1:%d", ts.local_port);
             if (row_id) *row_id = in->row;
+            if (reserve) in->inflight++;
             rc = 0;
             break;
         }
     }
     pthread_mutex_unlock(&f->lock);
     return rc;
+}
+
+json_t *fleet_worker_models(fleet *f)
+{
+    json_t *all = json_array();
+    if (!f) return all;
+    pthread_mutex_lock(&f->lock);
+    for (inst *in = f->insts; in; in = in->next) {
+        if (!in->worker || strcmp(in->state, "ready") != 0) continue;
+        size_t i, k;
+        json_t *v, *w;
+        json_array_foreach(json_object_get(in->worker, "models"), i, v) {
+            int seen = 0;
+            json_array_foreach(all, k, w) seen |= json_equal(v, w);
+            if (!seen && json_is_string(v)) json_array_append(all, v);
+        }
+    }
+    pthread_mutex_unlock(&f->lock);
+    return all;
+}
+
+void fleet_release_worker(fleet *f, long long row_id)
+{
+    if (!f) return;
+    pthread_mutex_lock(&f->lock);
+    for (inst *in = f->insts; in; in = in->next)
+        if (in->row == row_id && in->inflight > 0) in->inflight--;
+    pthread_mutex_unlock(&f->lock);
 }
 
 int fleet_gpu_pending(fleet *f)

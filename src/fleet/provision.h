@@ -54,7 +54,11 @@ void fleet_free(fleet *f);
 
 /* A ready instance whose tunnel is UP: 0 with url "http://127.0.0.1:<local port>" and its
  * store row id; -1 when none. Prefers VAST_INSTANCE_ID's instance. Never blocks. */
-int fleet_ready_worker(fleet *f, char *url, size_t urllen, long long *row_id);
+int fleet_ready_worker(fleet *f, char *url, size_t urllen, long long *row_id, int reserve);
+/* The model names the ready workers can run (their /health "models"), each once. */
+json_t *fleet_worker_models(fleet *f);
+/* A job sent with a reserved slot (fleet_ready_worker with reserve) is over. */
+void fleet_release_worker(fleet *f, long long row_id);
 /* Nonzero while the store holds an instance on its way to ready (booting, installing) or
  * ready (its worker may be reconnecting, or not yet reconnected after a restart): jobs the
  * dispatcher cannot hand to a ready worker then wait for it rather than fall back. */
