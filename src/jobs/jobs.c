@@ -680,8 +680,9 @@ static void run_remote(jobs *j, int slot, const char *id, const char *options, c
     char *wav = xasprintf("%s/audio.wav", dir);
     struct run_ctx rc = {.j = j, .lv = lv, .last_pub = now_mono()};
     double t0 = now_mono();
+    int refused = 0;
     transcript *t = worker_client_transcribe_model(url, id, job_model(oj), wav, &eo, on_progress,
-                                                   &rc, err, sizeof err);
+                                                   &rc, &refused, err, sizeof err);
     double took = now_mono() - t0;
     free(wav);
     json_decref(oj);
@@ -704,6 +705,11 @@ static void run_remote(jobs *j, int slot, const char *id, const char *options, c
         requeue_interrupted(j, id);
         free(dir);
         return;
+    } else if (refused) {
+        /* the worker is fine; the job is not for it: fail now, without retries */
+        store_execf(j->st, "UPDATE jobs SET state='failed', finished_at=?, error=? WHERE id=? AND "
+                     "state='running'", "dtt", now_wall(), err, id);
+        LOG_W("jobs", "job %s refused by the GPU worker: %s", id, err);
     } else {
         if (j->remote.report_failure) j->remote.report_failure(j->remote.ud, row, err);
         /* back to the queue (same id: the worker resumes rather than re-runs it), bounded */

@@ -85,6 +85,15 @@ check "never more than its 2 slots" test "$over" = 0
 req GET "/api/jobs/${ids[2]}"
 expect "the third waited for a slot, then ran there" 200 '.state == "done" and .backend == "remote" and .attempts == 1'
 check "the worker ran all three" bash -c "curl -s http://127.0.0.1:$WPORT/health | jq -e '.jobs_done == 3' >/dev/null"
+# a model the worker does not have: refused once, the job fails with the reason, no retries
+req POST /api/jobs -F "file=@$A/s1.wav" -F model=large-v3-turbo
+M=$(jget .id)
+wait_job "$M" 60 >/dev/null
+req GET "/api/jobs/$M"
+expect "a model the worker lacks: failed at once, saying why" 200 '.state == "failed" and .attempts == 1 and (.error | test("model .large-v3-turbo. is not on this worker"))'
+check "the worker was not taken for broken (no retry, no failure report)" bash -c "grep -q 'job $M refused by the GPU worker' '$SERVER_LOG' && ! grep -q 'job $M: GPU worker failed' '$SERVER_LOG' && ! grep -q 'worker http://127.0.0.1:$WPORT failed' '$SERVER_LOG'"
+jreq GET /v1/models
+expect "/v1/models lists whisper-1 and the configured model" 200 '[.data[].id] | index("whisper-1") != null and index("large-v3") != null'
 stop_server
 kill -TERM $WPID; wait $WPID 2>/dev/null; WPID=""
 finish
