@@ -197,12 +197,6 @@ static int do_search(const config *cfg, vast_client *c, const opts *o)
         vast_offer_list_free(&x);
         return 0;
     }
-    char cuda[32];
-    image_req_fmt_version(req.min_cuda, cuda, sizeof cuda);
-    if (req.min_cuda > 0 || req.min_compute_cap > 0)
-        printf("Hosts that can run %s: CUDA >= %s%s, compute capability >= %d.%d, disk >= "
-               "%.0f GB.\n", req.image, cuda, req.cuda_overridden ? " (VAST_IMAGE_MIN_CUDA)" : "",
-               req.min_compute_cap / 100, req.min_compute_cap % 100 / 10, req.min_disk_gb);
     if (l.n == 0) {
         printf("No offers match these filters.\n");
     } else {
@@ -220,6 +214,16 @@ static int do_search(const config *cfg, vast_client *c, const opts *o)
         printf("\n%zu offer%s, priced with %.0f GB of disk. Rent one: gpuscribe vast boot ID\n",
                l.n, l.n == 1 ? "" : "s", disk);
     }
+    char cuda[32];
+    image_req_fmt_version(req.min_cuda, cuda, sizeof cuda);
+    printf("Only hosts that can run %s:", req.image);
+    if (req.min_cuda > 0)
+        printf(" CUDA >= %s%s,", cuda, req.cuda_overridden ? " (VAST_IMAGE_MIN_CUDA)" : "");
+    if (req.min_compute_cap > 0)
+        printf(" compute capability >= %d.%d,", req.min_compute_cap / 100,
+               req.min_compute_cap % 100 / 10);
+    printf(" disk >= %.0f GB%s.\n", s.min_disk_gb,
+           o->explain ? "" : " (--explain lists the others)");
     if (o->explain) {
         size_t n = 0;
         for (size_t i = 0; i < x.n; i++) {

@@ -690,9 +690,9 @@ static void boot_locked(vastctl *v, long long offer_id, const char *idem_key,
     if (priced < 0 && has_req) {
         char d[512];
         vastctl_describe(&pe, d, sizeof d);
-        res_set(res, vastctl_http_status(pe.kind) == 504 ? 504 : 503, "image_check",
+        res_set(res, vastctl_http_status(pe.kind), vast_err_kind_name(pe.kind),
                 "booting refused: offer %lld cannot be read to check that it runs %s (%s); "
-                "nothing was rented. Try again", offer_id, req.image, d);
+                "nothing was rented", offer_id, req.image, d);
         return;
     }
     if (priced > 0) {

@@ -30,8 +30,8 @@
  *   (409, kind "image_mismatch") when the host cannot run VAST_IMAGE (vast/image_req.h:
  *   CUDA, compute capability, disk), or when VAST_DISK_GB is smaller than the image and
  *   model need, before any store row or rental. When the image has requirements and the
- *   offer cannot be read, the boot is refused (503, kind "image_check") rather than
- *   renting blind. An offer the search no longer lists goes on to the create, whose answer
+ *   offer cannot be read, the boot is refused with that read's error (its status and
+ *   kind) rather than renting blind. An offer the search no longer lists goes on to the create, whose answer
  *   (no_such_ask, 409) says it is gone.
  * - All functions are thread-safe. Errors carry an HTTP status and a user-facing message
  *   (never the API key).

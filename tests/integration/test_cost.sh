@@ -28,7 +28,7 @@ export DATA=$TDIR/data
 touch "$TDIR/app.env"
 A=$TDIR/a; mkdir -p "$A"
 long_speech_wav "$A/long.wav" 6
-mapfile -t OFFERS < <(curl -sS -X POST -H 'Content-Type: application/json' -d '{"limit": 20}' "$SIM/api/v0/bundles/" | jq -r '.offers | sort_by(.dph_total) | .[].id')
+mapfile -t OFFERS < <(curl -sS -X POST -H 'Content-Type: application/json' -d "{\"limit\": 20, $SIM_FIT}" "$SIM/api/v0/bundles/" | jq -r '.offers | sort_by(.dph_total) | .[].id')
 OI=0
 AGREE=$TDIR/agreement
 EVENTS=""

@@ -1198,7 +1198,7 @@ TEST(vast_error_scrubs_key_before_truncation)
 
 #define MAIN_CUDA "ghcr.io/ggml-org/whisper.cpp:main-cuda"
 
-TEST(image_req_table)
+TEST(vast_image_req_table)
 {
     image_req r;
     image_req_for(MAIN_CUDA, "large-v3", NAN, &r);
@@ -1258,7 +1258,7 @@ TEST(image_req_table)
     ASSERT_STR_EQ(r.image + sizeof r.image - 4, "...");
 }
 
-TEST(image_req_model_sizes)
+TEST(vast_image_req_model_sizes)
 {
     ASSERT_NEAR(image_req_model_gb("large-v3"), 3.1, 1e-9);
     ASSERT_NEAR(image_req_model_gb("ggml-large-v3.bin"), 3.1, 1e-9);
@@ -1272,7 +1272,7 @@ TEST(image_req_model_sizes)
     ASSERT_NEAR(image_req_model_gb(".bin"), 3.1, 1e-9);
 }
 
-TEST(image_req_override)
+TEST(vast_image_req_override)
 {
     image_req r;
     /* a custom image gets a CUDA requirement only through VAST_IMAGE_MIN_CUDA */
@@ -1294,7 +1294,7 @@ TEST(image_req_override)
     ASSERT_FALSE(r.cuda_overridden);
 }
 
-TEST(image_req_apply_only_tightens)
+TEST(vast_image_req_apply_only_tightens)
 {
     image_req r;
     image_req_for(MAIN_CUDA, "large-v3", NAN, &r);
@@ -1325,7 +1325,7 @@ TEST(image_req_apply_only_tightens)
     ASSERT_NEAR(s.min_disk_gb, 11, 1e-9);
 }
 
-TEST(image_req_check_reasons)
+TEST(vast_image_req_check_reasons)
 {
     image_req r;
     image_req_for(MAIN_CUDA, "large-v3", NAN, &r);
