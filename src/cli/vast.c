@@ -293,7 +293,7 @@ static int do_boot(const config *cfg, vast_client *c, const opts *o, const char 
         return 1;
     }
     char why[1024];
-    if (found > 0 && vastctl_offer_mismatch(cfg, &req, &off, why, sizeof why) != 0) {
+    if (vastctl_offer_mismatch(cfg, &req, found > 0 ? &off : NULL, why, sizeof why) != 0) {
         fprintf(stderr, "gpuscribe vast boot: %s\n", why);
         return 1;
     }

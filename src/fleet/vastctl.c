@@ -500,7 +500,7 @@ int vastctl_offer_mismatch(const config *cfg, const image_req *r, const vast_off
                            char *msg, size_t msglen)
 {
     char why[512];
-    int n = image_req_check(r, o, why, sizeof why);
+    int n = o ? image_req_check(r, o, why, sizeof why) : 0;
     long disk = config_int(cfg, CFG_VAST_DISK_GB);
     if (n > 0) {
         snprintf(msg, msglen, "Offer %lld (%s) does not fit the image: %s. Nothing was rented; "
@@ -687,6 +687,12 @@ static void boot_locked(vastctl *v, long long offer_id, const char *idem_key,
     image_req req;
     vastctl_image_req(v->cfg, &req);
     bool has_req = req.min_cuda > 0 || req.min_compute_cap > 0;
+    char why[640];
+    if (vastctl_offer_mismatch(v->cfg, &req, priced > 0 ? &off : NULL, why, sizeof why) != 0) {
+        LOG_W("vast", "boot of offer %lld refused: %s", offer_id, why);
+        res_set(res, 409, "image_mismatch", "%s", why);
+        return;
+    }
     if (priced < 0 && has_req) {
         char d[512];
         vastctl_describe(&pe, d, sizeof d);
@@ -696,12 +702,6 @@ static void boot_locked(vastctl *v, long long offer_id, const char *idem_key,
         return;
     }
     if (priced > 0) {
-        char why[640];
-        if (vastctl_offer_mismatch(v->cfg, &req, &off, why, sizeof why) != 0) {
-            LOG_W("vast", "boot of offer %lld refused: %s", offer_id, why);
-            res_set(res, 409, "image_mismatch", "%s", why);
-            return;
-        }
         dph_total = off.dph_total;
         dph_base = off.dph_base;
         sto = off.storage_total_cost;

@@ -106,8 +106,9 @@ void vastctl_image_req(const config *cfg, image_req *out);
 /* {"image", "known", "min_cuda", "min_compute_cap", "min_disk_gb", "model", "model_gb",
  *  "image_gb", "cuda_source" ("table"|"VAST_IMAGE_MIN_CUDA"|null)} (new reference). */
 json_t *vastctl_image_req_json(const image_req *r);
-/* 0 when the offer fits r and a boot's disk (VAST_DISK_GB) holds what r needs; else a
- * user-facing message naming the offer, every unmet requirement and what to do. */
+/* 0 when the offer fits r (o NULL: not checked) and a boot's disk (VAST_DISK_GB) holds what
+ * r needs; else a user-facing message naming the offer, every unmet requirement and what
+ * to do. */
 int vastctl_offer_mismatch(const config *cfg, const image_req *r, const vast_offer *o,
                            char *msg, size_t msglen);
 
