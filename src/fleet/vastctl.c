@@ -485,6 +485,7 @@ void vastctl_image_req(const config *cfg, image_req *out)
 {
     image_req_for(config_str(cfg, CFG_VAST_IMAGE), config_str(cfg, CFG_WHISPER_MODEL),
                   config_num(cfg, CFG_VAST_IMAGE_MIN_CUDA), out);
+    image_req_add_models(out, config_str(cfg, CFG_MODELS_PRELOAD));
 }
 
 json_t *vastctl_image_req_json(const image_req *r)

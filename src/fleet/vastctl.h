@@ -101,7 +101,8 @@ int vastctl_offer_price(vastctl *v, long long offer_id, double *dph_total, doubl
 /* The offer as a boot sees it (a search by id for VAST_DISK_GB, unverified included):
  * 1 found (*out filled), 0 not offered (taken), -1 error (e filled). */
 int vastctl_offer_get(vastctl *v, long long offer_id, vast_offer *out, vast_error *e);
-/* What VAST_IMAGE needs for WHISPER_MODEL, with VAST_IMAGE_MIN_CUDA applied. */
+/* What VAST_IMAGE needs for WHISPER_MODEL and MODELS_PRELOAD, with VAST_IMAGE_MIN_CUDA
+ * applied. */
 void vastctl_image_req(const config *cfg, image_req *out);
 /* {"image", "known", "min_cuda", "min_compute_cap", "min_disk_gb", "model", "model_gb",
  *  "image_gb", "cuda_source" ("table"|"VAST_IMAGE_MIN_CUDA"|null)} (new reference). */

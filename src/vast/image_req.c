@@ -64,6 +64,11 @@ static bool matches(const struct image_entry *e, const char *image)
     return tag[el] == '-' && tl > el + 1;   /* a versioned tag: main-cuda-b6123 */
 }
 
+static double disk_for(const image_req *r)
+{
+    return ceil(r->image_gb + r->model_gb + IMAGE_REQ_MARGIN_GB - 1e-9);
+}
+
 void image_req_for(const char *image, const char *model, double min_cuda_override,
                    image_req *out)
 {
@@ -86,7 +91,43 @@ void image_req_for(const char *image, const char *model, double min_cuda_overrid
         out->cuda_overridden = true;
     }
     out->model_gb = image_req_model_gb(model && *model ? model : NULL);
-    out->min_disk_gb = ceil(out->image_gb + out->model_gb + IMAGE_REQ_MARGIN_GB - 1e-9);
+    out->min_disk_gb = disk_for(out);
+}
+
+/* Whether the n-byte name is in csv before position end, or is r->model. */
+static bool counted(const image_req *r, const char *csv, const char *end, const char *name,
+                    size_t n)
+{
+    if (strlen(r->model) == n && strncasecmp(r->model, name, n) == 0) return true;
+    for (const char *p = csv; p < end;) {
+        const char *q = p + strcspn(p, ",");
+        while (p < q && (*p == ' ' || *p == '\t')) p++;
+        const char *e = q;
+        while (e > p && (e[-1] == ' ' || e[-1] == '\t')) e--;
+        if ((size_t)(e - p) == n && strncasecmp(p, name, n) == 0) return true;
+        p = *q ? q + 1 : q;
+    }
+    return false;
+}
+
+void image_req_add_models(image_req *r, const char *csv)
+{
+    if (!csv) return;
+    for (const char *p = csv; *p;) {
+        const char *q = p + strcspn(p, ",");
+        const char *b = p, *e = q;
+        while (b < e && (*b == ' ' || *b == '\t')) b++;
+        while (e > b && (e[-1] == ' ' || e[-1] == '\t')) e--;
+        size_t n = (size_t)(e - b);
+        if (n > 0 && n < 128 && !counted(r, csv, p, b, n)) {
+            char name[128];
+            memcpy(name, b, n);
+            name[n] = '\0';
+            r->model_gb += image_req_model_gb(name);
+        }
+        p = *q ? q + 1 : q;
+    }
+    r->min_disk_gb = disk_for(r);
 }
 
 void image_req_apply(const image_req *r, vast_search *s)

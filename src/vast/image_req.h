@@ -13,7 +13,8 @@
  *   >= 0 replaces it for any image, known or not (0: no CUDA requirement). The compute
  *   capability always comes from the table.
  * - Disk: the image's size (the table's estimate, IMAGE_REQ_UNKNOWN_IMAGE_GB when unknown)
- *   + the model's (image_req_model_gb) + IMAGE_REQ_MARGIN_GB, rounded up to a whole GB.
+ *   + the model's (image_req_model_gb; with image_req_add_models, the preloaded ones too)
+ *   + IMAGE_REQ_MARGIN_GB, rounded up to a whole GB.
  * - image_req_apply tightens a search with the requirements: every bound becomes the
  *   stricter of the caller's and the image's, so a caller's filter can tighten them but
  *   never loosen them.
@@ -50,6 +51,11 @@ double image_req_model_gb(const char *model);
 
 void image_req_for(const char *image, const char *model, double min_cuda_override,
                    image_req *out);
+
+/* Add the models of a comma-separated list (MODELS_PRELOAD; NULL or "" adds nothing) to the
+ * disk: model_gb grows by each one's size (image_req_model_gb; blanks skipped, a name that is
+ * r->model or already listed counted once), min_disk_gb is recomputed. */
+void image_req_add_models(image_req *r, const char *csv);
 
 /* Tighten s: min_cuda, min_compute_cap and min_disk_gb become at least the image's. */
 void image_req_apply(const image_req *r, vast_search *s);

@@ -1406,3 +1406,22 @@ TEST(vast_search_sends_image_filters)
     ASSERT_EQ(e.kind, VAST_ERR_INVALID);
     teardown(c);
 }
+
+TEST(vast_image_req_preloaded_models)
+{
+    image_req r;
+    image_req_for(MAIN_CUDA, "large-v3", NAN, &r);
+    image_req_add_models(&r, NULL);
+    ASSERT_NEAR(r.min_disk_gb, 10, 1e-9);
+    image_req_add_models(&r, "");
+    ASSERT_NEAR(r.min_disk_gb, 10, 1e-9);
+    /* 4 + 3.1 + 1.62 + 1.3 + 2 = 12.02 -> 13; the main model and repeats counted once */
+    image_req_add_models(&r, " large-v3-turbo, ,parakeet-tdt-0.6b-v3,LARGE-V3 , large-v3-turbo,");
+    ASSERT_NEAR(r.model_gb, 3.1 + 1.62 + 1.3, 1e-9);
+    ASSERT_NEAR(r.min_disk_gb, 13, 1e-9);
+    /* an unknown preloaded model counts as the largest */
+    image_req_for(MAIN_CUDA, "tiny", NAN, &r);
+    image_req_add_models(&r, "my-finetune");
+    ASSERT_NEAR(r.model_gb, 0.08 + 3.1, 1e-9);
+    ASSERT_NEAR(r.min_disk_gb, 10, 1e-9);
+}
