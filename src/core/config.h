@@ -33,6 +33,9 @@ enum cfg_type { CFG_T_STR, CFG_T_SECRET, CFG_T_INT, CFG_T_NUM, CFG_T_BOOL, CFG_T
     X(VAST_IMAGE, CFG_T_STR, "ghcr.io/ggml-org/whisper.cpp:main-cuda", 0, 0, NULL,             \
       "container image a boot rents")                                                          \
     X(VAST_DISK_GB, CFG_T_INT, "40", 8, 2048, NULL, "disk size (GB) a boot rents")            \
+    X(VAST_IMAGE_MIN_CUDA, CFG_T_NUM, NULL, 0, 100, NULL,                                      \
+      "lowest host CUDA (cuda_max_good) VAST_IMAGE runs on; default from the image table "    \
+      "(main-cuda: 13.0, unknown images: none); 0: none")                                     \
     X(ENGINE, CFG_T_ENUM, "auto", 0, 0, "auto|whisper|parakeet|sphinx", "speech engine on workers") \
     X(WHISPER_MODEL, CFG_T_STR, "large-v3", 0, 0, NULL, "whisper model name")                  \
     X(MODELS_PRELOAD, CFG_T_STR, NULL, 0, 0, NULL, "more models setup fetches (comma-separated)") \
