@@ -750,8 +750,11 @@ static int upload_files(inst *in, char *err, size_t errlen)
  * run is gone (died / never started). */
 static int poll_setup(inst *in, exec_ctx *x, int *rc_out, char *err, size_t errlen)
 {
-    char cmd[160];
-    snprintf(cmd, sizeof cmd, "cd " REMOTE_DIR " && sh setup.sh --poll %zu", in->out_off);
+    char cmd[256];
+    /* every answer starts with a status line (none: no setup there yet); an empty answer is
+     * the transport's hiccup */
+    snprintf(cmd, sizeof cmd, "if cd " REMOTE_DIR " 2>/dev/null && [ -f setup.sh ]; then "
+             "sh setup.sh --poll %zu; else echo 'GPUSCRIBE-STATUS none'; fi", in->out_off);
     char *out = NULL;
     int st = -1;
     if (sshc_exec_capture(in->ssh, cmd, NULL, 0, 1 << 20, &out, NULL, 30, &st, err, errlen) !=
