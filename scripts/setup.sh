@@ -10,7 +10,7 @@ pkgs=(build-essential pkg-config
       libavformat-dev libavcodec-dev libswresample-dev libavutil-dev
       libpocketsphinx-dev libsphinxbase-dev pocketsphinx-en-us
       openssh-client ca-certificates)
-test_pkgs=(openssh-server curl jq espeak-ng sox ffmpeg wrk time iproute2 util-linux procps pocketsphinx-testdata python3
+test_pkgs=(openssh-server debootstrap curl jq espeak-ng sox ffmpeg wrk time iproute2 util-linux procps pocketsphinx-testdata python3
            sqlite3 clang libclang-rt-dev valgrind    # sqlite3: bad-input suite; clang + libFuzzer: make fuzz; valgrind: make valgrind-test
            chromium nodejs)                          # browser tests (tests/browser: playwright-core from npm)
 

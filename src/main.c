@@ -12,6 +12,7 @@
 #include "fleet/reaper.h"
 #include "fleet/vastctl.h"
 #include "core/events.h"
+#include "engine/engine.h"
 #include "http/http.h"
 #include "jobs/jobs.h"
 #include "jobs/static_worker.h"
@@ -77,10 +78,11 @@ static int reject_positional(char **rest, const char *cmd)
 /* ---- serve ----
 
    The fleet's ready workers, as the job dispatcher's remote backend. */
-static int fleet_remote_ready(void *ud, char *url, size_t n, long long *row)
+static int fleet_remote_ready(void *ud, char *url, size_t n, long long *row, int reserve)
 {
-    return fleet_ready_worker(ud, url, n, row);
+    return fleet_ready_worker(ud, url, n, row, reserve);
 }
+static void fleet_remote_release(void *ud, long long row) { fleet_release_worker(ud, row); }
 static int fleet_remote_pending(void *ud) { return fleet_gpu_pending(ud); }
 /* For the idle reaper: jobs queued or running, or uploads arriving. */
 static int app_busy(void *ud)
@@ -151,7 +153,8 @@ static int cmd_serve(int argc, char **argv)
     a.fleet = fleet_new(cfg, a.st, a.bus, a.vast);
     a.jobs = jobs_new(a.st, a.bus, &jc, err, sizeof err);
     if (a.jobs) {
-        jobs_remote jr = {fleet_remote_ready, fleet_remote_pending, fleet_remote_failure, a.fleet};
+        jobs_remote jr = {fleet_remote_ready, fleet_remote_release, fleet_remote_pending,
+                          fleet_remote_failure, a.fleet};
         if (config_isset(cfg, CFG_WORKER_URL))
             static_worker_remote(sw = static_worker_new(config_str(cfg, CFG_WORKER_URL)), &jr);
         jobs_set_remote(a.jobs, &jr);
@@ -296,11 +299,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
         if (argc > 2 && strcmp(argv[2], "--features") == 0) { /* remote/setup.sh asks */
-#ifdef HAVE_WHISPER
-            printf("sphinx whisper\n");
-#else
-            printf("sphinx\n");
-#endif
+            char f[128];
+            printf("%s\n", engine_features(f, sizeof f));
             return 0;
         }
         printf("gpuscribe %s\n", GS_VERSION);

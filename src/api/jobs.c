@@ -4,6 +4,7 @@
 #include "app.h"
 #include "audio/audio.h"
 #include "core/util.h"
+#include "engine/engine.h"
 #include "jobs/jobs.h"
 
 #include <ctype.h>
@@ -38,7 +39,17 @@ json_t *api_job_options(http_req *r, const upload *u, int openai_style)
     const char *prompt = upload_field(u, "prompt");
     if (prompt && *prompt) json_object_set_new(o, "prompt", json_string(prompt));
     const char *model = upload_field(u, "model");
-    if (model && *model) json_object_set_new(o, "model", json_string(model));
+    if (model && *model) {
+        size_t n = strlen(model);
+        if (n > 64 || strspn(model, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != n) {
+            api_error(r, openai_style, 400, "model",
+                      "invalid model '%.64s' (a name like large-v3, large-v3-turbo or "
+                      "parakeet-tdt-0.6b-v3)", model);
+            json_decref(o);
+            return NULL;
+        }
+        json_object_set_new(o, "model", json_string(model));
+    }
     const char *temp = upload_field(u, "temperature");
     if (temp && *temp) {
         double t;
@@ -48,6 +59,17 @@ json_t *api_job_options(http_req *r, const upload *u, int openai_style)
             return NULL;
         }
         json_object_set_new(o, "temperature", json_real(t));
+    }
+    const char *beam = upload_field(u, "beam_size");
+    if (beam && *beam) {
+        long b;
+        if (parse_long(beam, &b) != 0 || b < 1 || b > ENGINE_MAX_BEAM) {
+            api_error(r, openai_style, 400, "beam_size", "beam_size must be an integer from 1 to %d",
+                      ENGINE_MAX_BEAM);
+            json_decref(o);
+            return NULL;
+        }
+        json_object_set_new(o, "beam_size", json_integer(b));
     }
     const char *gran = upload_field(u, "timestamp_granularities[]");
     if (!gran) gran = upload_field(u, "timestamp_granularities");

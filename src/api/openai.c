@@ -1,5 +1,6 @@
 /* OpenAI-compatible API: POST /v1/audio/transcriptions (synchronous), GET /v1/models. */
 #include "api/api.h"
+#include "fleet/provision.h"
 #include "api/upload.h"
 #include "app.h"
 #include "core/util.h"
@@ -57,11 +58,25 @@ void api_openai_models(http_req *r, void *appv)
 {
     app *a = appv;
     json_t *data = json_array();
-    const char *names[] = {"whisper-1", config_str(a->cfg, CFG_WHISPER_MODEL), "sphinx"};
-    for (size_t i = 0; i < ARRAY_LEN(names); i++) {
-        if (!names[i]) continue;
-        json_array_append_new(data, json_pack("{s:s,s:s,s:i,s:s}", "id", names[i], "object", "model",
+    /* "whisper-1" (OpenAI's name: the default), what the ready GPU workers have, else the
+     * configured model; and the local CPU engine */
+    json_t *names = json_array();
+    json_array_append_new(names, json_string("whisper-1"));
+    json_t *remote = fleet_worker_models(a->fleet);
+    if (json_array_size(remote) == 0)
+        json_array_append_new(remote, json_string(config_str(a->cfg, CFG_WHISPER_MODEL)));
+    json_array_extend(names, remote);
+    json_decref(remote);
+    json_array_append_new(names, json_string("sphinx"));
+    size_t i, k;
+    json_t *v, *w;
+    json_array_foreach(names, i, v) {
+        int seen = 0;
+        json_array_foreach(data, k, w) seen |= json_equal(json_object_get(w, "id"), v);
+        if (seen) continue;
+        json_array_append_new(data, json_pack("{s:O,s:s,s:i,s:s}", "id", v, "object", "model",
                                               "created", 0, "owned_by", "gpuscribe"));
     }
+    json_decref(names);
     http_reply_json(r, 200, json_pack("{s:s,s:o}", "object", "list", "data", data));
 }

@@ -24,6 +24,13 @@
     JSON_RESP("503", "no VAST_API_KEY configured, or Vast.ai rate limit", ERR_SCHEMA)
 #define NUM "{\"type\":\"number\",\"minimum\":0}"
 
+#define OFFER_SCHEMA                                                                         \
+    "{\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"integer\"},\"gpu_name\":"     \
+    "{\"type\":\"string\"},\"num_gpus\":{\"type\":\"integer\"},\"gpu_ram\":" NUM          \
+    ",\"dph_total\":" NUM ",\"reliability2\":" NUM ",\"disk_space\":" NUM                \
+    ",\"inet_down\":" NUM ",\"inet_up\":" NUM ",\"cuda_max_good\":" NUM                   \
+    ",\"compute_cap\":{\"type\":\"integer\"},\"geolocation\":{\"type\":\"string\"}}}"
+
 #define VAST_SEARCH_SCHEMA                                                                   \
     "{" JSON_BODY("{\"type\":\"object\",\"additionalProperties\":false,\"properties\":{"     \
     "\"gpu_ram_min\":" NUM ",\"max_price\":" NUM ",\"min_reliability\":{\"type\":\"number\","  \
@@ -31,14 +38,23 @@
     NUM ",\"num_gpus\":{\"type\":\"integer\",\"minimum\":0},\"gpu_name\":{\"type\":\"string\"}," \
     "\"limit\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":1000,\"default\":20},"          \
     "\"type\":{\"type\":\"string\",\"enum\":[\"on-demand\",\"interruptible\",\"reserved\"]},"   \
-    "\"include_unverified\":{\"type\":\"boolean\"},\"disk\":" NUM "}}") ",\"responses\":{"      \
-    JSON_RESP("200", "offers, cheapest (dph_total) first; gpu_ram in GB, prices in $/h",     \
-              "{\"type\":\"object\",\"properties\":{\"offers\":{\"type\":\"array\",\"items\":{" \
-              "\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"integer\"},\"gpu_name\":"   \
-              "{\"type\":\"string\"},\"num_gpus\":{\"type\":\"integer\"},\"gpu_ram\":" NUM        \
-              ",\"dph_total\":" NUM ",\"reliability2\":" NUM ",\"disk_space\":" NUM              \
-              ",\"inet_down\":" NUM ",\"inet_up\":" NUM ",\"cuda_max_good\":" NUM                 \
-              ",\"geolocation\":{\"type\":\"string\"}}}}}}") "," VAST_ERRS "}}"
+    "\"include_unverified\":{\"type\":\"boolean\"},\"disk\":" NUM ",\"min_compute_cap\":{"   \
+    "\"type\":\"integer\",\"minimum\":0,\"description\":\"compute capability x 100\"},"       \
+    "\"explain\":{\"type\":\"boolean\",\"description\":\"also list, as excluded, the offers "  \
+    "the image's requirements leave out, each with its reason\"}}}") ",\"responses\":{"     \
+    JSON_RESP("200", "offers whose hosts can run VAST_IMAGE (requirements), cheapest "       \
+              "(dph_total) first; gpu_ram in GB, prices in $/h",                              \
+              "{\"type\":\"object\",\"properties\":{\"offers\":{\"type\":\"array\",\"items\":" \
+              OFFER_SCHEMA "},\"requirements\":{\"type\":\"object\",\"properties\":{"          \
+              "\"image\":{\"type\":\"string\"},\"known\":{\"type\":\"boolean\"},\"min_cuda\":"  \
+              NUM ",\"min_compute_cap\":{\"type\":\"integer\"},\"min_disk_gb\":" NUM              \
+              ",\"model\":{\"type\":\"string\"},\"model_gb\":" NUM ",\"image_gb\":" NUM          \
+              ",\"cuda_source\":{\"type\":\"string\",\"nullable\":true}}},\"excluded\":{"       \
+              "\"type\":\"array\",\"description\":\"with explain: offers the image cannot run "    \
+              "on\",\"items\":{\"allOf\":[" OFFER_SCHEMA ",{\"type\":\"object\",\"properties\":{" \
+              "\"reason\":{\"type\":\"string\"},\"reasons\":{\"type\":\"array\",\"items\":{"    \
+              "\"type\":\"string\"}}}}]}},\"explain_error\":{\"type\":\"string\"}}}")         \
+    "," VAST_ERRS "}}"
 
 #define VAST_BOOT_SCHEMA                                                                     \
     "{\"parameters\":[{\"name\":\"Idempotency-Key\",\"in\":\"header\",\"required\":false,"    \
@@ -51,7 +67,8 @@
               "\"instance_id\":{\"type\":\"string\"},\"message\":{\"type\":\"string\"},"        \
               "\"offer_id\":{\"type\":\"integer\"},\"label\":{\"type\":\"string\"},"            \
               "\"reused\":{\"type\":\"boolean\"}}}") ","                                        \
-    JSON_RESP("409", "the offer is no longer available: search again", ERR_SCHEMA) ","         \
+    JSON_RESP("409", "the offer is no longer available (search again), or its host cannot "  \
+              "run VAST_IMAGE (kind image_mismatch; nothing was rented)", ERR_SCHEMA) ","     \
     VAST_ERRS "}}"
 
 #define COST_SUMMARY                                                                         \

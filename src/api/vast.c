@@ -12,6 +12,7 @@
 
 #include <ctype.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -74,8 +75,47 @@ static int get_int(http_req *r, json_t *body, const char *name, long min, long m
 
 static const char *const search_fields[] = {
     "gpu_ram_min", "max_price", "min_reliability", "min_cuda", "min_disk", "min_inet_down",
-    "num_gpus", "gpu_name", "limit", "type", "include_unverified", "disk",
+    "num_gpus", "gpu_name", "limit", "type", "include_unverified", "disk", "min_compute_cap",
+    "explain",
 };
+
+/* explain: the same search without the image's requirements, run beside the real one (on
+ * its own thread, so the request waits for the slower of the two, not their sum). */
+typedef struct relaxed_search {
+    vast_client *client;
+    vast_search s;
+    vast_offer_list l;
+    vast_error e;
+    int rc;
+} relaxed_search;
+
+static void *relaxed_run(void *arg)
+{
+    relaxed_search *x = arg;
+    x->rc = vast_search_offers(x->client, &x->s, &x->l, &x->e);
+    return NULL;
+}
+
+/* The offers of the relaxed search that the image excludes, each with its reasons. */
+static json_t *excluded_json(const image_req *req, const vast_offer_list *l)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; i < l->n; i++) {
+        char why[768];
+        if (image_req_check(req, &l->items[i], why, sizeof why) == 0) continue;
+        json_t *j = vastctl_offer_json(&l->items[i]);
+        json_object_set_new(j, "reason", json_string(why));
+        json_t *reasons = json_array();
+        for (char *p = why, *next; p && *p; p = next) {
+            next = strstr(p, "; ");
+            if (next) { *next = '\0'; next += 2; }
+            json_array_append_new(reasons, json_string(p));
+        }
+        json_object_set_new(j, "reasons", reasons);
+        json_array_append_new(arr, j);
+    }
+    return arr;
+}
 
 void api_vast_search(http_req *r, void *appv)
 {
@@ -92,8 +132,9 @@ void api_vast_search(http_req *r, void *appv)
             if (strcmp(k, search_fields[i]) == 0) known = true;
         if (!known) {
             http_reply_error(r, 400, "unknown field '%.64s' (known: gpu_ram_min, max_price, "
-                             "min_reliability, min_cuda, min_disk, min_inet_down, num_gpus, "
-                             "gpu_name, limit, type, include_unverified, disk)", k);
+                             "min_reliability, min_cuda, min_compute_cap, min_disk, "
+                             "min_inet_down, num_gpus, gpu_name, limit, type, "
+                             "include_unverified, disk, explain)", k);
             json_decref(body);
             return;
         }
@@ -109,6 +150,7 @@ void api_vast_search(http_req *r, void *appv)
         get_num(r, body, "min_inet_down", 1e6, &s.min_inet_down) ||
         get_num(r, body, "disk", 1e5, &disk) ||
         get_int(r, body, "num_gpus", 0, 64, &s.num_gpus) ||
+        get_int(r, body, "min_compute_cap", 0, 10000, &s.min_compute_cap) ||
         get_int(r, body, "limit", 1, SEARCH_MAX_LIMIT, &s.limit)) {
         json_decref(body);
         return;
@@ -146,22 +188,64 @@ void api_vast_search(http_req *r, void *appv)
         }
         s.include_unverified = json_is_true(v);
     }
+    bool explain = false;
+    v = json_object_get(body, "explain");
+    if (v && !json_is_null(v)) {
+        if (!json_is_boolean(v)) {
+            http_reply_error(r, 400, "explain must be true or false");
+            json_decref(body);
+            return;
+        }
+        explain = json_is_true(v);
+    }
     if (disk < 1) disk = 1;
     s.allocated_storage = disk; /* price offers for the disk a boot rents */
     if (s.min_disk_gb <= 0) s.min_disk_gb = disk;
 
+    /* the image's requirements: the caller's filters can only tighten them */
+    image_req req;
+    vastctl_image_req(a->cfg, &req);
+    relaxed_search rx = {.client = vastctl_client(a->vast), .s = s, .rc = -1};
+    image_req_apply(&req, &s);
+    bool relax = explain && (s.min_cuda != rx.s.min_cuda ||
+                             s.min_compute_cap != rx.s.min_compute_cap ||
+                             s.min_disk_gb != rx.s.min_disk_gb);
+    pthread_t th;
+    bool started = relax && pthread_create(&th, NULL, relaxed_run, &rx) == 0;
+
     vast_offer_list l;
     vast_error e;
     int rc = vast_search_offers(vastctl_client(a->vast), &s, &l, &e);
+    if (started) pthread_join(th, NULL);
     json_decref(body);
     if (rc != 0) {
+        if (started && rx.rc == 0) vast_offer_list_free(&rx.l);
         reply_vast_err(r, &e);
         return;
     }
     json_t *arr = json_array();
     for (size_t i = 0; i < l.n; i++) json_array_append_new(arr, vastctl_offer_json(&l.items[i]));
     vast_offer_list_free(&l);
-    http_reply_json(r, 200, json_pack("{s:o}", "offers", arr));
+    json_t *out = json_pack("{s:o,s:o}", "offers", arr, "requirements",
+                            vastctl_image_req_json(&req));
+    if (explain) {
+        if (!relax) {
+            json_object_set_new(out, "excluded", json_array()); /* nothing to exclude */
+        } else if (!started) {
+            json_object_set_new(out, "excluded", json_array());
+            json_object_set_new(out, "explain_error",
+                                json_string("cannot start the search for excluded offers"));
+        } else if (rx.rc != 0) {
+            char msg[640];
+            vastctl_describe(&rx.e, msg, sizeof msg);
+            json_object_set_new(out, "excluded", json_array());
+            json_object_set_new(out, "explain_error", json_string(msg));
+        } else {
+            json_object_set_new(out, "excluded", excluded_json(&req, &rx.l));
+            vast_offer_list_free(&rx.l);
+        }
+    }
+    http_reply_json(r, 200, out);
 }
 
 /* ---- POST /api/vast/boot */

@@ -26,19 +26,26 @@ static void usage(FILE *out)
             "      --gpu-ram-min GB  --max-price USD_PER_HOUR  --min-reliability 0..1\n"
             "      --min-cuda V  --min-disk GB  --min-inet-down MBPS  --num-gpus N\n"
             "      --gpu-name NAME  --limit N (default 10)  --interruptible\n"
+            "      --min-compute-cap N (CC x 100, e.g. 800)  --explain (also list the offers\n"
+            "      VAST_IMAGE cannot run on, with the reason)\n"
+            "      Only hosts that can run VAST_IMAGE are listed (whisper.cpp's main-cuda:\n"
+            "      CUDA >= 13.0, compute capability >= 7.5, disk for WHISPER_MODEL); a filter\n"
+            "      can tighten that, never loosen it. VAST_IMAGE_MIN_CUDA overrides the CUDA.\n"
             "  boot OFFER_ID [--json]      rent an offer (label " CLI_LABEL "); writes\n"
-            "                              VAST_INSTANCE_ID to the .env file\n"
+            "                              VAST_INSTANCE_ID to the .env file; refuses an\n"
+            "                              offer whose host cannot run VAST_IMAGE\n"
             "  list [--json]               the account's instances\n"
             "  destroy ID [--json]         destroy an instance; clears VAST_INSTANCE_ID when it\n"
             "                              named it\n\n"
-            "Configuration (VAST_API_KEY, VAST_URL, VAST_IMAGE, VAST_DISK_GB) comes from .env\n"
+            "Configuration (VAST_API_KEY, VAST_URL, VAST_IMAGE, VAST_DISK_GB, VAST_IMAGE_MIN_CUDA,\n"
+            "WHISPER_MODEL) comes from .env\n"
             "(or --env-file PATH), the environment, or flags such as --vast-url URL.\n");
 }
 
 typedef struct opts {
-    bool json, interruptible;
+    bool json, interruptible, explain;
     double gpu_ram_min, max_price, min_rel, min_cuda, min_disk, min_inet;
-    long num_gpus, limit;
+    long num_gpus, limit, min_cc;
     const char *gpu_name;
 } opts;
 
@@ -56,6 +63,7 @@ static const struct numflag {
     {"--min-inet-down", offsetof(opts, min_inet), false, 1e6},
     {"--num-gpus", offsetof(opts, num_gpus), true, 64},
     {"--limit", offsetof(opts, limit), true, 1000},
+    {"--min-compute-cap", offsetof(opts, min_cc), true, 10000},
 };
 
 /* Takes our own flags out of argv; the rest goes to config_load. -1 on a bad value. */
@@ -67,6 +75,7 @@ static int take_flags(int argc, char **argv, opts *o, char **pass, int *npass)
         const char *a = argv[i];
         if (strcmp(a, "--json") == 0) { o->json = true; continue; }
         if (strcmp(a, "--interruptible") == 0) { o->interruptible = true; continue; }
+        if (strcmp(a, "--explain") == 0) { o->explain = true; continue; }
         const char *val = NULL;
         size_t alen = strcspn(a, "=");
         bool mine = false;
@@ -149,34 +158,104 @@ static int do_search(const config *cfg, vast_client *c, const opts *o)
     s.min_inet_down = o->min_inet;
     s.num_gpus = (int)o->num_gpus;
     s.gpu_name = o->gpu_name;
+    s.min_compute_cap = (int)o->min_cc;
     s.limit = o->limit > 0 ? (int)o->limit : 10;
     s.allocated_storage = disk;
     if (o->interruptible) s.type = "bid";
-    vast_offer_list l;
+    image_req req;
+    vastctl_image_req(cfg, &req);
+    vast_search user = s;          /* --explain: the same search without the image's needs */
+    image_req_apply(&req, &s);
+    bool relax = o->explain && (s.min_cuda != user.min_cuda ||
+                                s.min_compute_cap != user.min_compute_cap ||
+                                s.min_disk_gb != user.min_disk_gb);
+    vast_offer_list l, x = {0};
     vast_error e;
     if (vast_search_offers(c, &s, &l, &e) != 0) return fail_vast("search", &e);
+    if (relax && vast_search_offers(c, &user, &x, &e) != 0) {
+        vast_offer_list_free(&l);
+        return fail_vast("search --explain", &e);
+    }
     if (o->json) {
         json_t *arr = json_array();
         for (size_t i = 0; i < l.n; i++) json_array_append_new(arr, vastctl_offer_json(&l.items[i]));
-        print_json(json_pack("{s:o}", "offers", arr));
-    } else if (l.n == 0) {
+        json_t *out = json_pack("{s:o,s:o}", "offers", arr, "requirements",
+                                vastctl_image_req_json(&req));
+        if (o->explain) {
+            json_t *ex = json_array();
+            for (size_t i = 0; i < x.n; i++) {
+                char why[768];
+                if (image_req_check(&req, &x.items[i], why, sizeof why) == 0) continue;
+                json_t *j = vastctl_offer_json(&x.items[i]);
+                json_object_set_new(j, "reason", json_string(why));
+                json_array_append_new(ex, j);
+            }
+            json_object_set_new(out, "excluded", ex);
+        }
+        print_json(out);
+        vast_offer_list_free(&l);
+        vast_offer_list_free(&x);
+        return 0;
+    }
+    if (l.n == 0) {
         printf("No offers match these filters.\n");
     } else {
-        printf("%-10s %-18s %3s %6s %8s %6s %8s %8s %5s  %s\n", "ID", "GPU", "N", "VRAM",
-               "$/hr", "Rel", "Disk", "Down", "CUDA", "Location");
+        printf("%-10s %-18s %3s %6s %8s %6s %8s %8s %5s %4s  %s\n", "ID", "GPU", "N", "VRAM",
+               "$/hr", "Rel", "Disk", "Down", "CUDA", "CC", "Location");
         for (size_t i = 0; i < l.n; i++) {
             const vast_offer *f = &l.items[i];
             char vram[16];
             snprintf(vram, sizeof vram, "%.0fG", f->gpu_ram_gb * 1000.0 / 1024.0);
-            printf("%-10lld %-18.18s %3d %6s %8.4f %6.3f %7.0fG %7.0fM %5.1f  %s\n", f->id,
+            printf("%-10lld %-18.18s %3d %6s %8.4f %6.3f %7.0fG %7.0fM %5.1f %4.1f  %s\n", f->id,
                    f->gpu_name, f->num_gpus, vram, f->dph_total, f->reliability2,
-                   f->disk_space_gb, f->inet_down, f->cuda_max_good, f->geolocation);
+                   f->disk_space_gb, f->inet_down, f->cuda_max_good, f->compute_cap / 100.0,
+                   f->geolocation);
         }
         printf("\n%zu offer%s, priced with %.0f GB of disk. Rent one: gpuscribe vast boot ID\n",
                l.n, l.n == 1 ? "" : "s", disk);
     }
+    char cuda[32];
+    image_req_fmt_version(req.min_cuda, cuda, sizeof cuda);
+    printf("Only hosts that can run %s:", req.image);
+    if (req.min_cuda > 0)
+        printf(" CUDA >= %s%s,", cuda, req.cuda_overridden ? " (VAST_IMAGE_MIN_CUDA)" : "");
+    if (req.min_compute_cap > 0)
+        printf(" compute capability >= %d.%d,", req.min_compute_cap / 100,
+               req.min_compute_cap % 100 / 10);
+    printf(" disk >= %.0f GB%s.\n", s.min_disk_gb,
+           o->explain ? "" : " (--explain lists the others)");
+    if (o->explain) {
+        size_t n = 0;
+        for (size_t i = 0; i < x.n; i++) {
+            char why[768];
+            if (image_req_check(&req, &x.items[i], why, sizeof why) == 0) continue;
+            if (n++ == 0) printf("\nExcluded (the host cannot run %s):\n", req.image);
+            printf("%-10lld %-18.18s %8.4f  %s\n", x.items[i].id, x.items[i].gpu_name,
+                   x.items[i].dph_total, why);
+        }
+        if (n == 0) printf("\nNo offer was excluded for the image.\n");
+    }
     vast_offer_list_free(&l);
+    vast_offer_list_free(&x);
     return 0;
+}
+
+/* The offer as it is now, for the image check: 1 found, 0 not offered, -1 error. */
+static int offer_now(const config *cfg, vast_client *c, long long id, vast_offer *out,
+                     vast_error *e)
+{
+    vast_search s = {0};
+    s.offer_id = id;
+    s.include_unverified = true;
+    s.limit = 1;
+    s.allocated_storage = (double)config_int(cfg, CFG_VAST_DISK_GB);
+    vast_offer_list l;
+    if (vast_search_offers(c, &s, &l, e) != 0) return -1;
+    int found = 0;
+    for (size_t i = 0; i < l.n && !found; i++)
+        if (l.items[i].id == id) { *out = l.items[i]; found = 1; }
+    vast_offer_list_free(&l);
+    return found;
 }
 
 static void env_write(const config *cfg, const char *value, bool quiet)
@@ -201,6 +280,23 @@ static int do_boot(const config *cfg, vast_client *c, const opts *o, const char 
         return 2;
     }
     if (need_key(cfg, "boot")) return 1;
+    image_req req;
+    vastctl_image_req(cfg, &req);
+    vast_offer off;
+    vast_error oe;
+    int found = offer_now(cfg, c, offer, &off, &oe);
+    if (found < 0 && (req.min_cuda > 0 || req.min_compute_cap > 0)) {
+        char d[640];
+        vastctl_describe(&oe, d, sizeof d);
+        fprintf(stderr, "gpuscribe vast boot: offer %lld cannot be read to check that it runs "
+                        "%s (%s); nothing was rented. Try again\n", offer, req.image, d);
+        return 1;
+    }
+    char why[1024];
+    if (vastctl_offer_mismatch(cfg, &req, found > 0 ? &off : NULL, why, sizeof why) != 0) {
+        fprintf(stderr, "gpuscribe vast boot: %s\n", why);
+        return 1;
+    }
     vast_create cr;
     vastctl_create_params(cfg, CLI_LABEL, &cr);
     vast_created out;

@@ -29,7 +29,7 @@ static void worker_usage(FILE *out)
             "                        [--result-ttl-minutes M]\n\n"
             "Run the worker API (used by the controller through an SSH tunnel). It listens on\n"
             "loopback only (default 127.0.0.1:8765; PORT 0 = any free port), loads the engine\n"
-            "once (ENGINE, WHISPER_MODEL are the defaults) and runs one job at a time.\n");
+            "once (ENGINE, WHISPER_MODEL are the defaults) and runs WORKER_SLOTS jobs at once.\n");
 }
 
 /* "127.0.0.1:8000", "[::1]:8000", "localhost:0" -> host (heap) and port. */
@@ -148,6 +148,7 @@ int cli_worker(int argc, char **argv)
         .work_dir = work_dir,
         .max_body = (size_t)config_int(cfg, CFG_MAX_UPLOAD_MB) << 20,
         .max_queue = (int)max_queue,
+        .slots = (int)config_int(cfg, CFG_WORKER_SLOTS),
         .result_ttl_s = ttl_min * 60.0,
         .version = GS_VERSION,
         /* the dead-man switch: armed on a Vast instance, where the container's environment

@@ -33,8 +33,13 @@ enum cfg_type { CFG_T_STR, CFG_T_SECRET, CFG_T_INT, CFG_T_NUM, CFG_T_BOOL, CFG_T
     X(VAST_IMAGE, CFG_T_STR, "ghcr.io/ggml-org/whisper.cpp:main-cuda", 0, 0, NULL,             \
       "container image a boot rents")                                                          \
     X(VAST_DISK_GB, CFG_T_INT, "40", 8, 2048, NULL, "disk size (GB) a boot rents")            \
-    X(ENGINE, CFG_T_ENUM, "auto", 0, 0, "auto|whisper|sphinx", "speech engine on workers")     \
+    X(VAST_IMAGE_MIN_CUDA, CFG_T_NUM, NULL, 0, 100, NULL,                                      \
+      "lowest host CUDA (cuda_max_good) VAST_IMAGE runs on; default from the image table "    \
+      "(main-cuda: 13.0, unknown images: none); 0: none")                                     \
+    X(ENGINE, CFG_T_ENUM, "auto", 0, 0, "auto|whisper|parakeet|sphinx", "speech engine on workers") \
     X(WHISPER_MODEL, CFG_T_STR, "large-v3", 0, 0, NULL, "whisper model name")                  \
+    X(MODELS_PRELOAD, CFG_T_STR, NULL, 0, 0, NULL, "more models setup fetches (comma-separated)") \
+    X(VAD, CFG_T_ENUM, "auto", 0, 0, "auto|on|off", "Silero VAD in whisper (auto: when its model is there)") \
     X(GPU_ONLY, CFG_T_BOOL, "0", 0, 0, NULL, "1: never fall back to CPU or the OpenAI API")   \
     X(HF_TOKEN, CFG_T_SECRET, NULL, 0, 0, NULL, "Hugging Face token for instances")            \
     X(OPENAI_API_KEY, CFG_T_SECRET, NULL, 0, 0, NULL, "OpenAI API key (optional fallback)")    \
@@ -53,6 +58,7 @@ enum cfg_type { CFG_T_STR, CFG_T_SECRET, CFG_T_INT, CFG_T_NUM, CFG_T_BOOL, CFG_T
     X(DESTROY_ORPHANS, CFG_T_BOOL, "0", 0, 0, NULL, "1: destroy labelled instances the store does not know") \
     X(DEADMAN_MINUTES, CFG_T_NUM, "30", 0, 1e6, NULL, "worker self-destroy delay without controller") \
     X(SSH_WAIT_MINUTES, CFG_T_NUM, "3", 0.01, 1440, NULL, "how long a new instance may take to answer SSH") \
+    X(WORKER_SLOTS, CFG_T_INT, "1", 1, 64, NULL, "jobs a worker runs at once on one loaded model") \
     X(WORKER_PORT, CFG_T_INT, "8765", 1, 65535, NULL, "port of the worker API inside instances (loopback)") \
     X(LOG_LEVEL, CFG_T_ENUM, "info", 0, 0, "error|warn|info|debug", "log verbosity")
 

@@ -32,6 +32,17 @@ struct engine {
 };
 
 int engine_whisper_built_in(void) { return engine_whisper_vtbl != NULL; }
+int engine_sphinx_built_in(void) { return engine_sphinx_vtbl != NULL; }
+
+const char *engine_features(char *buf, size_t n)
+{
+    snprintf(buf, n, "%s%s%s", engine_sphinx_vtbl ? "sphinx " : "",
+             engine_whisper_vtbl ? "whisper " : "", engine_parakeet_vtbl ? "parakeet " : "");
+    size_t len = strlen(buf);
+    if (len) buf[len - 1] = '\0';
+    return buf;
+}
+
 int engine_parakeet_built_in(void) { return engine_parakeet_vtbl != NULL; }
 int engine_beam_size_ok(int beam_size) { return beam_size >= 0 && beam_size <= ENGINE_MAX_BEAM; }
 
@@ -140,7 +151,12 @@ engine *engine_open_slots(const char *name, const char *model, int slots, char *
         return NULL;
     }
     if (strcmp(name, "sphinx") == 0 || strcmp(name, "pocketsphinx") == 0) {
-        vt = &engine_sphinx_vtbl;
+        if (!engine_sphinx_vtbl) {
+            snprintf(err, errlen, "pocketsphinx engine not built in (libpocketsphinx-dev was "
+                     "not installed when this program was built)");
+            return NULL;
+        }
+        vt = engine_sphinx_vtbl;
         /* a bare name is a whisper model name (WHISPER_MODEL), not a sphinx model path */
         if (model && !strchr(model, '/')) model = NULL;
     } else if (strcmp(name, "whisper") == 0) {
@@ -172,8 +188,13 @@ engine *engine_open_slots(const char *name, const char *model, int slots, char *
             else LOG_I("engine", "auto: whisper model %s not found, using pocketsphinx", path);
             free(path);
         }
+        if (!vt && !engine_sphinx_vtbl) {
+            snprintf(err, errlen, "auto: no engine available (whisper needs an NVIDIA GPU and "
+                     "its model; pocketsphinx is not built in)");
+            return NULL;
+        }
         if (!vt) {
-            vt = &engine_sphinx_vtbl;
+            vt = engine_sphinx_vtbl;
             if (!dir_exists(model)) model = NULL; /* a whisper model name means nothing here */
         }
     } else {

@@ -124,5 +124,8 @@ int engine_beam_size_ok(int beam_size);
 /* 1 when the whisper / parakeet engine is compiled in. */
 int engine_whisper_built_in(void);
 int engine_parakeet_built_in(void);
+int engine_sphinx_built_in(void);
+/* The engines compiled in, space-separated ("sphinx whisper parakeet"), into buf; returns buf. */
+const char *engine_features(char *buf, size_t n);
 
 #endif

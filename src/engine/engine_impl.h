@@ -32,7 +32,8 @@ struct engine_vtbl {
     void (*close)(void *st);
 };
 
-extern const struct engine_vtbl engine_sphinx_vtbl;
+/* NULL when pocketsphinx is not built in (a lean worker built without it). */
+extern const struct engine_vtbl *const engine_sphinx_vtbl;
 /* NULL when whisper.cpp / libparakeet is not built in. */
 extern const struct engine_vtbl *const engine_whisper_vtbl;
 extern const struct engine_vtbl *const engine_parakeet_vtbl;

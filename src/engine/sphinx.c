@@ -14,6 +14,12 @@
  */
 #include "engine/engine_impl.h"
 
+#ifndef HAVE_SPHINX
+
+const struct engine_vtbl *const engine_sphinx_vtbl = NULL;
+
+#else
+
 #include "core/util.h"
 
 #include <ctype.h>
@@ -398,9 +404,12 @@ fail:
     return NULL;
 }
 
-const struct engine_vtbl engine_sphinx_vtbl = {
+static const struct engine_vtbl sphinx_vtbl = {
     .name = "sphinx",
     .open = sphinx_pool_open,
     .transcribe = sphinx_transcribe,
     .close = sphinx_pool_close,
 };
+const struct engine_vtbl *const engine_sphinx_vtbl = &sphinx_vtbl;
+
+#endif /* HAVE_SPHINX */

@@ -11,7 +11,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,8 +26,6 @@
 #ifndef GS_SRCDIR
 #define GS_SRCDIR "."
 #endif
-
-extern char **environ;
 
 #define REMOTE_DIR "/workspace/gpuscribe"
 #define LOG_KEEP 200              /* setup lines kept per instance */
@@ -49,7 +46,8 @@ typedef struct inst {
     char recheck_why[256];
     /* guarded by f->lock; the thread owns the objects */
     tunnel *tn;
-    json_t *worker;
+    json_t *worker;       /* its /health answer */
+    int inflight;         /* jobs sent to it and not finished (at most its slots) */
     char state[24];
     char stage[200];
     int percent;
@@ -59,6 +57,7 @@ typedef struct inst {
     char *lines[LOG_KEEP];
     int nlines;
     size_t out_off;
+    int empty_polls;          /* empty answers to --poll in a row */
     double last_vast_check;
     struct inst *next;
 } inst;
@@ -75,6 +74,8 @@ struct fleet {
     char *known_hosts;
     char *exe;
     char *srcdir;
+    fleet_payload payload;       /* what setup builds the worker from (src_id NULL: none found) */
+    char payload_err[400];
     double ssh_wait_s;
     int worker_port;
     long long account_key_id;
@@ -217,42 +218,53 @@ char *fleet_env_line(const char *key, const char *value)
     return buf_take(&b);
 }
 
-int fleet_make_bundle(const char *srcdir, const char *out_path, char *err, size_t errlen)
+/* dir of path (heap) */
+static char *dir_of(const char *path)
 {
-    char *mk = xasprintf("%s/Makefile", srcdir), *mainc = xasprintf("%s/src/main.c", srcdir);
-    bool ok = access(mk, R_OK) == 0 && access(mainc, R_OK) == 0;
-    free(mk);
-    free(mainc);
-    if (!ok) {
-        snprintf(err, errlen, "no gpuscribe source tree at %s (Makefile and src/main.c); set "
-                 "GS_SRCDIR to the source directory", srcdir);
-        return -1;
+    const char *slash = strrchr(path, '/');
+    return slash ? xstrndup(path, (size_t)(slash - path)) : xstrdup(".");
+}
+
+int fleet_find_worker_payload(const char *exe, const char *srcdir, fleet_payload *out, char *err,
+                              size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    char *d = dir_of(exe);
+    char *dirs[] = {xstrdup(d), xasprintf("%s/..", d), xasprintf("%s/build", srcdir),
+                    xstrdup("/usr/share/gpuscribe")};
+    free(d);
+    int rc = -1;
+    for (size_t i = 0; i < ARRAY_LEN(dirs) && rc != 0; i++) {
+        char *b = xasprintf("%s/gpuscribe-src.tar.gz", dirs[i]), *id = xasprintf("%s/gpuscribe-src.id", dirs[i]);
+        char *text = access(b, R_OK) == 0 ? read_file(id, 256, NULL) : NULL;
+        size_t n = text ? strspn(text, "0123456789abcdef") : 0;
+        if (text && n == 64) {
+            text[64] = '\0';
+            out->bundle = b;
+            out->src_id = text;
+            b = text = NULL;
+            char *w = xasprintf("%s/gpuscribe-worker", dirs[i]);
+            if (access(w, X_OK) == 0) out->worker = w;
+            else free(w);
+            rc = 0;
+        }
+        free(b);
+        free(id);
+        free(text);
     }
-    char *tmp = xasprintf("%s.tmp", out_path);
-    char *argv[] = {"tar", "--exclude=*.o", "--exclude=*.d", "-czf", tmp, "-C", (char *)srcdir,
-                    "Makefile", "src", "remote", NULL};
-    pid_t pid;
-    int rc = posix_spawnp(&pid, "tar", NULL, NULL, argv, environ);
-    int st = 0;
-    if (rc == 0) {
-        while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
-    }
-    if (rc != 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-        snprintf(err, errlen, "cannot make the source bundle with tar (%s)",
-                 rc ? strerror(rc) : "tar failed");
-        unlink(tmp);
-        free(tmp);
-        return -1;
-    }
-    chmod(tmp, 0600);
-    if (rename(tmp, out_path) != 0) {
-        snprintf(err, errlen, "cannot rename %s: %s", tmp, strerror(errno));
-        unlink(tmp);
-        free(tmp);
-        return -1;
-    }
-    free(tmp);
-    return 0;
+    if (rc != 0)
+        snprintf(err, errlen, "no worker source bundle (gpuscribe-src.tar.gz with gpuscribe-src.id) "
+                 "beside %s or in %s/build: run make", exe, srcdir);
+    for (size_t i = 0; i < ARRAY_LEN(dirs); i++) free(dirs[i]);
+    return rc;
+}
+
+void fleet_payload_release(fleet_payload *p)
+{
+    free(p->bundle);
+    free(p->src_id);
+    free(p->worker);
+    memset(p, 0, sizeof *p);
 }
 
 /* ------------------------------------------------------------------ state and events */
@@ -610,7 +622,6 @@ typedef struct exec_ctx {
     inst *in;
     char last_error[400];
     char last_line[400];
-    bool need_source;
     int progress_seen;
 } exec_ctx;
 
@@ -630,19 +641,9 @@ static void on_setup_line(void *ud, int is_stderr, const char *line)
         x->progress_seen++;
     } else if (!strncmp(line, "GPUSCRIBE-ERROR ", 16)) {
         snprintf(x->last_error, sizeof x->last_error, "%s", line + 16);
-    } else if (!strcmp(line, "GPUSCRIBE-NEED-SOURCE")) {
-        x->need_source = true;
     } else if (line[0]) {
         snprintf(x->last_line, sizeof x->last_line, "%s", line);
     }
-}
-
-static char *local_stamp(fleet *f)
-{
-    struct stat st;
-    if (stat(f->exe, &st) != 0) return NULL;
-    return xasprintf("%lld-%lld.%09ld-%s", (long long)st.st_size, (long long)st.st_mtim.tv_sec,
-                     st.st_mtim.tv_nsec, GS_VERSION);
 }
 
 static char *setup_path(fleet *f)
@@ -668,8 +669,9 @@ static char *worker_env(fleet *f)
     buf b;
     buf_init(&b, 0);
     int ok = buf_appendf(&b, "# gpuscribe worker settings, written by the controller\n") == 0;
-    static const enum cfg_id keys[] = {CFG_ENGINE, CFG_WHISPER_MODEL, CFG_HF_TOKEN, CFG_LOG_LEVEL,
-                                       CFG_DEADMAN_MINUTES, CFG_VAST_URL};
+    static const enum cfg_id keys[] = {CFG_ENGINE, CFG_WHISPER_MODEL, CFG_MODELS_PRELOAD, CFG_VAD,
+                                       CFG_HF_TOKEN, CFG_LOG_LEVEL, CFG_DEADMAN_MINUTES,
+                                       CFG_VAST_URL, CFG_WORKER_SLOTS};
     for (size_t i = 0; i < ARRAY_LEN(keys); i++) {
         const char *v = config_str(f->cfg, keys[i]);
         if (!v) continue;
@@ -685,52 +687,50 @@ static char *setup_args(fleet *f)
 {
     char *e = sshc_shell_quote(config_str(f->cfg, CFG_ENGINE));
     char *m = sshc_shell_quote(config_str(f->cfg, CFG_WHISPER_MODEL));
-    char *s = xasprintf("--engine %s --model %s --port %d", e, m, f->worker_port);
+    char *s = xasprintf("--engine %s --model %s --port %d --src-id %s", e, m, f->worker_port,
+                        f->payload.src_id);
     free(e);
     free(m);
     return s;
 }
 
-/* Upload the binary (when the instance's differs), setup.sh and worker.env. 0 ok, -1 ssh
- * error (err), -2 local problem (err). */
+/* Upload setup.sh and worker.env, and, unless the instance's worker was built from this very
+ * source (its .worker-source is our src_id), the source bundle and our own build of the worker
+ * (setup.sh uses it where it runs, and builds from the bundle where it does not). 0 ok, -1
+ * ssh error (err), -2 local problem (err). */
 static int upload_files(inst *in, char *err, size_t errlen)
 {
     fleet *f = in->f;
     char *out = NULL;
     int st = -1;
     int rc = sshc_exec_capture(in->ssh, "mkdir -p " REMOTE_DIR " && cat " REMOTE_DIR
-                               "/.binary-stamp 2>/dev/null; true", NULL, 0, 4096, &out, NULL, 30,
+                               "/.worker-source 2>/dev/null; true", NULL, 0, 4096, &out, NULL, 30,
                                &st, err, errlen);
     if (rc != SSHC_OK) {
         free(out);
         return -1;
     }
-    char *stamp = local_stamp(f);
-    if (!stamp) {
-        free(out);
-        snprintf(err, errlen, "cannot read our own binary %s", f->exe);
-        return -2;
-    }
     if (out) out[strcspn(out, "\r\n")] = '\0';
-    bool same = out && !strcmp(out, stamp);
+    bool same = out && !strcmp(out, f->payload.src_id);
     free(out);
     if (!same) {
-        struct stat sb;
-        stat(f->exe, &sb);
+        struct stat sb, wb;
+        double mb = stat(f->payload.bundle, &sb) == 0 ? (double)sb.st_size / 1e6 : 0;
+        if (f->payload.worker && stat(f->payload.worker, &wb) == 0) mb += (double)wb.st_size / 1e6;
         char stage[120];
-        snprintf(stage, sizeof stage, "uploading gpuscribe (%.1f MB)", (double)sb.st_size / 1e6);
+        snprintf(stage, sizeof stage, "uploading the worker's source%s (%.1f MB)",
+                 f->payload.worker ? " and build" : "", mb);
         set_state(in, "installing", 62, stage, NULL);
         log_line(in, stage);
-        if (sshc_upload(in->ssh, f->exe, REMOTE_DIR "/gpuscribe", 0755, err, errlen) != SSHC_OK ||
-            sshc_upload_data(in->ssh, stamp, strlen(stamp), REMOTE_DIR "/.binary-stamp", 0644,
-                             err, errlen) != SSHC_OK) {
-            free(stamp);
+        if (sshc_upload(in->ssh, f->payload.bundle, REMOTE_DIR "/src.tar.gz", 0600, err, errlen) != SSHC_OK)
             return -1;
-        }
+        if (f->payload.worker &&
+            sshc_upload(in->ssh, f->payload.worker, REMOTE_DIR "/gpuscribe-worker.prebuilt", 0755,
+                        err, errlen) != SSHC_OK)
+            return -1;
     } else {
-        log_line(in, "gpuscribe binary already on the instance");
+        log_line(in, "the instance's worker is built from this source already");
     }
-    free(stamp);
     char *sp = setup_path(f);
     if (!sp) {
         snprintf(err, errlen, "remote/setup.sh not found (looked in %s/remote and beside %s); set "
@@ -746,39 +746,15 @@ static int upload_files(inst *in, char *err, size_t errlen)
     return rc == SSHC_OK ? 0 : -1;
 }
 
-static int upload_bundle(inst *in, char *err, size_t errlen)
-{
-    fleet *f = in->f;
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", f->exe);
-    char *slash = strrchr(dir, '/');
-    if (slash) *slash = '\0';
-    char *shipped = xasprintf("%s/gpuscribe-src.tar.gz", dir);
-    char *made = NULL;
-    const char *path = shipped;
-    if (access(shipped, R_OK) != 0) {
-        made = xasprintf("%s/src-bundle.tar.gz", f->data_dir);
-        if (fleet_make_bundle(f->srcdir, made, err, errlen) != 0) {
-            free(shipped);
-            free(made);
-            return -2;
-        }
-        path = made;
-    }
-    log_line(in, "uploading the gpuscribe source bundle to build the worker on the instance");
-    int rc = sshc_upload(in->ssh, path, REMOTE_DIR "/src.tar.gz", 0600, err, errlen);
-    if (made) unlink(made);
-    free(shipped);
-    free(made);
-    return rc == SSHC_OK ? 0 : -1;
-}
-
 /* One poll of the detached setup run: 1 finished (*rc set), 0 running, -1 ssh error, -2 the
  * run is gone (died / never started). */
 static int poll_setup(inst *in, exec_ctx *x, int *rc_out, char *err, size_t errlen)
 {
-    char cmd[160];
-    snprintf(cmd, sizeof cmd, "cd " REMOTE_DIR " && sh setup.sh --poll %zu", in->out_off);
+    char cmd[256];
+    /* every answer starts with a status line (none: no setup there yet); an empty answer is
+     * the transport's hiccup */
+    snprintf(cmd, sizeof cmd, "if cd " REMOTE_DIR " 2>/dev/null && [ -f setup.sh ]; then "
+             "sh setup.sh --poll %zu; else echo 'GPUSCRIBE-STATUS none'; fi", in->out_off);
     char *out = NULL;
     int st = -1;
     if (sshc_exec_capture(in->ssh, cmd, NULL, 0, 1 << 20, &out, NULL, 30, &st, err, errlen) !=
@@ -788,11 +764,19 @@ static int poll_setup(inst *in, exec_ctx *x, int *rc_out, char *err, size_t errl
     }
     int result = 0;
     char *nl = out ? strchr(out, '\n') : NULL;
+    if ((!out || !*out) && ++in->empty_polls < 5) {
+        /* an empty answer (the session's channel closed before the output came): a hiccup
+         * of the transport, not a verdict on the setup run; ask again */
+        free(out);
+        return 0;
+    }
     if (!out || !nl || strncmp(out, "GPUSCRIBE-STATUS ", 17) != 0) {
-        snprintf(err, errlen, "unexpected answer from setup.sh --poll: %.200s", out ? out : "");
+        if (!out || !*out) snprintf(err, errlen, "setup.sh --poll answered nothing %d times in a row", in->empty_polls);
+        else snprintf(err, errlen, "unexpected answer from setup.sh --poll: %.200s", out);
         free(out);
         return -2;
     }
+    in->empty_polls = 0;
     *nl = '\0';
     const char *status = out + 17;
     if (!strncmp(status, "done", 4)) {
@@ -838,18 +822,15 @@ static void step_install(inst *in, row *r)
     if (pr == -1) goto ssh_broke;
     if (following) log_line(in, "following the setup run already in progress");
     x = (exec_ctx){.in = in};
-    bool sent_source = false;
+    if (!f->payload.src_id) {
+        fail(in, "cannot prepare the setup: %s", f->payload_err);
+        return;
+    }
     for (;;) {
         if (!following) {
             int u = upload_files(in, err, sizeof err);
             if (u == -1) goto ssh_broke;
             if (u == -2) { fail(in, "cannot prepare the setup: %s", err); return; }
-            if (x.need_source) {
-                u = upload_bundle(in, err, sizeof err);
-                if (u == -1) goto ssh_broke;
-                if (u == -2) { fail(in, "the binary cannot run on the instance and %s", err); return; }
-                sent_source = true;
-            }
             char *args = setup_args(f);
             const char *delay = getenv("GS_SETUP_DELAY"), *failat = getenv("GS_SETUP_FAIL");
             char *d = delay ? sshc_shell_quote(delay) : NULL, *fa = failat ? sshc_shell_quote(failat) : NULL;
@@ -872,7 +853,6 @@ static void step_install(inst *in, row *r)
             if (erc != SSHC_OK) goto ssh_broke;
             if (st != 0) { fail(in, "setup.sh could not start (exit status %d)", st); return; }
             in->out_off = 0;
-            x.need_source = false;
             x.last_error[0] = '\0';
         }
         following = false;
@@ -899,7 +879,6 @@ static void step_install(inst *in, row *r)
             delay = delay * 1.5 > 1.0 ? 1.0 : delay * 1.5;
         }
         log_lines_persist(in);
-        if (rc == 3 && x.need_source && !sent_source) continue; /* build from source */
         break;
     }
     if (rc != 0) {
@@ -1365,6 +1344,9 @@ fleet *fleet_new(config *cfg, store *st, events *bus, vastctl *vc)
     f->exe = xstrdup(exe);
     const char *sd = getenv("GS_SRCDIR");
     f->srcdir = xstrdup(sd && *sd ? sd : GS_SRCDIR);
+    if (fleet_find_worker_payload(f->exe, f->srcdir, &f->payload, f->payload_err,
+                                  sizeof f->payload_err) != 0)
+        LOG_W("fleet", "%s; instances cannot be set up", f->payload_err);
     pthread_mutex_init(&f->lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -1412,6 +1394,7 @@ void fleet_free(fleet *f)
     free(f->known_hosts);
     free(f->exe);
     free(f->srcdir);
+    fleet_payload_release(&f->payload);
     free(f);
 }
 
@@ -1444,7 +1427,14 @@ void fleet_forget(fleet *f, long long vast_id)
         LOG_W("fleet", "cannot forget the host key of instance %s: %s", vid, err);
 }
 
-int fleet_ready_worker(fleet *f, char *url, size_t urllen, long long *row_id)
+/* the slots a ready worker advertised in /health (1 when it does not say). Lock held. */
+static int worker_slots(const inst *in)
+{
+    json_int_t n = in->worker ? json_integer_value(json_object_get(in->worker, "slots")) : 0;
+    return n > 0 ? (int)n : 1;
+}
+
+int fleet_ready_worker(fleet *f, char *url, size_t urllen, long long *row_id, int reserve)
 {
     if (!f) return -1;
     char cur[32];
@@ -1455,17 +1445,47 @@ int fleet_ready_worker(fleet *f, char *url, size_t urllen, long long *row_id)
         for (inst *in = f->insts; in; in = in->next) {
             if (!in->tn || strcmp(in->state, "ready") != 0) continue;
             if (pass == 0 && strcmp(in->vid, cur) != 0) continue;
+            if (reserve && in->inflight >= worker_slots(in)) continue;
             tunnel_status ts;
             tunnel_get_status(in->tn, &ts);
             if (ts.state != TUNNEL_UP) continue;
             snprintf(url, urllen, "http://127.0.0.1:%d", ts.local_port);
             if (row_id) *row_id = in->row;
+            if (reserve) in->inflight++;
             rc = 0;
             break;
         }
     }
     pthread_mutex_unlock(&f->lock);
     return rc;
+}
+
+json_t *fleet_worker_models(fleet *f)
+{
+    json_t *all = json_array();
+    if (!f) return all;
+    pthread_mutex_lock(&f->lock);
+    for (inst *in = f->insts; in; in = in->next) {
+        if (!in->worker || strcmp(in->state, "ready") != 0) continue;
+        size_t i, k;
+        json_t *v, *w;
+        json_array_foreach(json_object_get(in->worker, "models"), i, v) {
+            int seen = 0;
+            json_array_foreach(all, k, w) seen |= json_equal(v, w);
+            if (!seen && json_is_string(v)) json_array_append(all, v);
+        }
+    }
+    pthread_mutex_unlock(&f->lock);
+    return all;
+}
+
+void fleet_release_worker(fleet *f, long long row_id)
+{
+    if (!f) return;
+    pthread_mutex_lock(&f->lock);
+    for (inst *in = f->insts; in; in = in->next)
+        if (in->row == row_id && in->inflight > 0) in->inflight--;
+    pthread_mutex_unlock(&f->lock);
 }
 
 int fleet_gpu_pending(fleet *f)

@@ -54,7 +54,11 @@ void fleet_free(fleet *f);
 
 /* A ready instance whose tunnel is UP: 0 with url "http://127.0.0.1:<local port>" and its
  * store row id; -1 when none. Prefers VAST_INSTANCE_ID's instance. Never blocks. */
-int fleet_ready_worker(fleet *f, char *url, size_t urllen, long long *row_id);
+int fleet_ready_worker(fleet *f, char *url, size_t urllen, long long *row_id, int reserve);
+/* The model names the ready workers can run (their /health "models"), each once. */
+json_t *fleet_worker_models(fleet *f);
+/* A job sent with a reserved slot (fleet_ready_worker with reserve) is over. */
+void fleet_release_worker(fleet *f, long long row_id);
 /* Nonzero while the store holds an instance on its way to ready (booting, installing) or
  * ready (its worker may be reconnecting, or not yet reconnected after a restart): jobs the
  * dispatcher cannot hand to a ready worker then wait for it rather than fall back. */
@@ -97,8 +101,16 @@ int fleet_parse_progress(const char *line, int *pct, char *stage, size_t stagele
 /* One KEY=VALUE line for the worker's env file, quoted as config.c's .env reader expects
  * (double quotes with \" \\ \n escapes when needed). Caller frees. */
 char *fleet_env_line(const char *key, const char *value);
-/* Build the source bundle (Makefile, src/, remote/ of srcdir) as a gzip tar at out_path.
- * 0, or -1 with err. */
-int fleet_make_bundle(const char *srcdir, const char *out_path, char *err, size_t errlen);
+/* What an instance's worker is made from: the source bundle `make` writes
+ * (gpuscribe-src.tar.gz, exactly what `make worker` needs), its sha256 (gpuscribe-src.id,
+ * which names the source; an instance's worker is stamped with it) and, when there, our own
+ * build of the worker (gpuscribe-worker; setup.sh uses it where it runs). Looked for beside
+ * exe, in its parent, in srcdir/build and in /usr/share/gpuscribe. 0, or -1 with err. */
+typedef struct fleet_payload {
+    char *bundle, *src_id, *worker;   /* heap; worker may be NULL */
+} fleet_payload;
+int fleet_find_worker_payload(const char *exe, const char *srcdir, fleet_payload *out, char *err,
+                              size_t errlen);
+void fleet_payload_release(fleet_payload *p);
 
 #endif

@@ -449,8 +449,7 @@ void vastctl_free(vastctl *v)
 
 /* ---- pricing and budgets */
 
-int vastctl_offer_price(vastctl *v, long long offer_id, double *dph_total, double *dph_base,
-                        double *storage, vast_error *e)
+int vastctl_offer_get(vastctl *v, long long offer_id, vast_offer *out, vast_error *e)
 {
     vast_search s = {0};
     s.offer_id = offer_id;
@@ -462,13 +461,66 @@ int vastctl_offer_price(vastctl *v, long long offer_id, double *dph_total, doubl
     int found = 0;
     for (size_t i = 0; i < l.n && !found; i++) {
         if (l.items[i].id != offer_id) continue;
-        *dph_total = l.items[i].dph_total;
-        *dph_base = l.items[i].dph_base;
-        *storage = l.items[i].storage_total_cost;
+        *out = l.items[i];
         found = 1;
     }
     vast_offer_list_free(&l);
     return found;
+}
+
+int vastctl_offer_price(vastctl *v, long long offer_id, double *dph_total, double *dph_base,
+                        double *storage, vast_error *e)
+{
+    vast_offer o;
+    int found = vastctl_offer_get(v, offer_id, &o, e);
+    if (found == 1) {
+        *dph_total = o.dph_total;
+        *dph_base = o.dph_base;
+        *storage = o.storage_total_cost;
+    }
+    return found;
+}
+
+void vastctl_image_req(const config *cfg, image_req *out)
+{
+    image_req_for(config_str(cfg, CFG_VAST_IMAGE), config_str(cfg, CFG_WHISPER_MODEL),
+                  config_num(cfg, CFG_VAST_IMAGE_MIN_CUDA), out);
+    image_req_add_models(out, config_str(cfg, CFG_MODELS_PRELOAD));
+}
+
+json_t *vastctl_image_req_json(const image_req *r)
+{
+    const char *src = r->cuda_overridden ? "VAST_IMAGE_MIN_CUDA" : r->known ? "table" : NULL;
+    return json_pack("{s:s,s:b,s:f,s:i,s:f,s:s,s:f,s:f,s:s?}", "image", r->image, "known",
+                     r->known, "min_cuda", r->min_cuda, "min_compute_cap", r->min_compute_cap,
+                     "min_disk_gb", r->min_disk_gb, "model", r->model, "model_gb", r->model_gb,
+                     "image_gb", r->image_gb, "cuda_source", src);
+}
+
+int vastctl_offer_mismatch(const config *cfg, const image_req *r, const vast_offer *o,
+                           char *msg, size_t msglen)
+{
+    char why[512];
+    int n = o ? image_req_check(r, o, why, sizeof why) : 0;
+    long disk = config_int(cfg, CFG_VAST_DISK_GB);
+    if (n > 0) {
+        snprintf(msg, msglen, "Offer %lld (%s) does not fit the image: %s. Nothing was rented; "
+                 "pick another offer (search lists only the hosts that fit)%s", o->id,
+                 o->gpu_name[0] ? o->gpu_name : "GPU", why,
+                 r->cuda_overridden || r->min_cuda <= 0 ? ""
+                 : ", or set VAST_IMAGE_MIN_CUDA if a custom image needs less");
+        return n;
+    }
+    if ((double)disk + 1e-6 < r->min_disk_gb) {
+        snprintf(msg, msglen, "VAST_DISK_GB=%ld is smaller than the %.0f GB that %s with model "
+                 "%s needs (image ~%.1f GB + model %.2f GB + %.0f GB margin). Nothing was "
+                 "rented; raise VAST_DISK_GB", disk, r->min_disk_gb, r->image,
+                 r->model[0] ? r->model : "(any)", r->image_gb, r->model_gb,
+                 IMAGE_REQ_MARGIN_GB);
+        return 1;
+    }
+    if (msglen) msg[0] = '\0';
+    return 0;
 }
 
 ledger_budgets vastctl_budgets(const config *cfg)
@@ -627,10 +679,34 @@ static void boot_locked(vastctl *v, long long offer_id, const char *idem_key,
             sql_run(v->st, "UPDATE instances SET idem_key=idem_key||'#'||id WHERE id=?", "l", r.id);
     }
 
-    /* price the offer (the ledger's rates until the API's own) and check the budgets */
+    /* re-read the offer: it must fit the image; its prices are the ledger's rates until
+     * the API's own, and they are checked against the budgets */
     double dph_total = 0, dph_base = 0, sto = 0;
     vast_error pe;
-    int priced = vastctl_offer_price(v, offer_id, &dph_total, &dph_base, &sto, &pe);
+    vast_offer off;
+    int priced = vastctl_offer_get(v, offer_id, &off, &pe);
+    image_req req;
+    vastctl_image_req(v->cfg, &req);
+    bool has_req = req.min_cuda > 0 || req.min_compute_cap > 0;
+    char why[640];
+    if (vastctl_offer_mismatch(v->cfg, &req, priced > 0 ? &off : NULL, why, sizeof why) != 0) {
+        LOG_W("vast", "boot of offer %lld refused: %s", offer_id, why);
+        res_set(res, 409, "image_mismatch", "%s", why);
+        return;
+    }
+    if (priced < 0 && has_req) {
+        char d[512];
+        vastctl_describe(&pe, d, sizeof d);
+        res_set(res, vastctl_http_status(pe.kind), vast_err_kind_name(pe.kind),
+                "booting refused: offer %lld cannot be read to check that it runs %s (%s); "
+                "nothing was rented", offer_id, req.image, d);
+        return;
+    }
+    if (priced > 0) {
+        dph_total = off.dph_total;
+        dph_base = off.dph_base;
+        sto = off.storage_total_cost;
+    }
     ledger_budgets bud = vastctl_budgets(v->cfg);
     if (ledger_budgets_any(&bud)) {
         char bmsg[512];
@@ -826,6 +902,7 @@ json_t *vastctl_offer_json(const vast_offer *o)
     json_object_set_new(j, "inet_down", json_real(round_to(o->inet_down, 10)));
     json_object_set_new(j, "inet_up", json_real(round_to(o->inet_up, 10)));
     json_object_set_new(j, "cuda_max_good", json_real(o->cuda_max_good));
+    json_object_set_new(j, "compute_cap", json_integer(o->compute_cap));
     json_object_set_new(j, "cpu_ram", json_real(round_to(o->cpu_ram_gb, 10)));
     json_object_set_new(j, "cpu_cores_effective", json_real(round_to(o->cpu_cores_effective, 10)));
     json_object_set_new(j, "direct_port_count", json_integer(o->direct_port_count));

@@ -26,6 +26,13 @@
  *   "budget") when one hour at its dph_total would pass a configured budget; the row keeps
  *   the offer's rates, and the ledger's storage interval opens when Vast confirms the
  *   create. A destroy records its reason and closes the instance's ledger.
+ * - Image fit: a boot re-reads the offer (the same search that prices it) and refuses it
+ *   (409, kind "image_mismatch") when the host cannot run VAST_IMAGE (vast/image_req.h:
+ *   CUDA, compute capability, disk), or when VAST_DISK_GB is smaller than the image and
+ *   model need, before any store row or rental. When the image has requirements and the
+ *   offer cannot be read, the boot is refused with that read's error (its status and
+ *   kind) rather than renting blind. An offer the search no longer lists goes on to the create, whose answer
+ *   (no_such_ask, 409) says it is gone.
  * - All functions are thread-safe. Errors carry an HTTP status and a user-facing message
  *   (never the API key).
  */
@@ -35,6 +42,7 @@
 #include "core/config.h"
 #include "fleet/ledger.h"
 #include "store/store.h"
+#include "vast/image_req.h"
 #include "vast/vast.h"
 
 #include <stdbool.h>
@@ -90,6 +98,21 @@ void vastctl_destroy_for(vastctl *v, long long instance_id, const char *reason,
  * (e filled). */
 int vastctl_offer_price(vastctl *v, long long offer_id, double *dph_total, double *dph_base,
                         double *storage, vast_error *e);
+/* The offer as a boot sees it (a search by id for VAST_DISK_GB, unverified included):
+ * 1 found (*out filled), 0 not offered (taken), -1 error (e filled). */
+int vastctl_offer_get(vastctl *v, long long offer_id, vast_offer *out, vast_error *e);
+/* What VAST_IMAGE needs for WHISPER_MODEL and MODELS_PRELOAD, with VAST_IMAGE_MIN_CUDA
+ * applied. */
+void vastctl_image_req(const config *cfg, image_req *out);
+/* {"image", "known", "min_cuda", "min_compute_cap", "min_disk_gb", "model", "model_gb",
+ *  "image_gb", "cuda_source" ("table"|"VAST_IMAGE_MIN_CUDA"|null)} (new reference). */
+json_t *vastctl_image_req_json(const image_req *r);
+/* 0 when the offer fits r (o NULL: not checked) and a boot's disk (VAST_DISK_GB) holds what
+ * r needs; else a user-facing message naming the offer, every unmet requirement and what
+ * to do. */
+int vastctl_offer_mismatch(const config *cfg, const image_req *r, const vast_offer *o,
+                           char *msg, size_t msglen);
+
 /* BUDGET_DAILY_USD, BUDGET_MONTHLY_USD, BUDGET_TOTAL_USD (NAN when unset). */
 ledger_budgets vastctl_budgets(const config *cfg);
 
@@ -107,7 +130,7 @@ void vastctl_create_params(const config *cfg, const char *label, vast_create *ou
 
 /* JSON views (new references) shared by the API and the CLI: an offer {id, gpu_name,
  * num_gpus, gpu_ram (GiB), dph_total ($/h), reliability2, disk_space, inet_down, inet_up,
- * cuda_max_good, geolocation, ...}; an instance {id, label, actual_status, intended_status,
+ * cuda_max_good, compute_cap, geolocation, ...}; an instance {id, label, actual_status, intended_status,
  * status_msg, gpu_name, num_gpus, gpu_ram, dph_total, ssh_host, ssh_port, geolocation,
  * created_at}. */
 json_t *vastctl_offer_json(const vast_offer *o);

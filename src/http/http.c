@@ -397,7 +397,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *out, size_t max)
         MHD_suspend_connection(st->conn);
     }
     pthread_mutex_unlock(&s->lock);
-    return n < 0 ? MHD_CONTENT_READER_END_OF_STREAM : (ssize_t)n;
+    return n < 0 ? (ssize_t)MHD_CONTENT_READER_END_OF_STREAM : (ssize_t)n;
 }
 
 static void stream_free(void *cls)

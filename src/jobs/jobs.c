@@ -137,8 +137,9 @@ static json_t *text_or_null(sqlite3_stmt *st, int col)
     return s ? json_string(s) : json_null();
 }
 
-static int remote_ready(jobs *j, char *url, size_t n, long long *row);
+static int remote_ready(jobs *j, char *url, size_t n, long long *row, int reserve);
 static int gpu_pending(jobs *j);
+static void remote_release(jobs *j, long long row);
 static void run_remote(jobs *j, int slot, const char *id, const char *options, const char *url,
                        long long row);
 
@@ -179,7 +180,7 @@ static json_t *row_json(jobs *j, sqlite3_stmt *st)
     if (state && strcmp(state, "queued") == 0) {
         char url[256];
         long long row;
-        if (remote_ready(j, url, sizeof url, &row)) {
+        if (remote_ready(j, url, sizeof url, &row, 0)) {
             /* it will go to the ready worker */
         } else if (gpu_pending(j)) {
             json_object_set_new(o, "waiting_for", json_string("the GPU instance being set up"));
@@ -502,6 +503,15 @@ static void fill_opts(engine_opts *eo, json_t *o)
     eo->temperature = json_number_value(json_object_get(o, "temperature"));
     eo->word_timestamps = json_is_true(json_object_get(o, "word_timestamps"));
     eo->translate = json_is_true(json_object_get(o, "translate"));
+    eo->beam_size = (int)json_integer_value(json_object_get(o, "beam_size"));
+}
+
+/* The model a job asked a worker for: NULL for the worker's default (none named, or OpenAI's
+ * "whisper-1" alias). */
+static const char *job_model(json_t *o)
+{
+    const char *m = json_string_value(json_object_get(o, "model"));
+    return m && *m && strcmp(m, "whisper-1") != 0 ? m : NULL;
 }
 
 static void run_job(jobs *j, int slot, engine **eng, const char *id, const char *options)
@@ -593,14 +603,19 @@ static void *dispatcher_main(void *arg)
         double duration = 0;
         char url[256];
         long long row = 0;
-        int remote = remote_ready(j, url, sizeof url, &row);
-        if (remote || (!j->gpu_only && !gpu_pending(j))) id = claim(j, &options, &duration);
+        int remote = remote_ready(j, url, sizeof url, &row, 1);
+        /* a ready worker whose slots are all taken is waited for, not bypassed */
+        if (remote || (slot < j->concurrency && !j->gpu_only && !gpu_pending(j) &&
+                       !remote_ready(j, url, sizeof url, &row, 0)))
+            id = claim(j, &options, &duration);
         if (id && remote) {
             run_remote(j, slot, id, options, url, row);
+            remote_release(j, row);
             free(id);
             free(options);
             continue;
         }
+        if (remote) remote_release(j, row); /* nothing to send it */
         if (!id) {
             pthread_mutex_lock(&j->lock);
             if (!j->stopping) {
@@ -626,10 +641,15 @@ void jobs_set_remote(jobs *j, const jobs_remote *r)
     j->has_remote = 1;
 }
 
-static int remote_ready(jobs *j, char *url, size_t n, long long *row)
+static int remote_ready(jobs *j, char *url, size_t n, long long *row, int reserve)
 {
     return j->has_remote && j->remote.ready_worker &&
-           j->remote.ready_worker(j->remote.ud, url, n, row) == 0;
+           j->remote.ready_worker(j->remote.ud, url, n, row, reserve) == 0;
+}
+
+static void remote_release(jobs *j, long long row)
+{
+    if (j->has_remote && j->remote.release_worker) j->remote.release_worker(j->remote.ud, row);
 }
 
 static int gpu_pending(jobs *j)
@@ -660,7 +680,9 @@ static void run_remote(jobs *j, int slot, const char *id, const char *options, c
     char *wav = xasprintf("%s/audio.wav", dir);
     struct run_ctx rc = {.j = j, .lv = lv, .last_pub = now_mono()};
     double t0 = now_mono();
-    transcript *t = worker_client_transcribe(url, id, wav, &eo, on_progress, &rc, err, sizeof err);
+    int refused = 0;
+    transcript *t = worker_client_transcribe_model(url, id, job_model(oj), wav, &eo, on_progress,
+                                                   &rc, &refused, err, sizeof err);
     double took = now_mono() - t0;
     free(wav);
     json_decref(oj);
@@ -683,6 +705,11 @@ static void run_remote(jobs *j, int slot, const char *id, const char *options, c
         requeue_interrupted(j, id);
         free(dir);
         return;
+    } else if (refused) {
+        /* the worker is fine; the job is not for it: fail now, without retries */
+        store_execf(j->st, "UPDATE jobs SET state='failed', finished_at=?, error=? WHERE id=? AND "
+                     "state='running'", "dtt", now_wall(), err, id);
+        LOG_W("jobs", "job %s refused by the GPU worker: %s", id, err);
     } else {
         if (j->remote.report_failure) j->remote.report_failure(j->remote.ud, row, err);
         /* back to the queue (same id: the worker resumes rather than re-runs it), bounded */
@@ -746,7 +773,9 @@ jobs *jobs_new(store *st, events *bus, const jobs_config *cfg, char *err, size_t
 
 int jobs_start(jobs *j, char *err, size_t errlen)
 {
-    for (int i = 0; i < j->concurrency; i++) {
+    /* threads past `concurrency` only send jobs to remote workers' free slots */
+    int n = j->has_remote ? MAX_WORKERS : j->concurrency;
+    for (int i = 0; i < n; i++) {
         struct worker_arg *wa = xmalloc(sizeof *wa);
         wa->j = j;
         wa->slot = i;

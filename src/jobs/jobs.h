@@ -85,10 +85,15 @@ void jobs_wait_cancel(jobs *j, void *ud);
  * or its tunnel reconnects (gpu_pending), jobs wait for it instead of falling back to the
  * CPU or the OpenAI API. A remote run that fails (tunnel dropped, worker restarted, host
  * gone) is reported and the job goes back to the queue, keeping its id, so the worker never
- * runs it twice to completion; after max_attempts runs it fails with the last error. */
+ * runs it twice to completion; after max_attempts runs it fails with the last error.
+ * A worker gets as many jobs at once as it has slots: with a remote backend the dispatcher
+ * runs MAX_REMOTE_JOBS threads, of which the first `concurrency` also run local engines. */
 typedef struct jobs_remote {
-    /* 0 and the worker's base URL when one is ready; row_id = its instances row */
-    int (*ready_worker)(void *ud, char *url, size_t urllen, long long *row_id);
+    /* 0 and the worker's base URL when one is ready; with reserve, only one with a free slot
+     * (it advertises its slots in /health), and that slot is taken until
+     * release_worker(row_id); without, whether any is ready at all */
+    int (*ready_worker)(void *ud, char *url, size_t urllen, long long *row_id, int reserve);
+    void (*release_worker)(void *ud, long long row_id);
     /* nonzero while a GPU instance is coming (booting, reconnecting) */
     int (*gpu_pending)(void *ud);
     void (*report_failure)(void *ud, long long row_id, const char *why);

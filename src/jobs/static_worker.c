@@ -15,6 +15,8 @@ struct static_worker {
     double checked_at;   /* monotonic; 0 = never */
     int healthy;
     int was_healthy;
+    int slots;           /* from its /health (1 when it does not say) */
+    int inflight;        /* jobs sent and not finished */
 };
 
 static_worker *static_worker_new(const char *url)
@@ -43,6 +45,8 @@ static int healthy(static_worker *w)
         char err[256];
         json_t *h = NULL;
         int ok = worker_client_health(w->url, &h, err, sizeof err) == 0;
+        json_int_t slots = ok ? json_integer_value(json_object_get(h, "slots")) : 0;
+        w->slots = slots > 0 ? (int)slots : 1;
         json_decref(h);
         w->checked_at = now_mono();
         w->healthy = ok;
@@ -56,13 +60,27 @@ static int healthy(static_worker *w)
     return ok;
 }
 
-static int ready_worker(void *ud, char *url, size_t n, long long *row)
+static int ready_worker(void *ud, char *url, size_t n, long long *row, int reserve)
 {
     static_worker *w = ud;
     if (!healthy(w)) return -1;
+    pthread_mutex_lock(&w->lock);
+    int ok = !reserve || w->inflight < w->slots;
+    if (ok && reserve) w->inflight++;
+    pthread_mutex_unlock(&w->lock);
+    if (!ok) return -1;
     snprintf(url, n, "%s", w->url);
     *row = 0;
     return 0;
+}
+
+static void release_worker(void *ud, long long row)
+{
+    (void)row;
+    static_worker *w = ud;
+    pthread_mutex_lock(&w->lock);
+    if (w->inflight > 0) w->inflight--;
+    pthread_mutex_unlock(&w->lock);
 }
 
 static int gpu_pending(void *ud)
@@ -84,6 +102,7 @@ static void report_failure(void *ud, long long row, const char *why)
 void static_worker_remote(static_worker *w, jobs_remote *r)
 {
     r->ready_worker = ready_worker;
+    r->release_worker = release_worker;
     r->gpu_pending = gpu_pending;
     r->report_failure = report_failure;
     r->ud = w;

@@ -117,6 +117,7 @@ static void parse_offer(const json_t *o, vast_offer *v)
     v->inet_down = vast_j_num(o, "inet_down", 0);
     v->inet_up = vast_j_num(o, "inet_up", 0);
     v->cuda_max_good = vast_j_num(o, "cuda_max_good", 0);
+    v->compute_cap = vast_j_int(o, "compute_cap", 0);
     v->cpu_ram_gb = vast_j_num(o, "cpu_ram", 0) / 1000.0;
     v->cpu_cores_effective = vast_j_num(o, "cpu_cores_effective", 0);
     v->direct_port_count = vast_j_int(o, "direct_port_count", 0);
@@ -160,7 +161,8 @@ int vast_search_offers(vast_client *c, const vast_search *s, vast_offer_list *ou
     if (err) memset(err, 0, sizeof *err);
     if (s->gpu_ram_min_gb < 0 || s->max_dph < 0 || s->min_reliability < 0 ||
         s->min_reliability > 1 || s->min_cuda < 0 || s->min_disk_gb < 0 ||
-        s->min_inet_down < 0 || s->num_gpus < 0 || s->limit < 0 || s->allocated_storage < 0)
+        s->min_inet_down < 0 || s->num_gpus < 0 || s->limit < 0 || s->allocated_storage < 0 ||
+        s->min_compute_cap < 0)
         return bad_arg(err, "search: a filter is out of range");
     const char *type = s->type && *s->type ? s->type : "on-demand";
     if (!strcmp(type, "interruptible")) type = "bid";
@@ -178,6 +180,8 @@ int vast_search_offers(vast_client *c, const vast_search *s, vast_offer_list *ou
     if (s->max_dph > 0) put_op(q, "dph_total", "lte", json_real(s->max_dph));
     if (s->min_reliability > 0) put_op(q, "reliability2", "gte", json_real(s->min_reliability));
     if (s->min_cuda > 0) put_op(q, "cuda_max_good", "gte", json_real(s->min_cuda));
+    if (s->min_compute_cap > 0)
+        put_op(q, "compute_cap", "gte", json_integer(s->min_compute_cap));
     if (s->min_disk_gb > 0) put_op(q, "disk_space", "gte", json_real(s->min_disk_gb));
     if (s->min_inet_down > 0) put_op(q, "inet_down", "gte", json_real(s->min_inet_down));
     if (s->num_gpus > 0) put_op(q, "num_gpus", "eq", json_integer(s->num_gpus));

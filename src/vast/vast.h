@@ -79,6 +79,7 @@ typedef struct vast_search {
     double max_dph;            /* dph_total lte ($/h, priced for allocated_storage); 0 = any */
     double min_reliability;    /* reliability2 gte (0..1); 0 = any */
     double min_cuda;           /* cuda_max_good gte; 0 = any */
+    int min_compute_cap;       /* compute_cap gte (CC x 100, e.g. 750); 0 = any */
     double min_disk_gb;        /* disk_space gte; 0 = any */
     double min_inet_down;      /* inet_down gte (Mb/s); 0 = any */
     int num_gpus;              /* num_gpus eq; 0 = any */
@@ -109,6 +110,7 @@ typedef struct vast_offer {
     double disk_space_gb;
     double inet_down, inet_up; /* Mb/s */
     double cuda_max_good;
+    int compute_cap;           /* CC x 100 (890 for 8.9); 0 when absent (AMD) */
     double cpu_ram_gb;
     double cpu_cores_effective;
     int direct_port_count;

@@ -3,7 +3,6 @@
 #define _GNU_SOURCE
 #include "worker/worker.h"
 
-#include "audio/audio.h"
 #include "core/config.h"
 #include "core/gpu.h"
 #include "core/log.h"
@@ -17,7 +16,9 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <dirent.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,8 +55,10 @@ typedef struct wjob {
     char *wav_path, *result_path;
     size_t data_off, nsamples; /* PCM data chunk in the WAV */
     char *language, *prompt;
-    engine_opts opts;          /* language/prompt point at the fields above */
-    int cancel;
+    char *model;               /* the job's own model (a name), NULL: the worker's default */
+    engine_opts opts;          /* language/prompt point at the fields above, cancel at cancel */
+    atomic_int cancel;         /* set by DELETE and worker_stop; the engine polls it */
+    int active;                /* a job thread is running it (never freed meanwhile) */
     int deleted;               /* files deleted by DELETE or expiry */
     double started, finished;  /* monotonic; 0 = not yet */
     struct wjob *next;
@@ -69,15 +72,21 @@ struct worker {
     int max_queue;
     double ttl_s;
     char *version;
-    engine *eng;
+    engine *eng;         /* the default engine and model, opened at start */
+    char *default_model; /* its model's name ("large-v3"; "sphinx" for pocketsphinx) */
+    char *models_dir;    /* where ggml-NAME.bin models are ($GS_MODELS_DIR, /workspace/models) */
+    int slots;           /* jobs run at once (one job thread each) */
+    pthread_mutex_t models_mu;   /* guards models; held while one is opened */
+    struct wmodel { char *name; engine *eng; struct wmodel *next; } *models;
     gpu_info gpu;
     http_server *http;
-    pthread_t thr;
-    int thr_started;
+    pthread_t thr[ENGINE_MAX_SLOTS];
+    int nthr;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     wjob *jobs, *tail;   /* every known job, oldest first (FIFO for the queue) */
-    wjob *running;
+    int nrunning;
+    int deadman_busy;    /* one job thread is calling Vast for the dead-man switch */
     int nqueued;
     int stopping;
     unsigned long jobs_done;
@@ -135,7 +144,7 @@ static int wav_locate(int fd, size_t *data_off, size_t *nsamples, char *err, siz
             unsigned fmt = le16(body), ch = le16(body + 2), bits = le16(body + 14);
             uint32_t rate = le32(body + 4);
             if (fmt == 0xFFFE && sz >= 40 && off + 8 + 26 <= len) fmt = le16(body + 24);
-            if (fmt != 1 || ch != 1 || rate != AUDIO_RATE || bits != 16) {
+            if (fmt != 1 || ch != 1 || rate != ENGINE_SAMPLE_RATE || bits != 16) {
                 snprintf(err, errlen, "unsupported WAV format (format %u, %u channels, %u Hz, "
                          "%u bits): the worker takes 16 kHz mono 16-bit PCM", fmt, ch,
                          (unsigned)rate, bits);
@@ -187,6 +196,7 @@ static void job_free(wjob *j)
     free(j->result_path);
     free(j->language);
     free(j->prompt);
+    free(j->model);
     free(j);
 }
 
@@ -195,7 +205,7 @@ static json_t *job_json(const wjob *j)
     double elapsed = j->started ? (j->finished ? j->finished : now_mono()) - j->started : 0;
     return json_pack("{s:s,s:s,s:f,s:s?,s:f,s:f,s:b}", "job_id", j->id, "state",
                      state_name(j->state), "progress", j->progress, "error", j->error,
-                     "audio_seconds", (double)j->nsamples / AUDIO_RATE, "elapsed_seconds",
+                     "audio_seconds", (double)j->nsamples / ENGINE_SAMPLE_RATE, "elapsed_seconds",
                      elapsed, "deleted", j->deleted);
 }
 
@@ -207,7 +217,7 @@ static void purge_expired(worker *w)
     while (*pp) {
         wjob *j = *pp;
         int terminal = j->state == WS_DONE || j->state == WS_FAILED || j->state == WS_CANCELLED;
-        if (terminal && j != w->running && j->finished && now - j->finished >= w->ttl_s) {
+        if (terminal && !j->active && j->finished && now - j->finished >= w->ttl_s) {
             if (!j->deleted) LOG_I("worker", "job %s: result expired unfetched, deleted", j->id);
             job_delete_files(j);
             *pp = j->next;
@@ -227,7 +237,7 @@ static int on_progress(void *ud, double f)
     struct prog *p = ud;
     pthread_mutex_lock(&p->w->mu);
     if (f > p->j->progress) p->j->progress = f > 1 ? 1 : f;
-    int stop = p->j->cancel || p->w->stopping;
+    int stop = atomic_load(&p->j->cancel) || p->w->stopping;
     pthread_mutex_unlock(&p->w->mu);
     return stop;
 }
@@ -258,16 +268,82 @@ static int16_t *read_pcm(const wjob *j, char *err, size_t errlen)
     return pcm;
 }
 
+/* ---- models ----------------------------------------------------------------------------------- */
+
+/* "ggml-large-v3.bin" -> "large-v3" (heap), NULL when the file is not a speech model */
+static char *model_name_of_file(const char *file)
+{
+    size_t n = strlen(file);
+    if (strncmp(file, "ggml-", 5) != 0 || n <= 9 || strcmp(file + n - 4, ".bin") != 0) return NULL;
+    if (strstr(file, "silero")) return NULL; /* the VAD model */
+    return xstrndup(file + 5, n - 9);
+}
+
+/* The models this worker can run: its default and every ggml-*.bin in models_dir. */
+static json_t *models_json(const worker *w)
+{
+    json_t *a = json_array();
+    json_array_append_new(a, json_string(w->default_model));
+    DIR *d = opendir(w->models_dir);
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        char *name = model_name_of_file(de->d_name);
+        if (name && strcmp(name, w->default_model) != 0 &&
+            (engine_whisper_built_in() || !strncmp(name, "parakeet", 8)))
+            json_array_append_new(a, json_string(name));
+        free(name);
+    }
+    if (d) closedir(d);
+    return a;
+}
+
+static int model_available(const worker *w, const char *name)
+{
+    json_t *a = models_json(w);
+    size_t i;
+    json_t *v;
+    int ok = 0;
+    json_array_foreach(a, i, v) ok |= !strcmp(json_string_value(v), name);
+    json_decref(a);
+    return ok;
+}
+
+/* The engine for a job's model: the default, or one opened on first use (on a job thread,
+ * never a request thread) and kept for later jobs. NULL with err when it cannot be opened. */
+static engine *engine_for(worker *w, const char *model, char *err, size_t errlen)
+{
+    if (!model) return w->eng;
+    pthread_mutex_lock(&w->models_mu);
+    struct wmodel *m = w->models;
+    while (m && strcmp(m->name, model) != 0) m = m->next;
+    if (!m) {
+        const char *ename = !strncmp(model, "parakeet", 8) ? "parakeet" : "whisper";
+        double t0 = now_mono();
+        engine *e = engine_open_slots(ename, model, w->slots, err, errlen);
+        if (e) {
+            m = xcalloc(1, sizeof *m);
+            m->name = xstrdup(model);
+            m->eng = e;
+            m->next = w->models;
+            w->models = m;
+            LOG_I("worker", "model %s loaded for a job (%s, %.1f s)", model, ename, now_mono() - t0);
+        }
+    }
+    pthread_mutex_unlock(&w->models_mu);
+    return m ? m->eng : NULL;
+}
+
 static void run_job(worker *w, wjob *j)
 {
     char err[512] = "";
     double t0 = now_mono();
     transcript *t = NULL;
     char *tmp = NULL;
-    int16_t *pcm = read_pcm(j, err, sizeof err);
+    engine *e = engine_for(w, j->model, err, sizeof err);
+    int16_t *pcm = e ? read_pcm(j, err, sizeof err) : NULL;
     if (pcm) {
         struct prog p = {w, j};
-        t = engine_transcribe(w->eng, pcm, j->nsamples, &j->opts, on_progress, &p, err, sizeof err);
+        t = engine_transcribe(e, pcm, j->nsamples, &j->opts, on_progress, &p, err, sizeof err);
         free(pcm);
     }
     if (t) {
@@ -290,7 +366,7 @@ static void run_job(worker *w, wjob *j)
     }
     double secs = now_mono() - t0;
     pthread_mutex_lock(&w->mu);
-    if (j->cancel || w->stopping) {
+    if (atomic_load(&j->cancel) || w->stopping) {
         if (tmp) unlink(tmp);
         j->state = WS_CANCELLED;
         free(j->error);
@@ -310,8 +386,7 @@ static void run_job(worker *w, wjob *j)
     }
     unlink(j->wav_path); /* the audio is not needed any more */
     j->finished = now_mono();
-    w->running = NULL;
-    double audio = (double)j->nsamples / AUDIO_RATE;
+    double audio = (double)j->nsamples / ENGINE_SAMPLE_RATE;
     LOG_I("worker", "job %s %s: %.1f s of audio in %.2f s (RTF %.3f)%s%s", j->id,
           state_name(j->state), audio, secs, audio > 0 ? secs / audio : 0,
           j->error ? ": " : "", j->error ? j->error : "");
@@ -331,10 +406,12 @@ static void touch(worker *w)
 /* Caller holds the lock; it is released while Vast is called. */
 static void deadman_check(worker *w)
 {
-    if (w->deadman_s <= 0 || w->deadman_done || w->running || w->nqueued > 0) return;
+    if (w->deadman_s <= 0 || w->deadman_done || w->deadman_busy || w->nrunning || w->nqueued > 0)
+        return;
     double now = now_mono(), silent = now - w->last_contact;
     if (silent < w->deadman_s || now < w->deadman_next) return;
     w->deadman_next = now + 30;
+    w->deadman_busy = 1;
     pthread_mutex_unlock(&w->mu);
     LOG_W("worker", "dead-man switch: no word from the controller for %.0f s (DEADMAN_MINUTES="
           "%g) and no job: destroying instance %s so that it stops costing money", silent,
@@ -358,6 +435,7 @@ static void deadman_check(worker *w)
         vast_client_free(c);
     }
     pthread_mutex_lock(&w->mu);
+    w->deadman_busy = 0;
     if (ok) w->deadman_done = 1;
 }
 
@@ -385,11 +463,14 @@ static void *job_thread(void *arg)
         }
         j->state = WS_RUNNING;
         j->started = now_mono();
+        j->active = 1;
         w->nqueued--;
-        w->running = j;
+        w->nrunning++;
         pthread_mutex_unlock(&w->mu);
         run_job(w, j);
         pthread_mutex_lock(&w->mu);
+        j->active = 0;
+        w->nrunning--;
     }
     pthread_mutex_unlock(&w->mu);
     return NULL;
@@ -401,13 +482,15 @@ static void h_health(http_req *r, void *app)
 {
     worker *w = app;
     touch(w);
+    json_t *models = models_json(w);
     pthread_mutex_lock(&w->mu);
-    json_t *j = json_pack("{s:s,s:s,s:s,s:b,s:s,s:b,s:s,s:I,s:i,s:i,s:f}", "status", "ok", "engine",
-                          engine_name(w->eng), "model", engine_model(w->eng), "gpu",
-                          engine_uses_gpu(w->eng), "gpu_name", w->gpu.name, "busy",
-                          w->running != NULL, "version", w->version, "jobs_done",
-                          (json_int_t)w->jobs_done, "queued", w->nqueued, "max_queue",
-                          w->max_queue, "deadman_s", w->deadman_s);
+    json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:b,s:s,s:b,s:s,s:I,s:i,s:i,s:f,s:i,s:i,s:o}", "status",
+                          "ok", "engine", engine_name(w->eng), "model", engine_model(w->eng),
+                          "default_model", w->default_model, "gpu", engine_uses_gpu(w->eng),
+                          "gpu_name", w->gpu.name, "busy", w->nrunning > 0, "version", w->version,
+                          "jobs_done", (json_int_t)w->jobs_done, "queued", w->nqueued,
+                          "max_queue", w->max_queue, "deadman_s", w->deadman_s, "slots",
+                          w->slots, "running", w->nrunning, "models", models);
     pthread_mutex_unlock(&w->mu);
     http_reply_json(r, 200, j);
 }
@@ -546,8 +629,19 @@ static void h_transcribe(http_req *r, void *app)
         return;
     }
     long bs = 0;
-    if (beam && *beam && (parse_long(beam, &bs) != 0 || bs < 0 || bs > 16)) {
-        http_reply_error(r, 400, "beam_size must be an integer from 0 to 16");
+    if (beam && *beam && (parse_long(beam, &bs) != 0 || bs < 0 || bs > ENGINE_MAX_BEAM)) {
+        http_reply_error(r, 400, "beam_size must be an integer from 1 to %d (0: the default)",
+                         ENGINE_MAX_BEAM);
+        return;
+    }
+    const char *model = http_query(r, "model");
+    if (model && (!*model || !strcmp(model, w->default_model))) model = NULL;
+    if (model && !model_available(w, model)) {
+        json_t *have = models_json(w);
+        char *list = json_dumps(have, JSON_COMPACT);
+        json_decref(have);
+        http_reply_error(r, 400, "model '%.64s' is not on this worker (it has %s)", model, list);
+        free(list);
         return;
     }
     o.beam_size = (int)bs;
@@ -602,8 +696,10 @@ static void h_transcribe(http_req *r, void *app)
     j->nsamples = nsamples;
     j->language = lang && *lang ? xstrdup(lang) : NULL;
     j->prompt = prompt && *prompt ? xstrdup(prompt) : NULL;
+    j->model = model ? xstrdup(model) : NULL;
     o.language = j->language;
     o.prompt = j->prompt;
+    o.cancel = &j->cancel;
     j->opts = o;
     j->state = WS_QUEUED;
     if (w->tail) w->tail->next = j;
@@ -613,7 +709,7 @@ static void h_transcribe(http_req *r, void *app)
     pthread_cond_broadcast(&w->cv);
     json_t *body = job_json(j);
     pthread_mutex_unlock(&w->mu);
-    LOG_I("worker", "job %s accepted: %.1f s of audio", id, (double)nsamples / AUDIO_RATE);
+    LOG_I("worker", "job %s accepted: %.1f s of audio", id, (double)nsamples / ENGINE_SAMPLE_RATE);
     http_reply_json(r, 202, body);
 }
 
@@ -689,7 +785,7 @@ static void h_delete(http_req *r, void *app)
         w->nqueued--;
         LOG_I("worker", "job %s cancelled before it started", id);
     } else if (j->state == WS_RUNNING) {
-        j->cancel = 1; /* the job thread stops at the engine's next progress callback */
+        atomic_store(&j->cancel, 1); /* the engine polls it and stops within a second */
         j->state = WS_CANCELLED;
         LOG_I("worker", "job %s cancelled while running", id);
     }
@@ -723,6 +819,7 @@ worker *worker_start(const worker_config *cfg, char *err, size_t errlen)
     }
     worker *w = xcalloc(1, sizeof *w);
     pthread_mutex_init(&w->mu, NULL);
+    pthread_mutex_init(&w->models_mu, NULL);
     pthread_cond_init(&w->cv, NULL);
     w->host = xstrdup(host);
     w->max_body = cfg->max_body ? cfg->max_body : DEFAULT_MAX_BODY;
@@ -756,14 +853,26 @@ worker *worker_start(const worker_config *cfg, char *err, size_t errlen)
         w->work_dir = tpl;
         w->own_work_dir = 1;
     }
-    w->eng = engine_open(cfg->engine ? cfg->engine : "auto", cfg->model, err, errlen);
+    w->slots = cfg->slots > 0 ? (cfg->slots > ENGINE_MAX_SLOTS ? ENGINE_MAX_SLOTS : cfg->slots) : 1;
+    const char *md = getenv("GS_MODELS_DIR");
+    w->models_dir = xstrdup(md && *md ? md : "/workspace/models");
+    w->eng = engine_open_slots(cfg->engine ? cfg->engine : "auto", cfg->model, w->slots, err, errlen);
     if (!w->eng) goto fail;
-    gpu_probe(&w->gpu);
-    if (pthread_create(&w->thr, NULL, job_thread, w) != 0) {
-        snprintf(err, errlen, "cannot start the job thread");
-        goto fail;
+    if (!strcmp(engine_name(w->eng), "sphinx")) {
+        w->default_model = xstrdup("sphinx");
+    } else {
+        const char *mp = engine_model(w->eng), *base = strrchr(mp, '/');
+        w->default_model = model_name_of_file(base ? base + 1 : mp);
+        if (!w->default_model) w->default_model = xstrdup(base ? base + 1 : mp);
     }
-    w->thr_started = 1;
+    gpu_probe(&w->gpu);
+    for (int i = 0; i < w->slots; i++) {
+        if (pthread_create(&w->thr[i], NULL, job_thread, w) != 0) {
+            snprintf(err, errlen, "cannot start the job threads");
+            goto fail;
+        }
+        w->nthr++;
+    }
     http_config hc = {.host = host, .port = cfg->port, .threads = 4, .version = w->version};
     w->http = http_server_start(&hc, worker_routes, ARRAY_LEN(worker_routes), w, err, errlen);
     if (!w->http) goto fail;
@@ -781,13 +890,13 @@ void worker_stop(worker *w)
     if (!w) return;
     http_server_stop(w->http); /* no handler runs after this */
     w->http = NULL;
-    if (w->thr_started) {
-        pthread_mutex_lock(&w->mu);
-        w->stopping = 1;
-        pthread_cond_broadcast(&w->cv);
-        pthread_mutex_unlock(&w->mu);
-        pthread_join(w->thr, NULL);
-    }
+    pthread_mutex_lock(&w->mu);
+    w->stopping = 1;
+    for (wjob *j = w->jobs; j; j = j->next)
+        if (j->active) atomic_store(&j->cancel, 1);
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    for (int i = 0; i < w->nthr; i++) pthread_join(w->thr[i], NULL);
     while (w->jobs) {
         wjob *j = w->jobs;
         w->jobs = j->next;
@@ -795,6 +904,15 @@ void worker_stop(worker *w)
         job_free(j);
     }
     engine_close(w->eng);
+    while (w->models) {
+        struct wmodel *m = w->models;
+        w->models = m->next;
+        engine_close(m->eng);
+        free(m->name);
+        free(m);
+    }
+    free(w->default_model);
+    free(w->models_dir);
     if (w->own_work_dir && w->work_dir && rmdir(w->work_dir) != 0)
         LOG_W("worker", "cannot remove %s: %s", w->work_dir, strerror(errno));
     free(w->work_dir);
@@ -808,5 +926,6 @@ void worker_stop(worker *w)
     }
     pthread_cond_destroy(&w->cv);
     pthread_mutex_destroy(&w->mu);
+    pthread_mutex_destroy(&w->models_mu);
     free(w);
 }

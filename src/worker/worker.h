@@ -3,14 +3,20 @@
  * authentication of its own: the tunnel is the access control (worker_start refuses any
  * non-loopback host).
  *
- * One engine, loaded once at start; one job runs at a time on the worker's own thread, the
- * others wait in a bounded FIFO queue (503 when full). Routes (errors are {"error": "..."}):
+ * One engine, loaded once at start with `slots` slots (engine.h: one model shared by that
+ * many concurrent transcriptions); `slots` job threads run that many jobs at once, the others
+ * wait in a bounded FIFO queue (503 when full). A job may name another model the worker has
+ * (a ggml-NAME.bin in $GS_MODELS_DIR, default /workspace/models): it is opened on a job
+ * thread the first time and kept. Routes (errors are {"error": "..."}):
  *
- *   GET    /health              {"status":"ok","engine","model","gpu","gpu_name","busy",
- *                                "version","jobs_done","queued","max_queue","deadman_s"
- *                                (0 when the dead-man switch is not armed)}
+ *   GET    /health              {"status":"ok","engine","model" (path),"default_model"
+ *                                (name),"models" (names it can run, the default first),
+ *                                "slots","running","gpu","gpu_name","busy","version",
+ *                                "jobs_done","queued","max_queue","deadman_s" (0 when the
+ *                                dead-man switch is not armed)}
  *   POST   /transcribe?job_id=ID[&language=en][&prompt=...][&temperature=0..1]
- *                              [&word_timestamps=0|1][&translate=0|1][&beam_size=N]
+ *                              [&word_timestamps=0|1][&translate=0|1][&beam_size=1..8]
+ *                              [&model=NAME (one of /health's models; 400 otherwise)]
  *          body: a RIFF/WAVE file, PCM 16-bit mono 16 kHz (streamed to the work dir,
  *          capped at max_body bytes: 413; not WAV or another format: 415; empty: 400).
  *          202 {"job_id","state":"queued"|"running",...} for a new job; for a job_id the
@@ -22,16 +28,17 @@
  *   GET    /jobs/{id}/result    200 the transcript in transcript_to_json_store form when done;
  *                               409 while queued/running or when failed/cancelled; 404 once
  *                               deleted or unknown
- *   DELETE /jobs/{id}           cancels a queued/running job (the engine stops at its next
- *                               progress callback) and deletes the job's audio and result;
+ *   DELETE /jobs/{id}           cancels a queued/running job (the engine polls the job's
+ *                               cancel flag and stops within about a second) and deletes
+ *                               the job's audio and result;
  *                               200 {"job_id","state","deleted":true}. Idempotent.
  *
  * The audio file is deleted as soon as its job ends; the result file when the job is DELETEd
  * or result_ttl_s after the job ended, whichever comes first. A job's record (for the
  * idempotent POST and GET /jobs/{id}) is forgotten result_ttl_s after it ended.
  *
- * Threads: handlers run on the HTTP pool; the engine runs on one job thread; all job state
- * is guarded by one mutex. worker_stop cancels the running job, joins everything, deletes
+ * Threads: handlers run on the HTTP pool; engines run on the `slots` job threads; all job
+ * state is guarded by one mutex (the extra models by their own, held while one is opened). worker_stop cancels the running job, joins everything, deletes
  * every file the worker made (and the work dir when the worker created it).
  */
 #ifndef GS_WORKER_H
@@ -44,11 +51,12 @@ typedef struct worker worker;
 typedef struct worker_config {
     const char *host;        /* must be loopback (127.0.0.0/8, ::1, localhost) */
     int port;                /* 0 = ephemeral */
-    const char *engine;      /* "auto" | "sphinx" | "whisper" (NULL = auto) */
+    const char *engine;      /* "auto" | "sphinx" | "whisper" | "parakeet" (NULL = auto) */
     const char *model;       /* engine model (NULL = the engine's default) */
     const char *work_dir;    /* NULL = a fresh directory under $TMPDIR, removed at stop */
     size_t max_body;         /* largest accepted WAV in bytes (0 = 2 GiB) */
-    int max_queue;           /* jobs waiting behind the running one (0 = 16) */
+    int max_queue;           /* jobs waiting behind the running ones (0 = 16) */
+    int slots;               /* jobs run at once on one loaded model (0 = 1; WORKER_SLOTS) */
     double result_ttl_s;     /* keep finished results/records this long (0 = 30 min) */
     const char *version;     /* reported by /health */
     /* Dead-man switch (armed when deadman_s > 0 and all three strings are set): when no

@@ -142,6 +142,17 @@ transcript *worker_client_transcribe(const char *base_url, const char *job_id,
                                      int (*progress)(void *ud, double f), void *ud, char *err,
                                      size_t errlen)
 {
+    return worker_client_transcribe_model(base_url, job_id, NULL, wav_path, o, progress, ud, NULL,
+                                          err, errlen);
+}
+
+transcript *worker_client_transcribe_model(const char *base_url, const char *job_id,
+                                           const char *model, const char *wav_path,
+                                           const engine_opts *o,
+                                           int (*progress)(void *ud, double f), void *ud,
+                                           int *refused, char *err, size_t errlen)
+{
+    if (refused) *refused = 0;
     if (!worker_job_id_ok(job_id)) {
         snprintf(err, errlen, "invalid job id '%s'", job_id ? job_id : "");
         return NULL;
@@ -171,6 +182,7 @@ transcript *worker_client_transcribe(const char *base_url, const char *job_id,
     (void)!buf_appendf(&q, "/transcribe?job_id=%s", job_id);
     if (o && o->language && *o->language) append_q(&q, c, "language", o->language);
     if (o && o->prompt && *o->prompt) append_q(&q, c, "prompt", o->prompt);
+    if (model && *model) append_q(&q, c, "model", model);
     if (o) {
         (void)!buf_appendf(&q, "&temperature=%.3f&word_timestamps=%d&translate=%d",
                            o->temperature, o->word_timestamps ? 1 : 0, o->translate ? 1 : 0);
@@ -188,6 +200,8 @@ transcript *worker_client_transcribe(const char *base_url, const char *job_id,
     if (r.status != 202 && r.status != 200) {
         snprintf(err, errlen, "worker refused the job (HTTP %ld): %s", r.status,
                  j ? err_of(j) : "unexpected response");
+        /* the job itself is wrong for this worker: sending it again cannot help */
+        if (refused && (r.status == 400 || r.status == 413 || r.status == 415)) *refused = 1;
         goto out;
     }
     posted = 1;

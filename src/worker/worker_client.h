@@ -33,6 +33,15 @@ transcript *worker_client_transcribe(const char *base_url, const char *job_id,
                                      int (*progress)(void *ud, double f), void *ud, char *err,
                                      size_t errlen);
 
+/* The same, asking the worker for one of its models (NULL: its default); *refused (may be
+ * NULL) is set when the worker refused the job itself (400, 413, 415: a model it lacks, audio
+ * over its limit...), which no retry can fix. */
+transcript *worker_client_transcribe_model(const char *base_url, const char *job_id,
+                                           const char *model, const char *wav_path,
+                                           const engine_opts *o,
+                                           int (*progress)(void *ud, double f), void *ud,
+                                           int *refused, char *err, size_t errlen);
+
 /* GET /health: 0 and the parsed object in *out (caller decrefs), or -1 with err. */
 int worker_client_health(const char *base_url, json_t **out, char *err, size_t errlen);
 

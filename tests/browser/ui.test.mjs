@@ -129,6 +129,35 @@ test('boot modal: spinner, filters, five cheapest offers, keyboard', async () =>
   assert.equal(await page.evaluate(() => document.activeElement?.id), 'boot-open');
 });
 
+test('boot modal: only hosts that fit the image; "show excluded offers" says why', async () => {
+  await page.click('#boot-open');
+  const dlg = page.locator('#boot-dialog');
+  await dlg.waitFor({ state: 'visible' });
+  await page.waitForFunction(() => !document.querySelector('#boot-dialog').dataset.searching);
+  await page.waitForSelector('#offers .offer');
+  const req = await page.textContent('#offers-req');
+  assert.match(req, /^Only hosts that can run ggml-org\/whisper\.cpp:main-cuda: CUDA ≥ 13\.0, compute capability ≥ 7\.5, disk ≥ \d+ GB\.$/);
+  const cudas = await page.$$eval('#offers .offer dd', (els) => els.filter((e) => e.previousSibling?.textContent === 'CUDA').map((e) => Number(e.textContent)));
+  assert.ok(cudas.length && cudas.every((v) => v >= 13), `listed hosts run CUDA 13+: ${cudas}`);
+  assert.equal(await page.isVisible('#excluded-area'), false, 'excluded hidden by default');
+  await page.check('#f-explain');
+  await page.waitForFunction(() => !document.querySelector('#boot-dialog').dataset.searching &&
+    document.querySelector('#offers-excluded .offer'));
+  const reasons = await page.$$eval('#offers-excluded .offer-reason', (els) => els.map((e) => e.textContent));
+  assert.ok(reasons.length >= 1 && reasons.length <= 5, `1 to 5 excluded: ${reasons.length}`);
+  for (const r of reasons) assert.match(r, /(CUDA 12\.\d+ < 13\.0|compute capability \d+\.\d < 7\.5|no CUDA driver .*) required by ghcr\.io\/ggml-org\/whisper\.cpp:main-cuda/);
+  assert.match(await page.textContent('#excluded-title'), /cannot run ggml-org\/whisper\.cpp:main-cuda/);
+  assert.equal(await page.locator('#offers-excluded button').count(), 0, 'an excluded offer cannot be booted');
+  assert.deepEqual(await unnamedControls(page), []);
+  await page.locator('#excluded-area').scrollIntoViewIfNeeded();
+  await shot(page, '02b-desktop-excluded-offers');
+  await page.uncheck('#f-explain');
+  await page.waitForFunction(() => !document.querySelector('#boot-dialog').dataset.searching &&
+    document.querySelector('#excluded-area').hidden);
+  await page.keyboard.press('Escape');
+  await dlg.waitFor({ state: 'hidden' });
+});
+
 let instanceId = null;
 let reachedReady = false;
 

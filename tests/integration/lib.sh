@@ -31,7 +31,8 @@ export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$ROOT/tests/lsan.supp:print_sup
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 # never let the developer's own settings leak into a test
 unset HOST PORT DATA_DIR WEB_DIR VAST_API_KEY VAST_URL VAST_INSTANCE_ID HF_TOKEN OPENAI_API_KEY \
-      OPENAI_BASE_URL API_TOKEN LOG_LEVEL XDG_CONFIG_HOME XDG_DATA_HOME 2>/dev/null || true
+      OPENAI_BASE_URL API_TOKEN LOG_LEVEL XDG_CONFIG_HOME XDG_DATA_HOME VAST_IMAGE_MIN_CUDA \
+      2>/dev/null || true
 export HOME=$TDIR/home
 mkdir -p "$HOME"
 
@@ -177,7 +178,9 @@ finish() {
 #   sim METHOD PATH [curl args]    call it; the body lands in SBODY
 #   fault JSON                     inject a fault (POST /_admin/faults)
 #   sim_live_instances             how many instances are not destroyed
-#   sim_offers N                   the ids of the N cheapest offers, one a line
+#   sim_offers N                   the ids of N offers whose hosts can run the default image
+#                                  (CUDA >= 13.0, compute capability >= 7.5), one a line
+#                                  (SIM_FIT is that filter, to merge into other searches)
 #   sim_inst ID FIELD              a field of the instance in /_admin/state (dir, ssh_port, ...)
 #   on_inst ID CMD                 run CMD inside the instance over SSH with the server's key
 #                                  ($DATA/ssh/id_ed25519)
@@ -218,8 +221,9 @@ sim_live_instances() {
     sim GET /_admin/state
     jq '[.instances[] | select((.destroyed // false) | not)] | length' <<<"$SBODY"
 }
+SIM_FIT='"cuda_max_good": {"gte": 13.0}, "compute_cap": {"gte": 750}'
 sim_offers() {
-    curl -sS -X POST -H 'Content-Type: application/json' -d "{\"limit\": $1}" "$SIM/api/v0/bundles/" |
+    curl -sS -X POST -H 'Content-Type: application/json' -d "{\"limit\": $1, $SIM_FIT}" "$SIM/api/v0/bundles/" |
         jq -r '.offers[].id'
 }
 sim_inst() {

@@ -28,7 +28,7 @@ export DATA=$TDIR/data
 touch "$TDIR/app.env"
 A=$TDIR/a; mkdir -p "$A"
 long_speech_wav "$A/long.wav" 6
-mapfile -t OFFERS < <(curl -sS -X POST -H 'Content-Type: application/json' -d '{"limit": 20}' "$SIM/api/v0/bundles/" | jq -r '.offers | sort_by(.dph_total) | .[].id')
+mapfile -t OFFERS < <(curl -sS -X POST -H 'Content-Type: application/json' -d "{\"limit\": 20, $SIM_FIT}" "$SIM/api/v0/bundles/" | jq -r '.offers | sort_by(.dph_total) | .[].id')
 OI=0
 AGREE=$TDIR/agreement
 EVENTS=""
@@ -129,7 +129,7 @@ expect "/api/cost: totals and budgets" 200 '.totals.all_time > 0 and .totals.tod
 cmp_ledger "idle instance $IA" "$IA" 2
 
 # budget: an offer whose hour costs more than the daily budget is refused, nothing rented
-sim POST /_admin/offers -H 'Content-Type: application/json' -d '{"id": 990001, "dph_base": 7.5}'
+sim POST /_admin/offers -H 'Content-Type: application/json' -d '{"id": 990001, "dph_base": 7.5, "cuda_max_good": 13.0, "compute_cap": 890, "disk_space": 500}'
 EXP=$(jq -r '.offer.id' <<<"$SBODY")
 sim DELETE /_admin/requests
 req POST /api/vast/boot -H 'Content-Type: application/json' -d "{\"offer_id\": $EXP}"

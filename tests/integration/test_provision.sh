@@ -74,13 +74,13 @@ check "instance: worker.env is 0600" grep -qx 600 <<<"$out"
 check "instance: HF_TOKEN in no process argument" grep -qx 0 <<<"$out"
 check "instance: HF_TOKEN in worker.env" test "$(on_inst "$ID" 'grep -c ^HF_TOKEN= /workspace/gpuscribe/worker.env')" = 1
 wpid=$(on_inst "$ID" 'cat /workspace/gpuscribe/worker.pid')
-sum1=$(on_inst "$ID" 'cd /workspace/gpuscribe && ls -l --time-style=+%s gpuscribe worker.env run-worker.sh | md5sum')
+sum1=$(on_inst "$ID" 'cd /workspace/gpuscribe && ls -l --time-style=+%s gpuscribe-worker worker.env run-worker.sh | md5sum')
 out=$(on_inst "$ID" 'cd /workspace/gpuscribe && sh setup.sh --engine auto --model large-v3 --port 8765 && sh setup.sh --start-worker --engine auto --model large-v3 --port 8765 && sh setup.sh --engine auto --model large-v3 --port 8765; echo rc=$?')
 check "setup twice: succeeds" grep -q 'rc=0' <<<"$out"
 check "setup twice: nothing to install" bash -c "! grep -qiE 'apt-get|installing:|downloading|building' <<<'$out'"
 check "setup twice: worker left alone" grep -q 'already running' <<<"$out"
 check "setup twice: same worker pid" test "$(on_inst "$ID" 'cat /workspace/gpuscribe/worker.pid')" = "$wpid"
-check "setup twice: files unchanged" test "$(on_inst "$ID" 'cd /workspace/gpuscribe && ls -l --time-style=+%s gpuscribe worker.env run-worker.sh | md5sum')" = "$sum1"
+check "setup twice: files unchanged" test "$(on_inst "$ID" 'cd /workspace/gpuscribe && ls -l --time-style=+%s gpuscribe-worker worker.env run-worker.sh | md5sum')" = "$sum1"
 # the supervisor restarts a dead worker
 on_inst "$ID" 'kill -9 $(cat /workspace/gpuscribe/worker.pid)'
 for i in $(seq 1 60); do
@@ -141,7 +141,7 @@ echo "    (auto-connect took $(echo "$(date +%s.%N) - $t" | bc) s)"
 check "auto-connect: log line" grep -q "Vast.ai GPU available: Instance $ID4" "$SERVER_LOG"
 check "auto-connect: adopted (store row created)" grep -q "VAST_INSTANCE_ID=$ID4: instance $ID4 is running" "$SERVER_LOG"
 req GET "/api/vast/instances/$ID4"
-expect "auto-connect: nothing reinstalled" 200 '([.log[] | select(test("already on the instance"))] | length == 1) and ([.log[] | select(test("already running"))] | length == 1)'
+expect "auto-connect: nothing reinstalled" 200 '([.log[] | select(test("built from this source already"))] | length == 1) and ([.log[] | select(test("already running"))] | length == 1)'
 check "auto-connect: worker not restarted" test "$(on_inst "$ID4" 'cat /workspace/gpuscribe/worker.pid')" = "$wpid"
 jreq GET /api/gpu-status
 expect "auto-connect: gpu-status vast" 200 ".type == \"vast\" and .vast_instance == \"$ID4\""

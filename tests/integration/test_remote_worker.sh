@@ -12,7 +12,7 @@ long_speech_wav "$A/long.wav" 2
 WPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 WPID=""
 start_worker() {
-    "$GS_BIN" worker --listen "127.0.0.1:$WPORT" --engine sphinx > "$TDIR/worker.log" 2>&1 &
+    env ${WSLOTS:+WORKER_SLOTS=$WSLOTS} "$GS_BIN" worker --listen "127.0.0.1:$WPORT" --engine sphinx > "$TDIR/worker.log" 2>&1 &
     WPID=$!
     local i; for i in $(seq 1 100); do curl -sf "http://127.0.0.1:$WPORT/health" >/dev/null && return 0; sleep 0.1; done
     return 1
@@ -61,6 +61,39 @@ req GET "/api/jobs/$L"
 expect "exactly one completed run, two attempts, on the worker" 200 '.attempts == 2 and .backend == "remote" and .state == "done" and .error == null'
 check "restarted worker ran it once" bash -c "curl -s http://127.0.0.1:$WPORT/health | jq -e '.jobs_done == 1' >/dev/null"
 check "worker keeps no job files" bash -c "! grep -q 'lost' '$TDIR/worker.log'"
+stop_server
+kill -TERM $WPID; wait $WPID 2>/dev/null; WPID=""
+
+# WORKER_SLOTS=2: the controller sends the worker two jobs at once, never a third
+WSLOTS=2 start_worker || fail "2-slot worker starts"
+check "the worker advertises 2 slots" bash -c "curl -s http://127.0.0.1:$WPORT/health | jq -e '.slots == 2' >/dev/null"
+start_server WORKER_URL="http://127.0.0.1:$WPORT"
+ids=()
+for k in 1 2 3; do req POST /api/jobs -F "file=@$A/long.wav"; ids+=("$(jget .id)"); done
+both=0; over=0
+for i in $(seq 1 300); do
+    n=$(curl -s "$BASE/api/jobs?state=running" | jq '.jobs | length')
+    r=$(curl -s "http://127.0.0.1:$WPORT/health" | jq .running)
+    [ "$n" -ge 2 ] && [ "$r" = 2 ] && both=1
+    [ "$n" -gt 2 ] && over=1
+    [ "$both" = 1 ] && break
+    sleep 0.05
+done
+check "two jobs run at once on the 2-slot worker" test "$both" = 1
+for k in 0 1 2; do wait_job "${ids[$k]}" 180 >/dev/null; done
+check "never more than its 2 slots" test "$over" = 0
+req GET "/api/jobs/${ids[2]}"
+expect "the third waited for a slot, then ran there" 200 '.state == "done" and .backend == "remote" and .attempts == 1'
+check "the worker ran all three" bash -c "curl -s http://127.0.0.1:$WPORT/health | jq -e '.jobs_done == 3' >/dev/null"
+# a model the worker does not have: refused once, the job fails with the reason, no retries
+req POST /api/jobs -F "file=@$A/s1.wav" -F model=large-v3-turbo
+M=$(jget .id)
+wait_job "$M" 60 >/dev/null
+req GET "/api/jobs/$M"
+expect "a model the worker lacks: failed at once, saying why" 200 '.state == "failed" and .attempts == 1 and (.error | test("model .large-v3-turbo. is not on this worker"))'
+check "the worker was not taken for broken (no retry, no failure report)" bash -c "grep -q 'job $M refused by the GPU worker' '$SERVER_LOG' && ! grep -q 'job $M: GPU worker failed' '$SERVER_LOG' && ! grep -q 'worker http://127.0.0.1:$WPORT failed' '$SERVER_LOG'"
+jreq GET /v1/models
+expect "/v1/models lists whisper-1 and the configured model" 200 '[.data[].id] | index("whisper-1") != null and index("large-v3") != null'
 stop_server
 kill -TERM $WPID; wait $WPID 2>/dev/null; WPID=""
 finish

@@ -49,6 +49,51 @@ expect "search: unknown field -> 400" 400 '.error | test("max_prize")'
 jreq POST /api/vast/search '{"gpu_ram_min": 16,'
 expect "search: malformed JSON -> 400" 400 '.error'
 
+# ---- offers that fit the image (the default VAST_IMAGE, whisper.cpp's main-cuda: CUDA >= 13.0,
+# compute capability >= 7.5, disk for large-v3); vastsim's hosts run CUDA 12.2 to 13.1 drivers
+MAIN_CUDA=ghcr.io/ggml-org/whisper.cpp:main-cuda
+CATALOG=$(curl -sS -X POST -H 'Content-Type: application/json' -d '{"limit": 1000, "verified": {"eq": true}, "external": {"eq": false}, "rentable": {"eq": true}, "rented": {"eq": false}, "disk_space": {"gte": 40}, "order": [["dph_total", "asc"]], "allocated_storage": 40}' "$SIM/api/v0/bundles/")
+check "image: the catalog has CUDA 12.x and 13.x hosts" jq -e '([.offers[] | select(.cuda_max_good >= 12 and .cuda_max_good < 13)] | length) > 10 and ([.offers[] | select(.cuda_max_good >= 13)] | length) > 10' <<<"$CATALOG"
+check "image: the catalog's cheapest host is on CUDA 12.x" jq -e '.offers[0].cuda_max_good < 13' <<<"$CATALOG"
+jreq POST /api/vast/search '{"limit": 1000}'
+expect "image: default search lists no host below CUDA 13.0 or compute capability 7.5" 200 '(.offers | length) > 10 and all(.offers[]; .cuda_max_good >= 13 and .compute_cap >= 750 and .disk_space >= 10)'
+expect "image: search says what the image requires" 200 ".requirements == {\"image\": \"$MAIN_CUDA\", \"known\": true, \"min_cuda\": 13.0, \"min_compute_cap\": 750, \"min_disk_gb\": 10.0, \"model\": \"large-v3\", \"model_gb\": 3.1, \"image_gb\": 4.0, \"cuda_source\": \"table\"} and (has(\"excluded\") | not)"
+FIT_N=$(jget '.offers | length')
+check "image: every fitting catalog host is listed, no other" test "$FIT_N" = "$(jq '[.offers[] | select(.cuda_max_good >= 13 and .compute_cap >= 750)] | length' <<<"$CATALOG")"
+CHEAPEST=$(jget '.offers[0].dph_total')
+check "image: cheaper CUDA 12.x hosts exist but are not listed" jq -e --argjson p "$CHEAPEST" '[.offers[] | select(.cuda_max_good < 13 and .dph_total < $p)] | length > 0' <<<"$CATALOG"
+jreq POST /api/vast/search '{"min_cuda": 12, "min_compute_cap": 500, "min_disk": 1, "limit": 1000}'
+expect "image: looser user filters cannot loosen it" 200 "(.offers | length) == $FIT_N and all(.offers[]; .cuda_max_good >= 13 and .compute_cap >= 750)"
+jreq POST /api/vast/search '{"min_cuda": 13.1, "min_compute_cap": 860, "limit": 1000}'
+expect "image: stricter user filters tighten it" 200 '(.offers | length) > 0 and all(.offers[]; .cuda_max_good >= 13.1 and .compute_cap >= 860)'
+jreq POST /api/vast/search '{"limit": 20, "explain": true}'
+expect "image: explain lists excluded offers" 200 '(.excluded | length) > 0 and (.offers | length) == 20'
+expect "image: excluded offers are the ones that do not fit" 200 '([.offers[].id] - [.excluded[].id]) == [.offers[].id] and all(.excluded[]; .cuda_max_good < 13 or .compute_cap < 750)'
+expect "image: each exclusion says why" 200 "all(.excluded[]; . as \$o | (.reasons | length) >= 1 and .reason == (.reasons | join(\"; \")) and (\$o.cuda_max_good >= 13 or (.reasons | index(\"CUDA \\(\$o.cuda_max_good) < 13.0 required by $MAIN_CUDA\"))) and (\$o.compute_cap >= 750 or any(.reasons[]; test(\"^compute capability [0-9.]+ < 7.5 required by\"))))"
+expect "image: explain covers the cheapest excluded host" 200 "[.excluded[].id] | index($(jq '.offers[0].id' <<<"$CATALOG")) != null"
+jreq POST /api/vast/search '{"explain": "yes"}'
+expect "image: explain not a boolean -> 400" 400 '.error | test("explain")'
+jreq POST /api/vast/search '{"min_compute_cap": -1}'
+expect "image: negative min_compute_cap -> 400" 400 '.error | test("min_compute_cap")'
+jreq POST /api/vast/search '{"min_compute_cap": 7.5}'
+expect "image: fractional min_compute_cap -> 400" 400 '.error | test("min_compute_cap")'
+
+# boot refuses a host that cannot run the image, before any rental
+CU12=$(jq '[.offers[] | select(.cuda_max_good < 13 and .compute_cap >= 750)][0]' <<<"$CATALOG")
+CU12_ID=$(jq .id <<<"$CU12")
+sim DELETE /_admin/requests
+before=$(sim_live_instances)
+jreq POST /api/vast/boot "{\"offer_id\": $CU12_ID}"
+expect "image: boot of a CUDA 12 host -> 409" 409 ".kind == \"image_mismatch\" and .success == false and (.error | contains(\"Offer $CU12_ID\") and contains(\"CUDA $(jq .cuda_max_good <<<"$CU12") < 13.0 required by $MAIN_CUDA\") and contains(\"Nothing was rented\"))"
+check "image: refused boot made no PUT /asks/" test "$(puts_to_asks)" = 0
+check "image: refused boot rented nothing" test "$(sim_live_instances)" = "$before"
+check "image: refused boot is logged" grep -q "boot of offer $CU12_ID refused: .*CUDA" "$SERVER_LOG"
+check "image: refused boot left no store row" test "$(sqlite3 "$DATA/gpuscribe.db" "SELECT count(*) FROM instances WHERE offer_id=$CU12_ID")" = 0
+OLD_CC=$(jq '[.offers[] | select(.compute_cap > 0 and .compute_cap < 750)][0].id' <<<"$CATALOG")
+jreq POST /api/vast/boot "{\"offer_id\": $OLD_CC}"
+expect "image: boot of a compute capability 7.0 host -> 409" 409 '.kind == "image_mismatch" and (.error | test("compute capability 7\\.0 < 7\\.5 required by"))'
+check "image: still no PUT /asks/" test "$(puts_to_asks)" = 0
+
 # ---- boot: exactly one rental
 jreq POST /api/vast/search '{"limit": 8}'
 mapfile -t OFFERS < <(jget '.offers[].id')
@@ -205,6 +250,35 @@ jreq GET /openapi.json
 expect "openapi documents the vast routes" 200 '.paths["/api/vast/boot"].post.requestBody and .paths["/api/vast/search"].post.responses["200"] and .paths["/api/vast/destroy/{instance_id}"].post and .paths["/api/vast/instances"].get'
 stop_server
 
+# ---- VAST_IMAGE_MIN_CUDA: a custom image that needs CUDA 12.4
+CUSTOM=registry.example/me/asr:cu124
+: >"$TDIR/custom.env"
+start_server VAST_URL="$SIM" VAST_API_KEY="$KEY" VAST_IMAGE="$CUSTOM" VAST_IMAGE_MIN_CUDA=12.4 -- \
+    --env-file "$TDIR/custom.env"
+LOGS+=("$SERVER_LOG")
+jreq POST /api/vast/search '{"limit": 1000, "explain": true}'
+expect "override: CUDA >= 12.4 from VAST_IMAGE_MIN_CUDA" 200 "(.offers | length) > $FIT_N and all(.offers[]; .cuda_max_good >= 12.4) and any(.offers[]; .cuda_max_good < 13) and .requirements.min_cuda == 12.4 and .requirements.cuda_source == \"VAST_IMAGE_MIN_CUDA\" and .requirements.known == false and .requirements.min_compute_cap == 0"
+expect "override: an unknown image has no compute capability requirement" 200 'any(.offers[]; .compute_cap < 750)'
+expect "override: explain names VAST_IMAGE_MIN_CUDA" 200 "(.excluded | length) > 0 and all(.excluded[]; .cuda_max_good < 12.4 and (.reason | test(\"^(CUDA 12\\\\.2 < 12\\\\.4|no CUDA driver .*CUDA 12\\\\.4) required by VAST_IMAGE_MIN_CUDA for $CUSTOM$\"))) and any(.excluded[]; .cuda_max_good == 12.2)"
+CU128=$(jq --argjson not "$CU12_ID" '[.offers[] | select(.cuda_max_good >= 12.4 and .cuda_max_good < 13 and .id != $not)][0].id' <<<"$CATALOG")
+CU122=$(jq '[.offers[] | select(.cuda_max_good < 12.4)][0].id' <<<"$CATALOG")
+jreq POST /api/vast/boot "{\"offer_id\": $CU122}"
+expect "override: a CUDA 12.2 host is still refused" 409 '.kind == "image_mismatch" and (.error | test("CUDA 12\\.2 < 12\\.4"))'
+jreq POST /api/vast/boot "{\"offer_id\": $CU128}"
+expect "override: a CUDA 12.x host the image accepts boots" 200 '.success == true'
+OVR=$(jget .instance_id)
+sim GET "/api/v0/instances/$OVR/" -H "Authorization: Bearer $KEY"
+check "override: rented with the custom image" jq -e --arg img "$CUSTOM" '.instances.image_uuid == $img' <<<"$SBODY"
+jreq POST /api/vast/destroy/$OVR
+expect "override: destroy it" 200 '.success == true'
+stop_server
+: >"$TDIR/zero.env"
+start_server VAST_URL="$SIM" VAST_API_KEY="$KEY" VAST_IMAGE_MIN_CUDA=0 -- --env-file "$TDIR/zero.env"
+LOGS+=("$SERVER_LOG")
+jreq POST /api/vast/search '{"limit": 1000}'
+expect "override 0 on main-cuda: CUDA 12 hosts listed, compute capability still >= 7.5" 200 'any(.offers[]; .cuda_max_good < 13) and all(.offers[]; .compute_cap >= 750) and .requirements.min_cuda == 0 and .requirements.min_compute_cap == 750'
+stop_server
+
 # ---- CLI (outputs go to files: they contain quotes)
 cd "$TDIR"
 : >"$TDIR/cli.env"
@@ -229,6 +303,22 @@ VAST_API_KEY=$KEY cli list --env-file "$TDIR/cli.env"
 check "cli list shows it" bash -c "[ $RC = 0 ] && grep -q '^$CID .*gpuscribe-cli.*VAST_INSTANCE_ID' '$O'"
 VAST_API_KEY=$KEY "$GS_BIN" vast list --json >"$O"; RC=$?
 check "cli list --json" bash -c "[ $RC = 0 ] && jq -e '.instances | map(select(.id == $CID)) | length == 1' '$O'"
+VAST_API_KEY=$KEY "$GS_BIN" vast search --limit 1000 --json >"$O"; RC=$?
+CLI_FIT=$(jq '.offers | length' "$O")
+check "cli search: only hosts that fit the image" bash -c "[ $RC = 0 ] && jq -e '(.offers | length) > 10 and all(.offers[]; .cuda_max_good >= 13 and .compute_cap >= 750) and .requirements.min_cuda == 13 and .requirements.min_compute_cap == 750' '$O'"
+VAST_API_KEY=$KEY "$GS_BIN" vast search --limit 1000 --min-cuda 12 --min-compute-cap 500 --min-disk 1 --json >"$O"; RC=$?
+check "cli search: looser flags cannot loosen it" bash -c "[ $RC = 0 ] && jq -e '(.offers | length) == $CLI_FIT and all(.offers[]; .cuda_max_good >= 13 and .compute_cap >= 750)' '$O'"
+VAST_API_KEY=$KEY cli search --limit 20 --explain
+check "cli search --explain: says why" bash -c "[ $RC = 0 ] && grep -q 'Only hosts that can run $MAIN_CUDA: CUDA >= 13.0, compute capability >= 7.5, disk >= 40 GB' '$O' && grep -q '^Excluded' '$O' && grep -qE '^[0-9]+ .* CUDA 12\.[0-9] < 13\.0 required by $MAIN_CUDA' '$O'"
+sim DELETE /_admin/requests
+VAST_API_KEY=$KEY cli boot "$CU12_ID" --env-file "$TDIR/cli.env"
+check "cli boot of a CUDA 12 host -> exit 1, why, no rental" bash -c "[ $RC = 1 ] && grep -q 'CUDA [0-9.]* < 13.0 required by $MAIN_CUDA' '$O' && grep -q 'Nothing was rented' '$O' && [ $(puts_to_asks) = 0 ]"
+FITTING=$(jq '[.offers[] | select(.cuda_max_good >= 13 and .compute_cap >= 750)][-1].id' <<<"$CATALOG")
+sim DELETE /_admin/requests
+VAST_API_KEY=$KEY VAST_DISK_GB=8 cli boot "$FITTING" --env-file "$TDIR/cli.env"
+check "cli boot with VAST_DISK_GB below the image's need -> exit 1" bash -c "[ $RC = 1 ] && grep -q 'VAST_DISK_GB=8 is smaller than the 10 GB' '$O' && [ $(puts_to_asks) = 0 ]"
+VAST_IMAGE_MIN_CUDA=abc cli search
+check "cli: bad VAST_IMAGE_MIN_CUDA -> exit 2 naming it" bash -c "[ $RC = 2 ] && grep -q VAST_IMAGE_MIN_CUDA '$O'"
 cli boot 12abc
 check "cli boot bad id -> exit 2" bash -c "[ $RC = 2 ] && grep -q 'positive integer' '$O'"
 cli list

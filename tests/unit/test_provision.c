@@ -1,6 +1,6 @@
 /* Unit tests for src/fleet/provision helpers: setup progress lines, the worker env file's
- * quoting (read back by config.c's .env reader), and the source bundle for the
- * build-from-source path, checked by `remote/setup.sh --check-build` (a dry run). */
+ * quoting (read back by config.c's .env reader), and the worker's source bundle as the
+ * controller finds it, checked by `remote/setup.sh --check-build` (a dry run). */
 #include "test.h"
 
 #include "core/config.h"
@@ -8,6 +8,7 @@
 #include "fleet/provision.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -59,20 +60,34 @@ TEST(provision_env_line_round_trips)
     }
 }
 
-TEST(provision_bundle_and_check_build)
+TEST(provision_worker_payload_and_check_build)
 {
     char err[256];
-    ASSERT_EQ(fleet_make_bundle("/nonexistent-src", "b.tgz", err, sizeof err), -1);
-    ASSERT_CONTAINS(err, "no gpuscribe source tree");
-    ASSERT_EQ(fleet_make_bundle(GS_SRCDIR, "bundle.tar.gz", err, sizeof err), 0);
-    struct stat st;
-    ASSERT_EQ(stat("bundle.tar.gz", &st), 0);
-    ASSERT_TRUE(st.st_size > 10000);
-    ASSERT_EQ(st.st_mode & 0777, 0600);
+    fleet_payload p;
+    ASSERT_EQ(fleet_find_worker_payload("/nonexistent/bin/gpuscribe", "/nonexistent-src", &p, err,
+                                        sizeof err), -1);
+    ASSERT_CONTAINS(err, "no worker source bundle");
+    ASSERT_NULL(p.bundle);
+    /* the build tree's bundle, found from a binary in build/asan/ (its parent) */
+    char *exe = xasprintf("%s/build/asan/gpuscribe", GS_SRCDIR);
+    ASSERT_EQ(fleet_find_worker_payload(exe, "/nonexistent-src", &p, err, sizeof err), 0);
+    free(exe);
+    ASSERT_CONTAINS(p.bundle, "/gpuscribe-src.tar.gz");
+    ASSERT_EQ(strlen(p.src_id), 64);
+    ASSERT_NOT_NULL(p.worker);
+    ASSERT_CONTAINS(p.worker, "/gpuscribe-worker");
+    /* the id is the bundle's sha256 */
+    char *cmd = xasprintf("sha256sum %s | cut -c1-64 >sum.out", p.bundle);
+    ASSERT_EQ(system(cmd), 0);
+    free(cmd);
+    char *sum = read_file("sum.out", 256, NULL);
+    ASSERT_NOT_NULL(sum);
+    sum[strcspn(sum, "\n")] = '\0';
+    ASSERT_STR_EQ(sum, p.src_id);
+    free(sum);
     mkdir("inst", 0700);
-    char *cmd = xasprintf("GS_DIR=%s/inst sh %s/remote/setup.sh --check-build %s/bundle.tar.gz "
-                          "--engine sphinx >check.out 2>&1", test_tmpdir(), GS_SRCDIR,
-                          test_tmpdir());
+    cmd = xasprintf("GS_DIR=%s/inst sh %s/remote/setup.sh --check-build %s --engine sphinx "
+                    ">check.out 2>&1", test_tmpdir(), GS_SRCDIR, p.bundle);
     int rc = system(cmd);
     free(cmd);
     char *out = read_file("check.out", 1 << 16, NULL);
@@ -80,8 +95,9 @@ TEST(provision_bundle_and_check_build)
     if (rc != 0) test_fail(__FILE__, __LINE__, "check-build failed: %s", out);
     ASSERT_CONTAINS(out, "bundle ok");
     ASSERT_CONTAINS(out, "engine: sphinx");
-    ASSERT_CONTAINS(out, "would run: tar -xzf");
+    ASSERT_CONTAINS(out, "make -C build-src worker");
     free(out);
+    fleet_payload_release(&p);
     /* a bundle without the sources is refused */
     ASSERT_EQ(system("echo x > junk && tar -czf bad.tar.gz junk"), 0);
     cmd = xasprintf("GS_DIR=%s/inst sh %s/remote/setup.sh --check-build %s/bad.tar.gz >bad.out 2>&1",

@@ -1190,3 +1190,238 @@ TEST(vast_error_scrubs_key_before_truncation)
     }
     vast_client_free(c);
 }
+
+/* ---- image requirements (vast/image_req.h) */
+
+#include "vast/image_req.h"
+#include <math.h>
+
+#define MAIN_CUDA "ghcr.io/ggml-org/whisper.cpp:main-cuda"
+
+TEST(vast_image_req_table)
+{
+    image_req r;
+    image_req_for(MAIN_CUDA, "large-v3", NAN, &r);
+    ASSERT_TRUE(r.known);
+    ASSERT_FALSE(r.cuda_overridden);
+    ASSERT_NEAR(r.min_cuda, 13.0, 1e-9);
+    ASSERT_EQ(r.min_compute_cap, 750);
+    ASSERT_NEAR(r.model_gb, 3.1, 1e-9);
+    ASSERT_NEAR(r.min_disk_gb, 10, 1e-9);   /* 4 + 3.1 + 2, rounded up */
+    ASSERT_STR_EQ(r.image, MAIN_CUDA);
+    ASSERT_STR_EQ(r.model, "large-v3");
+
+    /* the disk follows the model */
+    image_req_for(MAIN_CUDA, "large-v3-turbo", NAN, &r);
+    ASSERT_NEAR(r.min_disk_gb, 8, 1e-9);
+    image_req_for(MAIN_CUDA, "parakeet-tdt-0.6b-v3", NAN, &r);
+    ASSERT_NEAR(r.model_gb, 1.3, 1e-9);
+    ASSERT_NEAR(r.min_disk_gb, 8, 1e-9);
+    image_req_for(MAIN_CUDA, "tiny.en", NAN, &r);
+    ASSERT_NEAR(r.min_disk_gb, 7, 1e-9);
+
+    /* tags, digests, case of the registry */
+    static const char *const same[] = {
+        MAIN_CUDA "-b6123", MAIN_CUDA "@sha256:0123abcd", MAIN_CUDA "-1.9.3@sha256:0123abcd",
+        "GHCR.IO/ggml-org/whisper.cpp:main-cuda",
+    };
+    for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) {
+        image_req_for(same[i], "large-v3", NAN, &r);
+        if (!r.known || r.min_cuda != 13.0 || r.min_compute_cap != 750)
+            test_fail(__FILE__, __LINE__, "%s: not main-cuda's requirements", same[i]);
+    }
+    static const char *const other[] = {
+        "ghcr.io/ggml-org/whisper.cpp:main", "ghcr.io/ggml-org/whisper.cpp:main-cudax",
+        "ghcr.io/ggml-org/whisper.cpp:main-cuda-", "ghcr.io/ggml-org/whisper.cpp@sha256:0123",
+        "ghcr.io/ggml-org/whisper.cpp.fork:main-cuda", "ghcr.io/ggml-org/whisper.cpp",
+        "docker.io/library/ubuntu:22.04", "", "main-cuda",
+    };
+    for (size_t i = 0; i < sizeof other / sizeof other[0]; i++) {
+        image_req_for(other[i], "large-v3", NAN, &r);
+        if (r.known || r.min_cuda != 0 || r.min_compute_cap != 0)
+            test_fail(__FILE__, __LINE__, "'%s': should be unknown, no GPU requirement",
+                      other[i]);
+        ASSERT_NEAR(r.image_gb, IMAGE_REQ_UNKNOWN_IMAGE_GB, 1e-9);
+        ASSERT_NEAR(r.min_disk_gb, 11, 1e-9);   /* 5 + 3.1 + 2 */
+    }
+    image_req_for(NULL, NULL, NAN, &r);
+    ASSERT_FALSE(r.known);
+    ASSERT_STR_EQ(r.image, "");
+    ASSERT_NEAR(r.model_gb, 3.1, 1e-9);
+
+    /* a very long name is shortened, never overflowed */
+    char longname[600];
+    memset(longname, 'x', sizeof longname - 1);
+    longname[sizeof longname - 1] = '\0';
+    image_req_for(longname, "large-v3", NAN, &r);
+    ASSERT_EQ(strlen(r.image), sizeof r.image - 1);
+    ASSERT_STR_EQ(r.image + sizeof r.image - 4, "...");
+}
+
+TEST(vast_image_req_model_sizes)
+{
+    ASSERT_NEAR(image_req_model_gb("large-v3"), 3.1, 1e-9);
+    ASSERT_NEAR(image_req_model_gb("ggml-large-v3.bin"), 3.1, 1e-9);
+    ASSERT_NEAR(image_req_model_gb("LARGE-V3-TURBO"), 1.62, 1e-9);
+    ASSERT_NEAR(image_req_model_gb("large-v3-turbo-q5_0"), 0.57, 1e-9);
+    ASSERT_NEAR(image_req_model_gb("base.en"), 0.15, 1e-9);
+    /* unknown: the largest, so the disk is never too small */
+    ASSERT_NEAR(image_req_model_gb("my-finetune"), 3.1, 1e-9);
+    ASSERT_NEAR(image_req_model_gb(""), 3.1, 1e-9);
+    ASSERT_NEAR(image_req_model_gb(NULL), 3.1, 1e-9);
+    ASSERT_NEAR(image_req_model_gb(".bin"), 3.1, 1e-9);
+}
+
+TEST(vast_image_req_override)
+{
+    image_req r;
+    /* a custom image gets a CUDA requirement only through VAST_IMAGE_MIN_CUDA */
+    image_req_for("registry.example/me/asr:cu124", "large-v3", 12.4, &r);
+    ASSERT_FALSE(r.known);
+    ASSERT_TRUE(r.cuda_overridden);
+    ASSERT_NEAR(r.min_cuda, 12.4, 1e-9);
+    ASSERT_EQ(r.min_compute_cap, 0);
+    /* on a known image it replaces the table's CUDA, not its compute capability */
+    image_req_for(MAIN_CUDA, "large-v3", 12.8, &r);
+    ASSERT_NEAR(r.min_cuda, 12.8, 1e-9);
+    ASSERT_EQ(r.min_compute_cap, 750);
+    image_req_for(MAIN_CUDA, "large-v3", 0, &r);
+    ASSERT_NEAR(r.min_cuda, 0, 1e-9);
+    ASSERT_TRUE(r.cuda_overridden);
+    /* NAN (unset) and negative keep the table */
+    image_req_for(MAIN_CUDA, "large-v3", -1, &r);
+    ASSERT_NEAR(r.min_cuda, 13.0, 1e-9);
+    ASSERT_FALSE(r.cuda_overridden);
+}
+
+TEST(vast_image_req_apply_only_tightens)
+{
+    image_req r;
+    image_req_for(MAIN_CUDA, "large-v3", NAN, &r);
+    vast_search s = {0};
+    image_req_apply(&r, &s);
+    ASSERT_NEAR(s.min_cuda, 13.0, 1e-9);
+    ASSERT_EQ(s.min_compute_cap, 750);
+    ASSERT_NEAR(s.min_disk_gb, 10, 1e-9);
+    /* looser user filters are raised ... */
+    s = (vast_search){.min_cuda = 12, .min_compute_cap = 600, .min_disk_gb = 5, .max_dph = 0.5};
+    image_req_apply(&r, &s);
+    ASSERT_NEAR(s.min_cuda, 13.0, 1e-9);
+    ASSERT_EQ(s.min_compute_cap, 750);
+    ASSERT_NEAR(s.min_disk_gb, 10, 1e-9);
+    ASSERT_NEAR(s.max_dph, 0.5, 1e-9);
+    /* ... stricter ones kept */
+    s = (vast_search){.min_cuda = 13.1, .min_compute_cap = 890, .min_disk_gb = 40};
+    image_req_apply(&r, &s);
+    ASSERT_NEAR(s.min_cuda, 13.1, 1e-9);
+    ASSERT_EQ(s.min_compute_cap, 890);
+    ASSERT_NEAR(s.min_disk_gb, 40, 1e-9);
+    /* an unknown image adds only the disk */
+    image_req_for("me/custom:1", "large-v3", NAN, &r);
+    s = (vast_search){0};
+    image_req_apply(&r, &s);
+    ASSERT_NEAR(s.min_cuda, 0, 1e-9);
+    ASSERT_EQ(s.min_compute_cap, 0);
+    ASSERT_NEAR(s.min_disk_gb, 11, 1e-9);
+}
+
+TEST(vast_image_req_check_reasons)
+{
+    image_req r;
+    image_req_for(MAIN_CUDA, "large-v3", NAN, &r);
+    char why[512];
+    vast_offer o = {.id = 1, .cuda_max_good = 12.4, .compute_cap = 860, .disk_space_gb = 100};
+    ASSERT_EQ(image_req_check(&r, &o, why, sizeof why), 1);
+    ASSERT_STR_EQ(why, "CUDA 12.4 < 13.0 required by " MAIN_CUDA);
+    o.cuda_max_good = 13.0;
+    ASSERT_EQ(image_req_check(&r, &o, why, sizeof why), 0);
+    ASSERT_STR_EQ(why, "");
+    o.cuda_max_good = 12.9999999;   /* float noise from a JSON number */
+    ASSERT_EQ(image_req_check(&r, &o, why, sizeof why), 0);
+    o.cuda_max_good = 13.1;
+    o.compute_cap = 750;            /* T4: exactly enough */
+    o.disk_space_gb = 10;
+    ASSERT_EQ(image_req_check(&r, &o, why, sizeof why), 0);
+
+    /* a Volta host on an old driver with a small disk: every reason, in order */
+    o = (vast_offer){.cuda_max_good = 12.2, .compute_cap = 700, .disk_space_gb = 9.5};
+    ASSERT_EQ(image_req_check(&r, &o, why, sizeof why), 3);
+    ASSERT_CONTAINS(why, "CUDA 12.2 < 13.0 required by " MAIN_CUDA "; compute capability "
+                         "7.0 < 7.5 required by " MAIN_CUDA "; disk 9 GB < 10 GB needed by "
+                         MAIN_CUDA " with model large-v3");
+    /* an AMD host */
+    o = (vast_offer){.cuda_max_good = 0, .compute_cap = 0, .disk_space_gb = 500};
+    ASSERT_EQ(image_req_check(&r, &o, why, sizeof why), 2);
+    ASSERT_CONTAINS(why, "no CUDA driver");
+    ASSERT_CONTAINS(why, "not an NVIDIA GPU");
+    /* two decimals are kept */
+    o = (vast_offer){.cuda_max_good = 12.45, .compute_cap = 890, .disk_space_gb = 500};
+    ASSERT_EQ(image_req_check(&r, &o, why, sizeof why), 1);
+    ASSERT_CONTAINS(why, "CUDA 12.45 < 13.0");
+    /* the override says where the requirement comes from */
+    image_req_for("me/custom:1", "large-v3", 12.8, &r);
+    o = (vast_offer){.cuda_max_good = 12.4, .compute_cap = 610, .disk_space_gb = 500};
+    ASSERT_EQ(image_req_check(&r, &o, why, sizeof why), 1);
+    ASSERT_STR_EQ(why, "CUDA 12.4 < 12.8 required by VAST_IMAGE_MIN_CUDA for me/custom:1");
+    /* a short buffer is cut, still terminated; none at all is fine */
+    char tiny[12];
+    ASSERT_EQ(image_req_check(&r, &o, tiny, sizeof tiny), 1);
+    ASSERT_EQ(strlen(tiny), sizeof tiny - 1);
+    ASSERT_EQ(image_req_check(&r, &o, NULL, 0), 1);
+}
+
+TEST(vast_search_sends_image_filters)
+{
+    vast_client *c = setup();
+    push(200, "{\"offers\": [{\"id\": 5, \"cuda_max_good\": 13.0, \"compute_cap\": \"890\","
+              " \"disk_space\": 80}, {\"id\": 6, \"dph_total\": 1}]}");
+    image_req r;
+    image_req_for(MAIN_CUDA, "large-v3", NAN, &r);
+    vast_search s = {.min_cuda = 12, .min_disk_gb = 40};   /* the user asked for CUDA >= 12 */
+    image_req_apply(&r, &s);
+    vast_offer_list l;
+    vast_error e;
+    ASSERT_EQ(vast_search_offers(c, &s, &l, &e), 0);
+    json_t *b = req_json(0);
+    ASSERT_NEAR(jnum(b, "cuda_max_good", "gte"), 13.0, 1e-9);
+    ASSERT_NEAR(jnum(b, "compute_cap", "gte"), 750, 1e-9);
+    ASSERT_NEAR(jnum(b, "disk_space", "gte"), 40, 1e-9);
+    json_decref(b);
+    ASSERT_EQ(l.n, 2);
+    ASSERT_EQ(l.items[0].id, 5);
+    ASSERT_EQ(l.items[0].compute_cap, 890);   /* a string number is read too */
+    ASSERT_EQ(l.items[1].compute_cap, 0);     /* absent */
+    vast_offer_list_free(&l);
+    /* no requirement: no compute_cap filter sent */
+    push(200, "{\"offers\": []}");
+    s = (vast_search){0};
+    ASSERT_EQ(vast_search_offers(c, &s, &l, &e), 0);
+    vast_offer_list_free(&l);
+    b = req_json(1);
+    ASSERT_NULL(json_object_get(b, "compute_cap"));
+    ASSERT_NULL(json_object_get(b, "cuda_max_good"));
+    json_decref(b);
+    s = (vast_search){.min_compute_cap = -1};
+    ASSERT_EQ(vast_search_offers(c, &s, &l, &e), -1);
+    ASSERT_EQ(e.kind, VAST_ERR_INVALID);
+    teardown(c);
+}
+
+TEST(vast_image_req_preloaded_models)
+{
+    image_req r;
+    image_req_for(MAIN_CUDA, "large-v3", NAN, &r);
+    image_req_add_models(&r, NULL);
+    ASSERT_NEAR(r.min_disk_gb, 10, 1e-9);
+    image_req_add_models(&r, "");
+    ASSERT_NEAR(r.min_disk_gb, 10, 1e-9);
+    /* 4 + 3.1 + 1.62 + 1.3 + 2 = 12.02 -> 13; the main model and repeats counted once */
+    image_req_add_models(&r, " large-v3-turbo, ,parakeet-tdt-0.6b-v3,LARGE-V3 , large-v3-turbo,");
+    ASSERT_NEAR(r.model_gb, 3.1 + 1.62 + 1.3, 1e-9);
+    ASSERT_NEAR(r.min_disk_gb, 13, 1e-9);
+    /* an unknown preloaded model counts as the largest */
+    image_req_for(MAIN_CUDA, "tiny", NAN, &r);
+    image_req_add_models(&r, "my-finetune");
+    ASSERT_NEAR(r.model_gb, 0.08 + 3.1, 1e-9);
+    ASSERT_NEAR(r.min_disk_gb, 10, 1e-9);
+}

@@ -14,6 +14,7 @@
 #include <curl/curl.h>
 #include <dirent.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define LIBRIVOX "/usr/share/pocketsphinx/test/data/librivox"
@@ -625,5 +626,96 @@ TEST(worker_client_errors)
     free(txt);
     free(base);
     worker_stop(w);
+    curl_global_cleanup();
+}
+
+/* WORKER_SLOTS: two jobs run at once on one loaded engine (both `running` together, /health
+ * says so), both finish with the same words as alone; a model the worker lacks is refused
+ * with the list of those it has; beam_size past whisper's 8 decoders is refused. */
+TEST(worker_slots_and_models)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    char *longwav = make_wav("long2.wav", clip_ids, ARRAY_LEN(clip_ids), 1); /* ~35 s */
+    char *mdir = xasprintf("%s/models", test_tmpdir());
+    mkdir(mdir, 0700);
+    char *fake = xasprintf("%s/ggml-tiny-fake.bin", mdir);
+    ASSERT_EQ(write_file_atomic(fake, "x", 1, 0600), 0);
+    setenv("GS_MODELS_DIR", mdir, 1);
+    char err[512] = "";
+    char *dir = xasprintf("%s/work", test_tmpdir());
+    worker_config c = {.host = "127.0.0.1", .engine = "sphinx", .work_dir = dir, .slots = 2,
+                       .version = "test"};
+    worker *w = worker_start(&c, err, sizeof err);
+    free(dir);
+    if (!w) test_fail(__FILE__, __LINE__, "worker_start: %s", err);
+    long st;
+    json_t *h = call(w, "GET", "/health", NULL, 0, &st);
+    ASSERT_EQ(json_integer_value(json_object_get(h, "slots")), 2);
+    ASSERT_STR_EQ(jstr(h, "default_model"), "sphinx");
+    json_t *models = json_object_get(h, "models");
+    ASSERT_STR_EQ(json_string_value(json_array_get(models, 0)), "sphinx");
+    json_decref(h);
+
+    size_t len;
+    char *wav = read_all(longwav, &len);
+    json_t *j = call(w, "POST", "/transcribe?job_id=s-1", wav, len, &st);
+    ASSERT_EQ(st, 202);
+    json_decref(j);
+    j = call(w, "POST", "/transcribe?job_id=s-2", wav, len, &st);
+    ASSERT_EQ(st, 202);
+    json_decref(j);
+    /* both running at the same time */
+    int both = 0;
+    for (int i = 0; i < 400 && !both; i++) {
+        json_t *a = call(w, "GET", "/jobs/s-1", NULL, 0, &st), *b = call(w, "GET", "/jobs/s-2", NULL, 0, &st);
+        both = !strcmp(jstr(a, "state"), "running") && !strcmp(jstr(b, "state"), "running");
+        json_decref(a);
+        json_decref(b);
+        if (both) {
+            h = call(w, "GET", "/health", NULL, 0, &st);
+            ASSERT_EQ(json_integer_value(json_object_get(h, "running")), 2);
+            json_decref(h);
+        } else {
+            usleep(25 * 1000);
+        }
+    }
+    ASSERT_TRUE(both);
+    wait_state(w, "s-1", "done", 120);
+    wait_state(w, "s-2", "done", 120);
+    json_t *r1 = call(w, "GET", "/jobs/s-1/result", NULL, 0, &st);
+    ASSERT_EQ(st, 200);
+    json_t *r2 = call(w, "GET", "/jobs/s-2/result", NULL, 0, &st);
+    ASSERT_EQ(st, 200);
+    /* the same words and times as each other: the two slots do not disturb each other */
+    ASSERT_TRUE(json_array_size(json_object_get(r1, "segments")) >= 3);
+    char *t1 = json_dumps(json_object_get(r1, "segments"), JSON_COMPACT);
+    char *t2 = json_dumps(json_object_get(r2, "segments"), JSON_COMPACT);
+    ASSERT_STR_EQ(t1, t2);
+    free(t1);
+    free(t2);
+    json_decref(r1);
+    json_decref(r2);
+
+    /* models: one the worker lacks is refused, naming what it has */
+    j = call(w, "POST", "/transcribe?job_id=m-1&model=large-v3", wav, len, &st);
+    ASSERT_EQ(st, 400);
+    ASSERT_CONTAINS(jstr(j, "error"), "model 'large-v3' is not on this worker");
+    ASSERT_CONTAINS(jstr(j, "error"), "sphinx");
+    json_decref(j);
+    j = call(w, "POST", "/transcribe?job_id=m-2&model=sphinx", wav, len, &st);
+    ASSERT_EQ(st, 202); /* the default, by name */
+    json_decref(j);
+    j = call(w, "DELETE", "/jobs/m-2", NULL, 0, &st);
+    json_decref(j);
+    j = call(w, "POST", "/transcribe?job_id=b-1&beam_size=9", wav, len, &st);
+    ASSERT_EQ(st, 400);
+    ASSERT_CONTAINS(jstr(j, "error"), "beam_size must be an integer from 1 to 8");
+    json_decref(j);
+    free(wav);
+    free(longwav);
+    free(fake);
+    free(mdir);
+    worker_stop(w);
+    unsetenv("GS_MODELS_DIR");
     curl_global_cleanup();
 }

@@ -44,9 +44,12 @@ static const char *GEOS[] = {
     "Bavaria, DE", "Noord-Holland, NL", "Ile-de-France, FR", "England, GB", "Stockholm, SE",
     "Prague, CZ", "Tokyo, JP", "New South Wales, AU", "Sao Paulo, BR", "Leinster, IE",
 };
-static const double CUDAS[] = {11.8, 12.2, 12.4, 12.6, 12.8, 12.8, 13.0};
-static const char *DRIVERS[] = {"520.61.05", "535.183.01", "550.54.14", "560.35.03",
-                                "570.124.06", "570.124.06", "580.65.06"};
+/* Host drivers as the market has them: cuda_max_good is the newest CUDA the driver runs
+ * (12.2: 535, 12.4: 550, 12.8: 570, 13.0: 580, 13.1: 590). About half the hosts are still on
+ * a 12.x driver and cannot start a CUDA 13 image such as whisper.cpp's main-cuda. */
+static const double CUDAS[] = {12.2, 12.4, 12.8, 12.8, 13.0, 13.0, 13.1};
+static const char *DRIVERS[] = {"535.183.01", "550.54.14", "570.124.06", "570.172.08",
+                                "580.65.06", "580.82.07", "590.44.01"};
 static const char *CPUS[] = {"AMD EPYC 7543 32-Core Processor", "AMD Ryzen 9 5950X 16-Core Processor",
                              "Intel Xeon Gold 6338", "AMD EPYC 9354 32-Core Processor",
                              "Intel Core i9-13900K"};
@@ -77,6 +80,7 @@ static json_t *gen_offer(long id, int idx, double now)
     int n = COUNTS[rng_pick(ARRAY_LEN(COUNTS))];
     if (g->ram_mb > 60000 && n == 8 && rng_unit() < 0.5) n = 4;
     size_t ci = rng_pick(ARRAY_LEN(CUDAS));
+    if (g->cc >= 1200 && CUDAS[ci] < 12.8) ci = 2;   /* Blackwell needs a 570+ driver */
     double dph_base = round_to(n * g->price * (0.75 + 0.6 * rng_unit()), 0.0001);
     double storage_cost = round_to(0.05 + 0.25 * rng_unit(), 0.0001);
     double rel = round_to(0.85 + 0.1499 * rng_unit(), 0.0001);

@@ -45,6 +45,10 @@ static void usage(FILE *f)
           "  --offers N             catalog size (default 120)\n"
           "  --log-level L          error, warn, info, debug (default info)\n"
           "  --isolation auto|off   namespaces when root (auto, default) or never\n"
+          "  --image NAME=ROOT      instances of image NAME (the create request's \"image\", tag and\n"
+          "                         all) run in the root file system ROOT (with isolation: an\n"
+          "                         overlay private to each instance, pivot_root into it; its own\n"
+          "                         /bin/sh and /usr/sbin/sshd serve SSH). Repeatable\n"
           "  --stop-status S        actual_status after a user stop: exited (default) or stopped\n"
           "  --credit USD           account credit (default 100)\n"
           "  --auth-error-code C    401 (default) or 404 for a bad key\n"
@@ -149,6 +153,23 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--isolation")) {
             if (!strcmp(v, "off")) g_sim.isolation = false;
             else if (strcmp(v, "auto") && strcmp(v, "on")) { fprintf(stderr, "vastsim: --isolation auto|off\n"); return 2; }
+        } else if (!strcmp(a, "--image")) {
+            const char *eq = strchr(v, '=');
+            struct stat ist;
+            if (!eq || eq == v || eq[1] != '/') { fprintf(stderr, "vastsim: --image NAME=/ROOT\n"); return 2; }
+            char *root = xstrdup(eq + 1), *sh = xasprintf("%s/bin/sh", root), *sd = xasprintf("%s/usr/sbin/sshd", root);
+            bool ok = stat(root, &ist) == 0 && S_ISDIR(ist.st_mode) && access(sh, X_OK) == 0 && access(sd, X_OK) == 0;
+            free(sh);
+            free(sd);
+            if (!ok) {
+                fprintf(stderr, "vastsim: --image %s: %s is not a root file system with /bin/sh and /usr/sbin/sshd\n", v, root);
+                free(root);
+                return 2;
+            }
+            g_sim.image_names = xrealloc(g_sim.image_names, (size_t)(g_sim.n_images + 1) * sizeof(char *));
+            g_sim.image_roots = xrealloc(g_sim.image_roots, (size_t)(g_sim.n_images + 1) * sizeof(char *));
+            g_sim.image_names[g_sim.n_images] = xstrndup(v, (size_t)(eq - v));
+            g_sim.image_roots[g_sim.n_images++] = root;
         } else if (!strcmp(a, "--stop-status")) {
             if (strcmp(v, "exited") && strcmp(v, "stopped")) { fprintf(stderr, "vastsim: --stop-status exited|stopped\n"); return 2; }
             stop_status = !strcmp(v, "exited") ? "exited" : "stopped";
@@ -272,6 +293,12 @@ int main(int argc, char **argv)
     free(g_sim.ssh_pid_inst);
     free(g_sim.state_dir);
     free(g_sim.isolation_reason);
+    for (int k = 0; k < g_sim.n_images; k++) {
+        free(g_sim.image_names[k]);
+        free(g_sim.image_roots[k]);
+    }
+    free(g_sim.image_names);
+    free(g_sim.image_roots);
     free(g_sim.ssh_user);
     log_clear_secrets();
     close(g_sim.wake_fd[0]);

@@ -12,6 +12,20 @@
  * CONTAINER_ID, VAST_CONTAINERLABEL, VAST_TCP_PORT_22, PUBLIC_IPADDR, VASTSIM_TAG and the
  * instance's env dict (entries whose key is a shell name); onstart gets the same environment.
  *
+ * Images (--image NAME=ROOT): an instance whose image is NAME runs in its own root. The holder
+ * mounts an overlay (lower: ROOT, read-only and shared by every instance; upper and work dirs
+ * in <dir>, so writes stay private to the instance) on <dir>/rootfs, binds /workspace, /root
+ * and <dir> itself (sshd's config and keys, at the same path) into it, gives it a /proc, a
+ * tmpfs /dev of its own (null, zero, full, random, urandom, tty made with mknod, a private
+ * devpts, /dev/shm: nothing of the host's /dev is reachable from inside) and pivot_root()s
+ * into it, so that every process that setns()es into the instance's mount namespace gets that
+ * root: the image's /bin/sh, /usr/sbin/sshd and libraries, none of the host's.
+ *
+ * Chroot check: setns() into a mount namespace sets the caller's root to the namespace's root,
+ * not to a chroot the caller was in; vastsim run inside a chroot would then start instance
+ * processes in the host's real root. sandbox_probe detects that (its own root is not its
+ * namespace's) and turns isolation off, saying why, rather than touch the host.
+ *
  * Without isolation the same per-connection sshd runs without setns, as the current user,
  * with the instance directory as its home-like place; processes are found by VASTSIM_TAG.
  *
@@ -47,6 +61,8 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -159,6 +175,37 @@ static ino_t self_ns_ino(const char *which)
 
 /* ---- probe ---- */
 
+/* 1 when this process's root is not the root of its mount namespace (a chroot): a child
+ * enters its own mount namespace (setns() sets its root to the namespace's) and compares. */
+static int in_chroot(void)
+{
+    struct stat before;
+    if (stat("/", &before) < 0) return 0;
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0) return 0;
+    pid_t pid = fork();
+    if (pid == 0) {
+        child_reset_signals();
+        char r = 'e';
+        int fd = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
+        struct stat after;
+        if (fd >= 0 && setns(fd, CLONE_NEWNS) == 0 && stat("/", &after) == 0)
+            r = after.st_dev == before.st_dev && after.st_ino == before.st_ino ? 'n' : 'y';
+        ssize_t w = write(p[1], &r, 1);
+        (void)w;
+        _exit(0);
+    }
+    close(p[1]);
+    char r = 'e';
+    if (pid > 0) {
+        ssize_t n = read(p[0], &r, 1);
+        (void)n;
+        waitpid(pid, NULL, 0);
+    }
+    close(p[0]);
+    return r == 'y';
+}
+
 void sandbox_probe(void)
 {
     struct passwd *pw = getpwuid(geteuid());
@@ -180,6 +227,12 @@ void sandbox_probe(void)
         if (pid < 0 || waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
             g_sim.isolation = false;
             g_sim.isolation_reason = xstrdup("unshare(CLONE_NEWNET|CLONE_NEWNS) failed");
+        } else if (in_chroot()) {
+            g_sim.isolation = false;
+            g_sim.isolation_reason = xstrdup(
+                "vastsim runs inside a chroot: entering an instance's mount namespace would land "
+                "in this machine's real root, not the chroot (use pivot_root or a container)");
+            LOG_E(SIM_TAG, "refusing namespace isolation: %s", g_sim.isolation_reason);
         }
     }
     if (g_sim.isolation) {
@@ -389,6 +442,95 @@ static int lo_up(void)
     return rc;
 }
 
+/* In the holder, after its mounts went private: the instance's own root from its image
+ * (see the header). 0, or the failed step (errno set). Not async-signal-safe-critical: the
+ * holder is a fresh single-threaded child that allocates nothing here. */
+enum { IMG_OK, IMG_DIRS, IMG_OVERLAY, IMG_BINDS, IMG_PROC, IMG_DEV, IMG_PIVOT };
+
+/* out = a followed by b; -1 (ENAMETOOLONG) when it does not fit */
+static int pjoin(char *out, size_t n, const char *a, const char *b)
+{
+    int k = snprintf(out, n, "%s%s", a, b);
+    if (k < 0 || (size_t)k >= n) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    return 0;
+}
+
+static int mkdir_in(const char *root, const char *sub, unsigned mode, char *path, size_t n)
+{
+    if (pjoin(path, n, root, sub) < 0) return -1;
+    return mkdir(path, mode) == 0 || errno == EEXIST ? 0 : -1;
+}
+
+static int bind_into(const char *rootfs, const char *src, const char *dst, int is_dir)
+{
+    char path[PATH_MAX];
+    if (pjoin(path, sizeof path, rootfs, dst) < 0) return -1;
+    if (is_dir) {
+        /* mkdir -p: dst may be deep (the instance's own directory, at its host path) */
+        for (char *q = path + strlen(rootfs) + 1; *q; q++) {
+            if (*q != '/') continue;
+            *q = '\0';
+            if (mkdir(path, 0755) < 0 && errno != EEXIST) return -1;
+            *q = '/';
+        }
+        if (mkdir(path, 0755) < 0 && errno != EEXIST) return -1;
+    } else {
+        int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+        if (fd < 0) return -1;
+        close(fd);
+    }
+    return mount(src, path, NULL, MS_BIND, NULL);
+}
+
+static int enter_image(const instance *in, const char *ws, const char *home)
+{
+    char rootfs[PATH_MAX], upper[PATH_MAX], work[PATH_MAX], path[PATH_MAX];
+    if (pjoin(rootfs, sizeof rootfs, in->dir, "/rootfs") < 0 || pjoin(upper, sizeof upper, in->dir, "/upper") < 0 ||
+        pjoin(work, sizeof work, in->dir, "/work") < 0)
+        return IMG_DIRS;
+    if ((mkdir(rootfs, 0755) < 0 && errno != EEXIST) || (mkdir(upper, 0755) < 0 && errno != EEXIST) ||
+        (mkdir(work, 0700) < 0 && errno != EEXIST))
+        return IMG_DIRS;
+    char opts[3 * PATH_MAX + 64];
+    snprintf(opts, sizeof opts, "lowerdir=%s,upperdir=%s,workdir=%s", in->image_root, upper, work);
+    if (mount("overlay", rootfs, "overlay", 0, opts) < 0) return IMG_OVERLAY;
+    if (bind_into(rootfs, ws, "/workspace", 1) < 0 || bind_into(rootfs, home, "/root", 1) < 0 ||
+        bind_into(rootfs, in->dir, in->dir, 1) < 0)
+        return IMG_BINDS;
+    if (mkdir_in(rootfs, "/proc", 0555, path, sizeof path) < 0 ||
+        mount("proc", path, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+        return IMG_PROC;
+    /* a /dev of its own: device nodes made here, never the host's */
+    if (mkdir_in(rootfs, "/dev", 0755, path, sizeof path) < 0 ||
+        mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=1m") < 0)
+        return IMG_DEV;
+    static const struct { const char *name; unsigned maj, min; } nodes[] = {
+        {"/dev/null", 1, 3}, {"/dev/zero", 1, 5}, {"/dev/full", 1, 7},
+        {"/dev/random", 1, 8}, {"/dev/urandom", 1, 9}, {"/dev/tty", 5, 0}};
+    for (size_t i = 0; i < sizeof nodes / sizeof nodes[0]; i++) {
+        if (pjoin(path, sizeof path, rootfs, nodes[i].name) < 0) return IMG_DEV;
+        if (mknod(path, S_IFCHR | 0666, makedev(nodes[i].maj, nodes[i].min)) < 0 || chmod(path, 0666) < 0)
+            return IMG_DEV;
+    }
+    if (mkdir_in(rootfs, "/dev/pts", 0755, path, sizeof path) < 0 ||
+        mount("devpts", path, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620") < 0)
+        return IMG_DEV;
+    if (pjoin(path, sizeof path, rootfs, "/dev/ptmx") < 0) return IMG_DEV;
+    if (symlink("pts/ptmx", path) < 0) return IMG_DEV;
+    if (mkdir_in(rootfs, "/dev/shm", 01777, path, sizeof path) < 0 ||
+        mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") < 0)
+        return IMG_DEV;
+    mkdir_in(rootfs, "/run/sshd", 0755, path, sizeof path);
+    /* pivot_root(".", "."): the old root ends up on top of the new one, then is detached */
+    if (chdir(rootfs) < 0 || syscall(SYS_pivot_root, ".", ".") < 0 || umount2(".", MNT_DETACH) < 0 ||
+        chdir("/") < 0)
+        return IMG_PIVOT;
+    return IMG_OK;
+}
+
 static pid_t spawn_holder(instance *in)
 {
     char *ws = xasprintf("%s/workspace", in->dir);
@@ -411,8 +553,12 @@ static pid_t spawn_holder(instance *in)
         if (unshare(CLONE_NEWNET | CLONE_NEWNS) < 0) hs.step = 1;
         else if (mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) hs.step = 2;
         else if (lo_up() < 0) hs.step = 3;
-        else if (mount(ws, "/workspace", NULL, MS_BIND, NULL) < 0) hs.step = 4;
-        else if (mount(home, "/root", NULL, MS_BIND, NULL) < 0) hs.step = 5;
+        else if (!in->image_root && mount(ws, "/workspace", NULL, MS_BIND, NULL) < 0) hs.step = 4;
+        else if (!in->image_root && mount(home, "/root", NULL, MS_BIND, NULL) < 0) hs.step = 5;
+        else if (in->image_root) {
+            int r = enter_image(in, ws, home);
+            if (r) hs.step = 9 + r;
+        }
         if (hs.step) hs.err = errno;
         ssize_t w = write(p[1], &hs, sizeof hs);
         (void)w;
@@ -435,13 +581,27 @@ static pid_t spawn_holder(instance *in)
     if (hs.step) {
         static const char *STEPS[] = {"", "unshare", "make mounts private", "bring up lo",
                                       "bind /workspace", "bind /root", "", "", "holder died",
-                                      "holder timed out"};
+                                      "holder timed out", "image: create its directories",
+                                      "image: mount its overlay", "image: bind /workspace, /root "
+                                      "and the instance directory", "image: mount /proc",
+                                      "image: make /dev", "image: pivot_root"};
         in->setup_error = xasprintf("namespace setup: %s: %s", STEPS[hs.step], strerror(hs.err));
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
         return -1;
     }
     return pid;
+}
+
+/* The root of image (--image NAME or NAME:TAG), or NULL when it runs on the host's root. */
+static const char *image_root_of(const char *image)
+{
+    for (int i = 0; image && i < g_sim.n_images; i++) {
+        size_t n = strlen(g_sim.image_names[i]);
+        if (!strncmp(image, g_sim.image_names[i], n) && (image[n] == '\0' || image[n] == ':'))
+            return g_sim.image_roots[i];
+    }
+    return NULL;
 }
 
 void sandbox_setup(instance *in)
@@ -463,6 +623,12 @@ void sandbox_setup(instance *in)
         goto out;
     }
     sandbox_write_keys(in);
+    in->image_root = image_root_of(in->image);
+    if (in->image_root && !g_sim.isolation) {
+        in->setup_error = xasprintf("image %s has its own root (--image), which needs namespace "
+                                    "isolation (%s)", in->image, g_sim.isolation_reason);
+        goto out;
+    }
     if (!g_sim.isolation) goto out;
     pid_t h = spawn_holder(in);
     if (h < 0) goto out;

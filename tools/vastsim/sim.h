@@ -82,6 +82,7 @@ typedef struct instance {
 
     /* sandbox (sandbox.c) */
     char *dir;                /* <state>/instances/<id> */
+    const char *image_root;   /* the root file system of its image (--image), or NULL: the host's */
     int ssh_port;
     int ssh_fd;               /* host-side loopback listener for SSH, -1 when none */
     int api_fd;               /* API listener inside the instance's netns, -1 when none */
@@ -150,6 +151,9 @@ struct sim {
     uint64_t seed;
     int n_offers;
     bool isolation;           /* namespaces in use */
+    char **image_names;       /* --image NAME=ROOT: instances of image NAME run in ROOT */
+    char **image_roots;
+    int n_images;
     char *isolation_reason;   /* why not, when false */
     char *ssh_user;           /* user sessions log in as */
     bool live_account_keys;   /* account keys apply to existing instances too (else: at creation) */

@@ -1,4 +1,5 @@
-// The boot modal: search offers (spinner, filters, the five cheapest as cards), rent one with
+// The boot modal: search offers (spinner, filters, the five cheapest as cards; only hosts that
+// can run the configured image, and on request the cheapest excluded ones with the reason), rent one with
 // an Idempotency-Key (a double click never rents twice), then follow the setup progress until
 // the instance is ready, when the modal closes by itself.
 import { api, ApiError } from './api.js';
@@ -21,6 +22,7 @@ export function initBoot() {
   $('#boot-filters').addEventListener('submit', (e) => { e.preventDefault(); search(); });
   $('#boot-again').addEventListener('click', () => openPick(true));
   $('#f-ram').addEventListener('change', () => search());
+  $('#f-explain').addEventListener('change', () => search());
   buildSteps();
   gpu.onChange(() => { if (watching) showInstance(gpu.instances.get(watching)); });
 }
@@ -49,21 +51,25 @@ async function search() {
   const status = $('#offers-status'), list = $('#offers');
   const ram = Number($('#f-ram').value) || 0;
   const price = Number($('#f-price').value);
+  const explain = $('#f-explain').checked;
   const body = { limit: 5 };
   if (ram > 0) body.gpu_ram_min = ram;
   if (Number.isFinite(price) && price > 0) body.max_price = price;
+  if (explain) body.explain = true;
   status.replaceChildren(h('span.spinner', { 'aria-hidden': 'true' }), ' Searching offers…');
   status.className = 'offers-status';
   dlg.dataset.searching = '1';
   list.setAttribute('aria-busy', 'true');
-  let offers;
+  let offers, res;
   try {
-    offers = (await api('POST', '/api/vast/search', { body })).offers || [];
+    res = await api('POST', '/api/vast/search', { body });
+    offers = res.offers || [];
   } catch (e) {
     if (seq !== searchSeq) return;
     delete dlg.dataset.searching;
     list.removeAttribute('aria-busy');
     list.replaceChildren();
+    showExcluded(null);
     status.className = 'offers-status alert';
     status.textContent = searchErrorText(e);
     return;
@@ -71,6 +77,8 @@ async function search() {
   if (seq !== searchSeq) return;
   delete dlg.dataset.searching;
   list.removeAttribute('aria-busy');
+  showRequirements(res.requirements);
+  showExcluded(explain ? res : null);
   offers.sort((a, b) => a.dph_total - b.dph_total);
   offers = offers.slice(0, 5);
   if (!offers.length) {
@@ -81,6 +89,52 @@ async function search() {
   }
   status.textContent = `${offers.length} cheapest offer${offers.length > 1 ? 's' : ''}, lowest price first.`;
   list.replaceChildren(...offers.map(offerCard));
+}
+
+const version = (v) => (Number.isInteger(v) ? v.toFixed(1) : String(v));
+const shortImage = (img) => String(img || '').replace(/^[^/]+\.[^/]+\//, ''); // drop the registry host
+
+// "Only hosts that can run whisper.cpp:main-cuda: CUDA ≥ 13.0, compute capability ≥ 7.5, disk ≥ 10 GB."
+function showRequirements(req) {
+  const el = $('#offers-req');
+  if (!req || !req.image) { el.textContent = ''; return; }
+  const parts = [];
+  if (req.min_cuda > 0) parts.push(`CUDA ≥ ${version(req.min_cuda)}`);
+  if (req.min_compute_cap > 0) parts.push(`compute capability ≥ ${(req.min_compute_cap / 100).toFixed(1)}`);
+  if (req.min_disk_gb > 0) parts.push(`disk ≥ ${req.min_disk_gb} GB`);
+  el.title = req.image;
+  el.textContent = parts.length ? `Only hosts that can run ${shortImage(req.image)}: ${parts.join(', ')}.` : '';
+}
+
+// The cheapest offers the image's requirements leave out, each with why (explain only).
+function showExcluded(res) {
+  const area = $('#excluded-area'), ul = $('#offers-excluded');
+  if (!res) { area.hidden = true; ul.replaceChildren(); return; }
+  const ex = (res.excluded || []).slice().sort((a, b) => a.dph_total - b.dph_total).slice(0, 5);
+  area.hidden = false;
+  const img = shortImage(res.requirements && res.requirements.image);
+  if (res.explain_error) {
+    $('#excluded-title').textContent = `Excluded offers could not be listed: ${res.explain_error}`;
+  } else {
+    $('#excluded-title').textContent = ex.length
+      ? `Excluded: ${ex.length === 1 ? 'this host cannot' : `the ${ex.length} cheapest hosts that cannot`} run ${img}`
+      : `No offer is excluded for ${img} with these filters.`;
+  }
+  ul.replaceChildren(...ex.map(excludedCard));
+}
+
+function offerName(o) { return `${o.num_gpus > 1 ? `${o.num_gpus}× ` : ''}${o.gpu_name}`; }
+
+function excludedCard(o) {
+  return h('li.offer.excluded', { dataset: { offer: o.id } },
+    h('div.offer-main', null,
+      h('div.offer-title', null, h('strong', null, offerName(o)), o.geolocation ? h('span.hint', null, o.geolocation) : null),
+      h('div.offer-price', null, fmtRate(o.dph_total))),
+    h('dl.offer-facts', null,
+      fact('VRAM', `${fmtGB(o.gpu_ram)}${o.num_gpus > 1 ? ' each' : ''}`),
+      Number.isFinite(o.cuda_max_good) ? fact('CUDA', o.cuda_max_good > 0 ? version(o.cuda_max_good) : 'none') : null,
+      Number.isFinite(o.compute_cap) ? fact('Compute', o.compute_cap > 0 ? (o.compute_cap / 100).toFixed(1) : '—') : null),
+    h('p.offer-reason', null, (o.reasons && o.reasons.length ? o.reasons : [o.reason]).join('; ')));
 }
 
 function searchErrorText(e) {
@@ -94,7 +148,7 @@ function searchErrorText(e) {
 }
 
 function offerCard(o) {
-  const name = `${o.num_gpus > 1 ? `${o.num_gpus}× ` : ''}${o.gpu_name}`;
+  const name = offerName(o);
   const rel = Number.isFinite(o.reliability2) ? `${(o.reliability2 * 100).toFixed(1)}%` : '—';
   const btn = h('button.btn.primary.select', { type: 'button', dataset: { offer: o.id },
     'aria-label': `Select and boot ${name} at ${fmtRate(o.dph_total)}` }, 'Select & boot');
@@ -108,7 +162,7 @@ function offerCard(o) {
       fact('Disk', fmtGB(o.disk_space)),
       fact('Bandwidth', `↓ ${fmtMbps(o.inet_down)} ↑ ${fmtMbps(o.inet_up)}`),
       fact('Reliability', rel),
-      Number.isFinite(o.cuda_max_good) && o.cuda_max_good > 0 ? fact('CUDA', String(o.cuda_max_good)) : null),
+      Number.isFinite(o.cuda_max_good) && o.cuda_max_good > 0 ? fact('CUDA', version(o.cuda_max_good)) : null),
     btn);
 }
 const fact = (k, v) => h('div', null, h('dt', null, k), h('dd', null, v));
@@ -132,7 +186,11 @@ async function boot(offer, btn) {
   } catch (e) {
     const status = $('#offers-status');
     status.className = 'offers-status alert';
-    if (e instanceof ApiError && e.status === 409 && !/Idempotency/i.test(e.message)) {
+    if (e instanceof ApiError && e.kind === 'image_mismatch') {
+      // the host cannot run the image (nothing was rented): say why, keep the others usable
+      status.textContent = e.message;
+      btn.closest('li')?.classList.add('taken');
+    } else if (e instanceof ApiError && e.status === 409 && !/Idempotency/i.test(e.message)) {
       status.replaceChildren('That offer was just taken by someone else. ',
         h('button.btn.small', { type: 'button', onclick: () => search() }, 'Search again'));
       btn.closest('li')?.classList.add('taken');

@@ -34,6 +34,19 @@ export function initJobs({ onOpen }) {
   window.addEventListener('dragover', (e) => e.preventDefault());
   window.addEventListener('drop', (e) => e.preventDefault());
   $('#jobs-more').addEventListener('click', () => { pageSize += 20; refreshJobs(); });
+  $('#opt-model').addEventListener('focus', refreshModels);
+  refreshModels();
+}
+
+// The models to offer (GET /v1/models: "whisper-1" is the default; the rest are what the
+// ready GPU workers have, or the configured model, and the CPU engine)
+async function refreshModels() {
+  const sel = $('#opt-model');
+  let names = [];
+  try { names = ((await api('GET', '/v1/models')).data || []).map((m) => m.id).filter((n) => n !== 'whisper-1'); } catch { return; }
+  const keep = sel.value;
+  sel.replaceChildren(h('option', { value: '' }, 'Default'), ...names.map((n) => h('option', { value: n }, n)));
+  if (names.includes(keep)) sel.value = keep;
 }
 
 // ---- uploads
@@ -55,6 +68,8 @@ function upload(file) {
   fd.append('file', file, file.name);
   const lang = $('#opt-language').value;
   if (lang) fd.append('language', lang);
+  const model = $('#opt-model').value;
+  if (model) fd.append('model', model);
   fd.append('response_format', $('#opt-format').value);
   if ($('#opt-words').checked) fd.append('word_timestamps', 'true');
 
