@@ -162,6 +162,8 @@ ok "stop" 200 '.success == true'
 show "$A"
 STOPPED=$(j .instances.actual_status)
 check "stopped: exited or stopped" bash -c "[ '$STOPPED' = exited ] || [ '$STOPPED' = stopped ]"
+# a second per phase, so that polling (slow under sanitizers and load) sees each one
+AUTH= api POST /_admin/faults -d "{\"type\":\"slow_boot\",\"instance_id\":$A,\"loading_delay\":1,\"running_delay\":1}"
 japi PUT "/api/v0/instances/$A/" '{"state":"running"}'
 ok "start" 200 '.success == true'
 show "$A"
