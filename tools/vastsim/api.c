@@ -10,6 +10,7 @@
 #include <microhttpd.h>
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -40,6 +41,8 @@ struct auth {
     enum auth_kind kind;
     instance *inst;     /* the key's instance; dangling once that instance is destroyed */
     long inst_id;       /* its id, safe to read at any time */
+    const char *key;    /* the account key the caller authenticated with (AUTH_ACCOUNT only); points
+                           into the connection's headers or arguments, valid during the request */
 };
 
 static const char *AUTH_NAMES[] = {"none", "invalid", "account", "instance"};
@@ -413,6 +416,183 @@ static json_t *show_row(const instance *in)
     return inst_json(in);
 }
 
+/* ---- geolocation filters ----
+ * Offers and instances carry `geolocation` as free text ending in a two-letter country code
+ * ("Oslo, NO"); Vast's filter on it compares that code (the CLI's help: "geolocation: Two letter
+ * country code. Works with operators =, !=, in, notin"). The catalog's filter language compares
+ * whole values, so a geolocation condition is rewritten into in/notin lists of the full texts
+ * whose country code (or whole text) matches. */
+
+/* The upper-case country code ending geo ("Oslo, NO" -> "NO"); false when it ends otherwise. */
+static bool geo_country(const char *geo, char cc[3])
+{
+    size_t n = strlen(geo);
+    while (n && geo[n - 1] == ' ') n--;
+    if (n < 2) return false;
+    const char *p = geo + n - 2;
+    if (!isalpha((unsigned char)p[0]) || !isalpha((unsigned char)p[1])) return false;
+    if (n > 2 && p[-1] != ' ' && p[-1] != ',') return false;
+    cc[0] = (char)toupper((unsigned char)p[0]);
+    cc[1] = (char)toupper((unsigned char)p[1]);
+    cc[2] = '\0';
+    return true;
+}
+
+static bool geo_value_matches(const char *geo, const json_t *v)
+{
+    const char *s = json_string_value(v);
+    if (!s) return false;
+    if (!strcmp(geo, s)) return true;
+    char cc[3];
+    return strlen(s) == 2 && geo_country(geo, cc) && !strcasecmp(cc, s);
+}
+
+/* Only string operands (or lists of strings) are about country codes; others pass through. */
+static bool geo_operand_ok(const json_t *arg)
+{
+    if (json_is_string(arg)) return true;
+    if (!json_is_array(arg)) return false;
+    size_t i;
+    json_t *e;
+    json_array_foreach(arg, i, e) if (!json_is_string(e)) return false;
+    return true;
+}
+
+static bool geo_arg_matches(const char *geo, const json_t *arg)
+{
+    if (!json_is_array(arg)) return geo_value_matches(geo, arg);
+    size_t i;
+    json_t *e;
+    json_array_foreach(arg, i, e) if (geo_value_matches(geo, e)) return true;
+    return false;
+}
+
+static bool array_has(const json_t *a, const json_t *v)
+{
+    size_t i;
+    json_t *e;
+    json_array_foreach(a, i, e) if (json_equal(e, v)) return true;
+    return false;
+}
+
+/* Add row's geolocation text to the set `known` (an array of distinct strings). */
+static void geo_collect(json_t *known, const json_t *row)
+{
+    json_t *g = json_object_get(row, "geolocation");
+    if (json_is_string(g) && !array_has(known, g)) json_array_append(known, g);
+}
+
+/* q with its geolocation condition rewritten against the texts in `known`; new reference (q
+ * itself when there is nothing to rewrite). */
+static json_t *geo_rewrite(json_t *q, const json_t *known)
+{
+    json_t *cond = json_object_get(q, "geolocation");
+    if (!cond) return json_incref(q);
+    json_t *ops = json_is_object(cond) ? json_incref(cond) : json_pack("{s:O}", "eq", cond);
+    json_t *nc = json_object();
+    json_t *in = NULL, *out = NULL;
+    const char *op;
+    json_t *arg;
+    json_object_foreach(ops, op, arg) {
+        bool pos = !strcmp(op, "eq") || !strcmp(op, "in");
+        bool neg = !strcmp(op, "neq") || !strcmp(op, "notin") || !strcmp(op, "nin");
+        if ((!pos && !neg) || !geo_operand_ok(arg)) {
+            json_object_set(nc, op, arg);
+            continue;
+        }
+        json_t *set = json_array();
+        size_t i;
+        json_t *g;
+        json_array_foreach(known, i, g)
+            if (geo_arg_matches(json_string_value(g), arg)) json_array_append(set, g);
+        if (pos && !in) {
+            in = set;
+        } else if (pos) {                  /* two positive conditions: both must hold */
+            json_t *both = json_array();
+            json_array_foreach(in, i, g) if (array_has(set, g)) json_array_append(both, g);
+            json_decref(in);
+            json_decref(set);
+            in = both;
+        } else if (!out) {
+            out = set;
+        } else {                           /* two negative ones: neither may hold */
+            json_array_foreach(set, i, g) if (!array_has(out, g)) json_array_append(out, g);
+            json_decref(set);
+        }
+    }
+    json_decref(ops);
+    if (in) json_object_set_new(nc, "in", in);
+    if (out) json_object_set_new(nc, "notin", out);
+    json_t *nq = json_copy(q);
+    json_object_set_new(nq, "geolocation", nc);
+    return nq;
+}
+
+/* Search the catalog with q (geolocation by country code); NULL with *code and *err set on error. */
+static json_t *search_offers(json_t *q, int *code, json_t **err)
+{
+    json_t *nq = q;
+    if (json_is_object(q) && json_object_get(q, "geolocation")) {
+        json_t *known = json_array();
+        for (offer *o = g_sim.offers; o; o = o->next) geo_collect(known, o->j);
+        nq = geo_rewrite(q, known);
+        json_decref(known);
+    } else {
+        json_incref(nq);
+    }
+    json_t *res = catalog_search(nq, code, err);
+    json_decref(nq);
+    return res;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* GET /api/v0/gpu_names/unique/: every GPU model of the catalog (listed or rented), sorted. */
+static json_t *gpu_names_json(void)
+{
+    json_t *set = json_object();
+    for (offer *o = g_sim.offers; o; o = o->next) {
+        const char *n = json_string_value(json_object_get(o->j, "gpu_name"));
+        if (n) json_object_set_new(set, n, json_true());
+    }
+    for (instance *in = g_sim.instances; in; in = in->next) {
+        const char *n = json_string_value(json_object_get(in->offer, "gpu_name"));
+        if (n) json_object_set_new(set, n, json_true());
+    }
+    size_t n = json_object_size(set), k = 0;
+    const char **names = xcalloc(n ? n : 1, sizeof *names);
+    const char *key;
+    json_t *v;
+    json_object_foreach(set, key, v) names[k++] = key;
+    qsort(names, k, sizeof *names, cmp_str);
+    json_t *a = json_array();
+    for (size_t i = 0; i < k; i++) json_array_append_new(a, json_string(names[i]));
+    free(names);
+    json_decref(set);
+    return json_pack("{s:o}", "gpu_names", a);
+}
+
+/* GET /api/v0/instances/filters/: the distinct (actual_status, verification, gpu_name)
+ * combinations of the account's instances, which the CLI shows as filterable values. */
+static json_t *instance_filters_json(void)
+{
+    json_t *a = json_array();
+    for (instance *in = g_sim.instances; in; in = in->next) {
+        json_t *c = json_object();
+        json_object_set_new(c, "actual_status", in->actual ? json_string(in->actual) : json_null());
+        json_t *v = json_object_get(in->offer, "verification");
+        json_object_set(c, "verification", v ? v : json_null());
+        v = json_object_get(in->offer, "gpu_name");
+        json_object_set(c, "gpu_name", v ? v : json_null());
+        if (array_has(a, c)) json_decref(c);
+        else json_array_append_new(a, c);
+    }
+    return json_pack("{s:o}", "filters", a);
+}
+
 /* ---- rate limiter ---- */
 
 struct endpoint_class {
@@ -426,7 +606,10 @@ static struct endpoint_class classify(const char *method, char **seg, int nseg)
     struct endpoint_class c = {"other", 0.5, STYLE_TEXT};
     if (nseg >= 1 && !strcmp(seg[0], "asks")) return (struct endpoint_class){"create", 4.5, STYLE_DETAIL};
     if (nseg >= 1 && !strcmp(seg[0], "bundles")) return (struct endpoint_class){"bundles", 6.0, STYLE_TEXT};
+    if (nseg == 1 && !strcmp(seg[0], "launch_instance")) return (struct endpoint_class){"launch", 5.0, STYLE_DETAIL};
     if (nseg >= 1 && !strcmp(seg[0], "instances")) {
+        if (nseg == 3 && !strcmp(seg[1], "bid_price")) return (struct endpoint_class){"bid_price", 5.5, STYLE_ERROR};
+        if (nseg == 2 && !strcmp(seg[1], "filters")) return (struct endpoint_class){"instances_other", 1.0, STYLE_ERROR};
         if (nseg == 2 && !strcmp(method, "DELETE")) return (struct endpoint_class){"destroy", 3.0, STYLE_ERROR};
         if (nseg == 2 && !strcmp(method, "GET")) return (struct endpoint_class){"show", 2.0, STYLE_ERROR};
         if (nseg == 2 && !strcmp(method, "PUT")) return (struct endpoint_class){"manage", 1.0, STYLE_ERROR};
@@ -554,6 +737,14 @@ static void list_v1(struct MHD_Connection *c, struct reply *r)
         }
         token_row = json_incref(vals);
         json_decref(tj);
+    }
+    if (json_is_object(filters) && json_object_get(filters, "geolocation")) {
+        json_t *known = json_array();
+        for (instance *in = g_sim.instances; in; in = in->next) geo_collect(known, in->offer);
+        json_t *nf = geo_rewrite(filters, known);
+        json_decref(known);
+        json_decref(filters);
+        filters = nf;
     }
     size_t i;
     json_t *e;
@@ -723,6 +914,46 @@ static void instance_ssh(const char *method, instance *in, char **seg, int nseg,
     rerr(r, 405, "invalid_request", "Method not allowed");
 }
 
+/* PUT /api/v0/instances/bid_price/{id}/ {"client_id": "me", "price": $/h | null} (3.10): a new
+ * bid for an interruptible instance; null bids the current minimum (a winning bid). A bid below
+ * the minimum is outbid at once (stopped, storage still billed); raising the bid of an outbid
+ * instance to the minimum or more starts it again. GPU time is billed at the new bid from now. */
+static void change_bid(instance *in, json_t *body, struct reply *r)
+{
+    if (!json_is_object(body)) { rerr(r, 400, "invalid_args", "error 400/3467: Invalid args: body must be a JSON object"); return; }
+    double min_bid = json_number_value(json_object_get(in->offer, "min_bid"));
+    json_t *p = json_object_get(body, "price");
+    double price = min_bid;
+    if (p && !json_is_null(p)) {
+        bool num = json_is_number(p) || (json_is_string(p) && parse_double(json_string_value(p), &price) == 0);
+        if (json_is_number(p)) price = json_number_value(p);
+        if (!num || !(price >= 0.001 && price <= 128)) {
+            rerr(r, 400, "invalid_price", "error 400/3467: Invalid args: price must be between 0.001 and 128");
+            return;
+        }
+    }
+    if (!(in->bid_price > 0)) {
+        char *m = xasprintf("error 400/3467: Invalid args: instance %ld is on-demand; only interruptible "
+                            "instances have a bid price", in->id);
+        rerr(r, 400, "invalid_args", m);
+        free(m);
+        return;
+    }
+    ledger_set_gpu_rate(in->ledger, price);
+    in->bid_price = price;
+    const char *m;
+    bool outbid = in->status_msg && str_starts(in->status_msg, "outbid");
+    if (price < min_bid && strcmp(in->intended, "stopped")) {
+        inst_set_state(in, "stopped", &m);
+        free(in->status_msg);
+        in->status_msg = xstrdup("outbid: bid price below the current minimum");
+    } else if (price >= min_bid && !strcmp(in->intended, "stopped") && outbid) {
+        inst_set_state(in, "running", &m);
+    }
+    LOG_I(SIM_TAG, "instance %ld: bid price now %.4f $/h (minimum %.4f)", in->id, price, min_bid);
+    rj(r, 200, json_pack("{s:b, s:s}", "success", 1, "msg", "Bid price changed."));
+}
+
 static void route_instances(const char *method, char **seg, int nseg, json_t *body, struct auth *a,
                             struct MHD_Connection *c, struct reply *r)
 {
@@ -775,7 +1006,23 @@ static void route_instances(const char *method, char **seg, int nseg, json_t *bo
         rj(r, 200, json_pack("{s:b}", "success", 1));
         return;
     }
+    if (nseg == 2 && !strcmp(seg[1], "filters")) {
+        if (!acct) { forbidden(r); return; }
+        if (strcmp(method, "GET")) { rerr(r, 405, "invalid_request", "Method not allowed"); return; }
+        rj(r, 200, instance_filters_json());
+        return;
+    }
     /* /instances/<verb>/<id>/ */
+    if (nseg == 3 && !strcmp(seg[1], "bid_price")) {
+        long id;
+        if (parse_id(seg[2], &id) < 0) { rerr(r, 400, "invalid_args", "error 400/3102: Invalid instance id."); return; }
+        if (!acct) { forbidden(r); return; }
+        if (strcmp(method, "PUT")) { rerr(r, 405, "invalid_request", "Method not allowed"); return; }
+        instance *in = inst_find(id);
+        if (!in) { no_instance(r, id); return; }
+        change_bid(in, body, r);
+        return;
+    }
     if (nseg == 3 && (!strcmp(seg[1], "reboot") || !strcmp(seg[1], "recycle") ||
                       !strcmp(seg[1], "request_logs") || !strcmp(seg[1], "command"))) {
         long id;
@@ -928,6 +1175,38 @@ static void route_ssh(const char *method, char **seg, int nseg, json_t *body, st
     rerr(r, 404, "no_such_ssh_key", "error 404/3303: No such SSH key.");
 }
 
+/* PUT /api/v0/launch_instance/ (docs/vast-api.md 3.3): search with body.q, rent the top offer
+ * with the rest of the body as a create. */
+static void launch_instance(json_t *body, struct reply *r)
+{
+    json_t *q = json_object_get(body, "q");
+    if (!json_is_object(body) || !json_is_object(q)) {
+        rerr(r, 400, "invalid_args", "error 400/3467: Invalid args: q must be a search query object");
+        return;
+    }
+    int code = 200;
+    json_t *err = NULL;
+    json_t *res = search_offers(q, &code, &err);
+    if (!res) { rj(r, code, err); return; }
+    json_t *top = json_array_get(json_object_get(res, "offers"), 0);
+    if (!top) {
+        json_decref(res);
+        const char *m = "error 404/3603: no_such_ask No offer matches the query.";
+        json_t *e = jerr("no_such_ask", m);
+        json_object_set_new(e, "message", json_string(m));
+        rj(r, 404, e);
+        return;
+    }
+    long ask = (long)json_integer_value(json_object_get(top, "id"));
+    json_decref(res);
+    json_t *cb = json_copy(body);
+    json_object_del(cb, "q");
+    json_t *resp = NULL;
+    code = inst_create(ask, cb, &resp);
+    json_decref(cb);
+    rj(r, code, resp);
+}
+
 static void route_api(struct MHD_Connection *c, const char *method, char **seg, int nseg, json_t *body,
                       bool body_bad, struct auth *a, struct reply *r)
 {
@@ -936,6 +1215,12 @@ static void route_api(struct MHD_Connection *c, const char *method, char **seg, 
     seg++;
     nseg--;
     if (nseg < 1) { rerr(r, 404, "not_found", "No such endpoint."); return; }
+    if (nseg == 2 && !strcmp(seg[0], "gpu_names") && !strcmp(seg[1], "unique")) {
+        /* The CLIs fetch it at start without any key (headers={}). */
+        if (strcmp(method, "GET")) { rerr(r, 405, "invalid_request", "Method not allowed"); return; }
+        rj(r, 200, gpu_names_json());
+        return;
+    }
     bool search = !strcmp(seg[0], "bundles") || (nseg == 2 && !strcmp(seg[0], "search") && !strcmp(seg[1], "asks"));
     if (search) {
         if (a->kind == AUTH_INVALID) { auth_error(r); return; }
@@ -957,7 +1242,7 @@ static void route_api(struct MHD_Connection *c, const char *method, char **seg, 
         }
         int code = 200;
         json_t *err = NULL;
-        json_t *res = catalog_search(q, &code, &err);
+        json_t *res = search_offers(q, &code, &err);
         json_decref(q);
         if (res) rj(r, 200, res);
         else rj(r, code, err);
@@ -986,6 +1271,12 @@ static void route_api(struct MHD_Connection *c, const char *method, char **seg, 
         rj(r, code, resp);
         return;
     }
+    if (!strcmp(seg[0], "launch_instance") && nseg == 1) {
+        if (strcmp(method, "PUT")) { rerr(r, 405, "invalid_request", "Method not allowed"); return; }
+        if (a->kind != AUTH_ACCOUNT) { forbidden(r); return; }
+        launch_instance(body, r);
+        return;
+    }
     if (!strcmp(seg[0], "instances")) {
         route_instances(method, seg, nseg, body, a, c, r);
         return;
@@ -1002,6 +1293,9 @@ static void route_api(struct MHD_Connection *c, const char *method, char **seg, 
                               "balance", credit, "credit", credit, "sid", "vastsim-session", "can_pay", 1,
                               "has_billing", 1, "got_signup_credit", 0, "billaddress_country", "US");
         json_object_set_new(u, "ssh_key", g_sim.account_keys ? json_string(g_sim.account_keys->public_key) : json_null());
+        /* The real API returns the key to its owner (the CLIs pop it before printing): the key this
+         * request authenticated with, never another account key. Responses are not logged. */
+        json_object_set_new(u, "api_key", json_string(a->key ? a->key : ""));
         rj(r, 200, u);
         return;
     }
@@ -1201,7 +1495,10 @@ static void handle(struct MHD_Connection *c, const char *url, const char *method
         while (*key == ' ') key++;
         a->kind = AUTH_INVALID;
         for (int i = 0; i < g_sim.n_account_keys_cfg; i++)
-            if (*key && !strcmp(key, g_sim.account_keys_cfg[i])) a->kind = AUTH_ACCOUNT;
+            if (*key && !strcmp(key, g_sim.account_keys_cfg[i])) {
+                a->kind = AUTH_ACCOUNT;
+                a->key = g_sim.account_keys_cfg[i];
+            }
         if (a->kind == AUTH_INVALID && *key && (a->inst = inst_find_by_key(key))) {
             a->kind = AUTH_INSTANCE;
             a->inst_id = a->inst->id;
@@ -1265,7 +1562,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     long source = ci && ci->socket_context ? *(long *)ci->socket_context : 0;
     struct reply r = {0, NULL, NULL, NULL};
-    struct auth a = {AUTH_NONE, NULL, 0};
+    struct auth a = {AUTH_NONE, NULL, 0, NULL};
     pthread_mutex_lock(&g_sim.mu);
     handle(c, url, method, rq, &r, &a, source);
     buf qb;

@@ -122,9 +122,17 @@ void ledger_accrue(double now)
 
 static double entry_cost(const ledger_entry *e, double *gpu, double *sto)
 {
-    *gpu = e->gpu_rate * e->running_s / 3600.0;
+    *gpu = e->gpu_prior_cost + e->gpu_rate * (e->running_s - e->gpu_prior_s) / 3600.0;
     *sto = e->storage_rate * e->exist_s / 3600.0;
     return *gpu + *sto;
+}
+
+void ledger_set_gpu_rate(ledger_entry *e, double rate)
+{
+    ledger_accrue(now_wall());
+    e->gpu_prior_cost += e->gpu_rate * (e->running_s - e->gpu_prior_s) / 3600.0;
+    e->gpu_prior_s = e->running_s;
+    e->gpu_rate = rate;
 }
 
 double credit_left(void)
@@ -192,6 +200,38 @@ static bool runtype_ssh(const char *rt)
     return !rt || strstr(rt, "ssh") != NULL || strstr(rt, "jupyter") != NULL;
 }
 
+/* The port mappings an env entry "-p SPEC" asks for (SPEC: [HOST:]CONTAINER[/tcp|/udp], the
+ * CLI's parse_env shape): "CONTAINER/proto" -> HostPort. The container's port is published as
+ * the same port number (identity): that is where a process of the instance listens on the host
+ * when vastsim runs without isolation. Ports above 65535 (Vast's "identity, random" requests)
+ * get no entry. */
+static void env_ports(json_t *ports, const instance *in)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(in->env, k, v) {
+        if (strncmp(k, "-p ", 3)) continue;
+        const char *spec = k + 3;
+        while (*spec == ' ') spec++;
+        const char *slash = strchr(spec, '/');
+        const char *proto = slash ? slash + 1 : "tcp";
+        if (strcmp(proto, "tcp") && strcmp(proto, "udp")) continue;
+        size_t plen = slash ? (size_t)(slash - spec) : strlen(spec);
+        char nums[32];
+        if (plen == 0 || plen >= sizeof nums) continue;
+        memcpy(nums, spec, plen);
+        nums[plen] = '\0';
+        const char *colon = strrchr(nums, ':');
+        long cport;
+        if (parse_long(colon ? colon + 1 : nums, &cport) < 0 || cport < 1 || cport > 65535) continue;
+        char name[48], hp[16];
+        snprintf(name, sizeof name, "%ld/%s", cport, proto);
+        if (json_object_get(ports, name)) continue;
+        snprintf(hp, sizeof hp, "%ld", cport);
+        json_object_set_new(ports, name, json_pack("[{s:s, s:s}]", "HostIp", "0.0.0.0", "HostPort", hp));
+    }
+}
+
 json_t *inst_json(const instance *in)
 {
     static const char *DROP[] = {"id", "ask_contract_id", "bundled_results", "rented", "rentable",
@@ -217,14 +257,16 @@ json_t *inst_json(const instance *in)
     json_object_set_new(j, "machine_dir_ssh_port", in->ssh_port ? json_integer(in->ssh_port) : json_null());
     json_object_set_new(j, "public_ipaddr", json_string("127.0.0.1"));
     json_object_set_new(j, "local_ipaddrs", json_string("127.0.0.1 \n"));
+    /* Always an object ({} when nothing is mapped): both CLIs' ssh-url do
+     * instance.get("ports", {}).get("22/tcp") and crash on null. */
+    json_t *ports = json_object();
     if (running && in->ssh_port && runtype_ssh(in->runtype)) {
         char port[16];
         snprintf(port, sizeof port, "%d", in->ssh_port);
-        json_object_set_new(j, "ports", json_pack("{s:[{s:s, s:s}]}", "22/tcp", "HostIp", "0.0.0.0",
-                                                  "HostPort", port));
-    } else {
-        json_object_set_new(j, "ports", running ? json_object() : json_null());
+        json_object_set_new(ports, "22/tcp", json_pack("[{s:s, s:s}]", "HostIp", "0.0.0.0", "HostPort", port));
     }
+    if (running) env_ports(ports, in);
+    json_object_set_new(j, "ports", ports);
     bool direct = runtype_direct(in->runtype) && in->ssh_port;
     json_object_set_new(j, "direct_port_start", json_integer(direct ? in->ssh_port : -1));
     json_object_set_new(j, "direct_port_end", json_integer(direct ? in->ssh_port : -1));
@@ -574,9 +616,10 @@ static void begin_boot(instance *in, const char *actual)
 
 static bool booting(const instance *in)
 {
+    /* cur_state "stopped" with intended running: a start waiting to be scheduled */
     return !strcmp(in->intended, "running") &&
            (!in->actual || !strcmp(in->actual, "loading") || !strcmp(in->actual, "rebooting") ||
-            !strcmp(in->actual, "scheduling"));
+            !strcmp(in->cur_state, "stopped"));
 }
 
 int inst_set_state(instance *in, const char *state, const char **msg)
@@ -595,7 +638,11 @@ int inst_set_state(instance *in, const char *state, const char **msg)
         if (!strcmp(in->intended, "running") && in->actual &&
             (!strcmp(in->actual, "running") || booting(in)))
             return 0;
-        begin_boot(in, "scheduling");
+        /* As Vast: intended_status/next_state running at once; actual_status keeps the stop
+         * status and cur_state stays stopped until the machine takes it ("Scheduling" in the
+         * console, not an API value), then loading, then running. */
+        begin_boot(in, in->actual);
+        in->cur_state = "stopped";
         LOG_I(SIM_TAG, "instance %ld starting", in->id);
         return 0;
     }
@@ -684,6 +731,7 @@ void inst_tick(double now)
         if (!in->actual || strcmp(in->actual, "loading")) {
             if (now >= in->phase_at + in->loading_delay) {
                 in->actual = "loading";
+                in->cur_state = "running";
                 in->phase_at = now;
                 char *m = xasprintf("Pulling image %s", in->image);
                 set_msg(in, m);

@@ -40,6 +40,8 @@ typedef struct ledger_entry {
     long instance_id;
     char *label;              /* copy at destroy time / live label, may be NULL */
     double gpu_rate;          /* $/h while running: dph_base, or the bid price */
+    double gpu_prior_cost;    /* GPU cost billed at earlier rates (the bid changed) */
+    double gpu_prior_s;       /* running_s when gpu_rate last changed */
     double storage_rate;      /* $/h while the instance exists (storage_total_cost) */
     double running_s, exist_s;
     double last;              /* wall time of the last accrual */
@@ -239,6 +241,8 @@ void inst_destroy_all(void);
 void inst_tick(double now);
 void ledger_accrue(double now);
 json_t *ledger_json(void);
+/* Bill GPU time at a new rate from now on (a changed bid); earlier time keeps its rate. */
+void ledger_set_gpu_rate(ledger_entry *e, double rate);
 double credit_left(void);
 void ledger_free(void);
 /* Account keys. */
