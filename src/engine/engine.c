@@ -217,7 +217,7 @@ engine *engine_open_slots(const char *name, const char *model, int slots, char *
     e->slots = slots;
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
-    LOG_I("engine", "%s: %s on %s, %d slot%s, word times: %s", vt->name, e->info.model,
+    LOG_D("engine", "%s: %s on %s, %d slot%s, word times: %s", vt->name, e->info.model,
           e->info.device, slots, slots == 1 ? "" : "s", e->info.word_timing);
     return e;
 }

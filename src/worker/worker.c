@@ -866,6 +866,9 @@ worker *worker_start(const worker_config *cfg, char *err, size_t errlen)
         if (!w->default_model) w->default_model = xstrdup(base ? base + 1 : mp);
     }
     gpu_probe(&w->gpu);
+    LOG_I("worker", "engine %s, model %s on %s, %d slot%s, word times: %s", engine_name(w->eng),
+          w->default_model, engine_device(w->eng), w->slots, w->slots == 1 ? "" : "s",
+          engine_word_timing(w->eng));
     for (int i = 0; i < w->slots; i++) {
         if (pthread_create(&w->thr[i], NULL, job_thread, w) != 0) {
             snprintf(err, errlen, "cannot start the job threads");
