@@ -19,8 +19,14 @@ run_suite() {
     total_p=$((total_p+p)); total_f=$((total_f+f))
     [ "$f" -eq 0 ] || rc=1
 }
-run_suite build/unit_tests
-run_suite build/asan/unit_tests
+# the two unit builds run side by side (each is one process running its tests in turn), and
+# their outputs are shown one after the other
+u1=$(mktemp); u2=$(mktemp); trap 'rm -f "$log" "$u1" "$u2"' EXIT
+build/unit_tests >"$u1" 2>&1 & p1=$!
+build/asan/unit_tests >"$u2" 2>&1 & p2=$!
+wait $p1; s1=$?; wait $p2; s2=$?
+run_suite bash -c "cat '$u1'; exit $s1"
+run_suite bash -c "cat '$u2'; exit $s2"
 GS_BIN=$PWD/build/asan/gpuscribe GS_SIM=$PWD/build/asan/vastsim run_suite tests/integration/run.sh
 echo
 echo "all: $total_p passed, $total_f failed"
