@@ -651,17 +651,15 @@ static char *setup_path(fleet *f)
     char *p = xasprintf("%s/remote/setup.sh", f->srcdir);
     if (access(p, R_OK) == 0) return p;
     free(p);
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", f->exe);
-    char *slash = strrchr(dir, '/');
-    if (slash) *slash = '\0';
+    char *dir = dir_of(f->exe);
     p = xasprintf("%s/remote/setup.sh", dir);
-    if (access(p, R_OK) == 0) return p;
-    free(p);
-    p = xasprintf("%s/../remote/setup.sh", dir);
-    if (access(p, R_OK) == 0) return p;
-    free(p);
-    return NULL;
+    if (access(p, R_OK) != 0) {
+        free(p);
+        p = xasprintf("%s/../remote/setup.sh", dir);
+        if (access(p, R_OK) != 0) SAFE_FREE(p);
+    }
+    free(dir);
+    return p;
 }
 
 static char *worker_env(fleet *f)

@@ -32,6 +32,11 @@ class H(http.server.BaseHTTPRequestHandler):
             f.write("%s %s %s %s\n" % (self.command, self.path, self.headers.get("Range", "-"),
                                        "auth" if self.headers.get("Authorization") else "-"))
 
+    def not_found(self):
+        self.send_response(404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
     def file_for(self, name):
         p = os.path.join(ROOT, os.path.basename(name))
         return p if os.path.isfile(p) else None
@@ -42,10 +47,7 @@ class H(http.server.BaseHTTPRequestHandler):
         if "resolve" in parts:
             p = self.file_for(parts[-1])
             if not p:
-                self.send_response(404)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
+                return self.not_found()
             data = open(p, "rb").read()
             sha = hashlib.sha256(data).hexdigest()
             if os.path.exists(p + ".badsha"):
@@ -60,10 +62,7 @@ class H(http.server.BaseHTTPRequestHandler):
             return
         p = self.file_for(parts[-1]) if parts[1:2] == ["cdn"] else None
         if not p:
-            self.send_response(404)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
+            return self.not_found()
         data = open(p, "rb").read()
         start = 0
         rng = self.headers.get("Range")

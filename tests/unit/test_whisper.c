@@ -64,13 +64,7 @@ static int16_t *voice(double secs, size_t *n)
 static int16_t *hiss(double secs, size_t *n)
 {
     *n = (size_t)(secs * ENGINE_SAMPLE_RATE);
-    int16_t *pcm = xmalloc((*n ? *n : 1) * sizeof *pcm);
-    uint32_t r = 3;
-    for (size_t i = 0; i < *n; i++) {
-        (void)r;
-        pcm[i] = 0;
-    }
-    return pcm;
+    return xcalloc(*n ? *n : 1, sizeof(int16_t));
 }
 
 static void assert_within(const transcript *t, double dur)
