@@ -467,10 +467,10 @@ case $MODE in
         date +%s >setup.starting   # until the child has written setup.pid (a loaded host is slow)
         # the child writes its own status; setsid keeps it alive when the SSH session ends
         if have setsid; then
-            setsid nohup sh -c 'echo $$ >setup.pid; rm -f setup.starting; sh ./setup.sh --run "$@" >>setup.out 2>&1 </dev/null; echo $? >setup.rc.new; mv -f setup.rc.new setup.rc' \
+            setsid nohup sh -c 'echo $$ >setup.pid; rm -f setup.starting; sh ./setup.sh --run "$@" >>setup.out 2>&1 </dev/null; echo $? >setup.rc.new; mv -f setup.rc.new setup.rc; exit 0' \
                 setup.sh --engine "$ENGINE" --model "$MODEL" --port "$PORT" --src-id "$SRC_ID" >/dev/null 2>&1 </dev/null &
         else
-            nohup sh -c 'echo $$ >setup.pid; rm -f setup.starting; sh ./setup.sh --run "$@" >>setup.out 2>&1 </dev/null; echo $? >setup.rc.new; mv -f setup.rc.new setup.rc' \
+            nohup sh -c 'echo $$ >setup.pid; rm -f setup.starting; sh ./setup.sh --run "$@" >>setup.out 2>&1 </dev/null; echo $? >setup.rc.new; mv -f setup.rc.new setup.rc; exit 0' \
                 setup.sh --engine "$ENGINE" --model "$MODEL" --port "$PORT" --src-id "$SRC_ID" >/dev/null 2>&1 </dev/null &
         fi
         i=0; while [ ! -s setup.pid ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
@@ -481,7 +481,10 @@ case $MODE in
         elif pid_alive setup.pid setup.sh; then echo "GPUSCRIBE-STATUS running"
         elif [ ! -s setup.pid ] && [ -s setup.starting ] &&
              [ $(( $(date +%s) - $(cat setup.starting) )) -lt 60 ]; then echo "GPUSCRIBE-STATUS running"
-        elif [ -f setup.out ]; then echo "GPUSCRIBE-STATUS died"
+        elif [ -f setup.out ]; then
+            # the run's last step (writing setup.rc) may be under way as another process
+            sleep 0.3
+            if [ -s setup.rc ]; then echo "GPUSCRIBE-STATUS done $(cat setup.rc)"; else echo "GPUSCRIBE-STATUS died"; fi
         else echo "GPUSCRIBE-STATUS none"
         fi
         [ -f setup.out ] && tail -c +$((POLL_OFF + 1)) setup.out
