@@ -14,6 +14,7 @@ struct jobs;
 struct vastctl;
 struct fleet;
 struct reaper;
+struct bgpool;
 
 typedef struct app {
     config *cfg;
@@ -27,6 +28,7 @@ typedef struct app {
     struct vastctl *vast;  /* fleet/vastctl.h: Vast client, cached instance status, boots */
     struct fleet *fleet;   /* fleet/provision.h: instance state machines, workers, tunnels */
     struct reaper *reaper; /* fleet/reaper.h: ledger, idle/hard-cap/budget destroys, orphans */
+    struct bgpool *bg;     /* core/bgpool.h: where handlers' waits on peers run (api_defer) */
 } app;
 
 #endif

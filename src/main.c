@@ -3,6 +3,7 @@
 #include "api/api.h"
 #include "app.h"
 #include "cli/cli.h"
+#include "core/bgpool.h"
 #include "core/config.h"
 #include "core/gpu.h"
 #include "core/log.h"
@@ -24,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #ifndef GS_VERSION
 #define GS_VERSION "dev"
@@ -99,6 +101,17 @@ static void fleet_remote_failure(void *ud, long long row, const char *why)
 
 /* ------------------------------------------------------------------------------- */
 
+#define BG_THREADS 16  /* requests that may wait on a peer at once */
+#define BG_QUEUE 256   /* more wait their turn; beyond that, 503 busy */
+
+/* The HTTP pool: handlers never wait on peers, so threads are for CPU: two per core. */
+static unsigned http_threads(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    n = n > 0 ? 2 * n : 4;
+    return (unsigned)(n < 4 ? 4 : n > 32 ? 32 : n);
+}
+
 static int cmd_serve(int argc, char **argv)
 {
     if (wants_help(argc, argv)) {
@@ -160,6 +173,12 @@ static int cmd_serve(int argc, char **argv)
         jobs_set_remote(a.jobs, &jr);
     }
     a.reaper = reaper_new(cfg, a.st, a.bus, a.vast, a.fleet, app_busy, &a);
+    /* what handlers wait on (Vast calls, .env writes) runs here, never on the HTTP pool */
+    a.bg = bgpool_new("gs-bg", BG_THREADS, BG_QUEUE);
+    if (!a.bg) {
+        LOG_E("main", "cannot start the background pool");
+        goto out;
+    }
     if (!a.jobs || jobs_start(a.jobs, err, sizeof err) != 0) {
         LOG_E("jobs", "%s", err);
         goto out;
@@ -170,7 +189,7 @@ static int cmd_serve(int argc, char **argv)
         .port = (int)config_int(cfg, CFG_PORT),
         .web_dir = config_str(cfg, CFG_WEB_DIR),
         .api_token = config_str(cfg, CFG_API_TOKEN),
-        .threads = 2,
+        .threads = http_threads(),
         .version = GS_VERSION,
     };
     a.http = http_server_start(&hc, api_routes, api_nroutes, &a, err, sizeof err);
@@ -193,6 +212,8 @@ static int cmd_serve(int argc, char **argv)
     rc = 0;
 out:
     http_server_stop(a.http);
+    vast_cancel_all();      /* what waits on Vast.ai now ends within a second */
+    bgpool_free(a.bg);      /* runs what is queued (failing fast) and joins */
     reaper_free(a.reaper); /* before what it calls: fleet, vastctl, jobs */
     jobs_free(a.jobs); /* a running job is interrupted and queued again */
     static_worker_free(sw);

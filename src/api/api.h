@@ -9,6 +9,19 @@
 extern const http_route api_routes[];
 extern const size_t api_nroutes;
 
+/* defer.c: work that may wait on a peer runs on the app's background pool (core/bgpool.h)
+ * while the request is suspended; no request thread ever waits.
+ *   first run:  parse and validate, allocate a job, api_defer(r, a, job, work, job_free)
+ *               and return (on failure it has replied 503 and freed the job);
+ *   work(job):  runs on a background thread; it must not touch r;
+ *   resumed:    the handler runs again and api_deferred(r) returns the finished job; it
+ *               replies from it. job_free runs when the request ends (or, when the client
+ *               went away, when work returns). */
+struct app;
+int api_defer(http_req *r, struct app *a, void *job, void (*work)(void *job),
+              void (*job_free)(void *job));
+void *api_deferred(http_req *r);
+
 /* status.c */
 void api_healthz(http_req *r, void *app);
 void api_gpu_status(http_req *r, void *app);

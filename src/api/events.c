@@ -3,15 +3,19 @@
 #include "app.h"
 #include "core/events.h"
 
+#include <stdatomic.h>
+#include <stdlib.h>
+
 struct sse {
     events_sub *sub;
-    http_stream *stream;
+    _Atomic(http_stream *) stream; /* set by the request, read by publishers' wakes */
 };
 
 static void sse_wake(void *ud)
 {
     struct sse *s = ud;
-    if (s->stream) http_stream_wake(s->stream);
+    http_stream *st = atomic_load(&s->stream);
+    if (st) http_stream_wake(st);
 }
 
 static long sse_read(void *cls, char *out, size_t max)
@@ -36,8 +40,8 @@ void api_events(http_req *r, void *appv)
         return;
     }
     s->sub = events_subscribe(a->bus, 256 * 1024, sse_wake, s);
-    /* the stream pointer is set under the bus's wake discipline: a wake before it is set
-     * finds NULL and is harmless, since the first read happens after the reply is queued */
+    /* a wake before the stream pointer is set finds NULL and is harmless: the first read
+     * happens after the reply is queued */
     http_stream *st = http_reply_stream(r, 200, "text/event-stream", sse_read, s, sse_free);
-    s->stream = st;
+    atomic_store(&s->stream, st);
 }

@@ -1,7 +1,9 @@
 /* api/vast.c: /api/vast/search, /api/vast/boot, /api/vast/destroy/{id}, /api/vast/instances,
  * /api/vast/instances/{id}. The Vast state (client, boots, VAST_INSTANCE_ID) lives in
- * fleet/vastctl, provisioning (states, setup, workers, tunnels) in fleet/provision. Handlers
- * block on the Vast API for as long as the client's timeouts allow. */
+ * fleet/vastctl, provisioning (states, setup, workers, tunnels) in fleet/provision. Each
+ * handler validates its request on the HTTP thread, then waits on the Vast API on the
+ * background pool (api_defer) and replies when resumed: a hung Vast.ai never holds an HTTP
+ * thread, and each wait ends after VAST_TIMEOUT_SECONDS (per attempt). */
 #include "api/api.h"
 #include "app.h"
 #include "core/log.h"
@@ -117,9 +119,74 @@ static json_t *excluded_json(const image_req *req, const vast_offer_list *l)
     return arr;
 }
 
+typedef struct search_job {
+    app *a;
+    vast_search s;
+    char gpu_name[64];
+    bool explain, relax;
+    image_req req;
+    relaxed_search rx;
+    bool rx_started;
+    vast_offer_list l;
+    vast_error e;
+    int rc;
+} search_job;
+
+static void search_work(void *jv)
+{
+    search_job *j = jv;
+    pthread_t th;
+    j->rx_started = j->relax && pthread_create(&th, NULL, relaxed_run, &j->rx) == 0;
+    j->rc = vast_search_offers(vastctl_client(j->a->vast), &j->s, &j->l, &j->e);
+    if (j->rx_started) pthread_join(th, NULL);
+}
+
+static void search_free(void *jv)
+{
+    search_job *j = jv;
+    if (j->rc == 0) vast_offer_list_free(&j->l);
+    if (j->rx_started && j->rx.rc == 0) vast_offer_list_free(&j->rx.l);
+    free(j);
+}
+
+static void search_reply(http_req *r, search_job *j)
+{
+    if (j->rc != 0) {
+        reply_vast_err(r, &j->e);
+        return;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < j->l.n; i++)
+        json_array_append_new(arr, vastctl_offer_json(&j->l.items[i]));
+    json_t *out = json_pack("{s:o,s:o}", "offers", arr, "requirements",
+                            vastctl_image_req_json(&j->req));
+    if (j->explain) {
+        if (!j->relax) {
+            json_object_set_new(out, "excluded", json_array()); /* nothing to exclude */
+        } else if (!j->rx_started) {
+            json_object_set_new(out, "excluded", json_array());
+            json_object_set_new(out, "explain_error",
+                                json_string("cannot start the search for excluded offers"));
+        } else if (j->rx.rc != 0) {
+            char msg[640];
+            vastctl_describe(&j->rx.e, msg, sizeof msg);
+            json_object_set_new(out, "excluded", json_array());
+            json_object_set_new(out, "explain_error", json_string(msg));
+        } else {
+            json_object_set_new(out, "excluded", excluded_json(&j->req, &j->rx.l));
+        }
+    }
+    http_reply_json(r, 200, out);
+}
+
 void api_vast_search(http_req *r, void *appv)
 {
     app *a = appv;
+    search_job *done = api_deferred(r);
+    if (done) {
+        search_reply(r, done);
+        return;
+    }
     size_t blen = 0;
     http_body(r, &blen);
     json_t *body = blen ? http_body_json(r) : json_object();
@@ -202,57 +269,68 @@ void api_vast_search(http_req *r, void *appv)
     s.allocated_storage = disk; /* price offers for the disk a boot rents */
     if (s.min_disk_gb <= 0) s.min_disk_gb = disk;
 
-    /* the image's requirements: the caller's filters can only tighten them */
-    image_req req;
-    vastctl_image_req(a->cfg, &req);
-    relaxed_search rx = {.client = vastctl_client(a->vast), .s = s, .rc = -1};
-    image_req_apply(&req, &s);
-    bool relax = explain && (s.min_cuda != rx.s.min_cuda ||
-                             s.min_compute_cap != rx.s.min_compute_cap ||
-                             s.min_disk_gb != rx.s.min_disk_gb);
-    pthread_t th;
-    bool started = relax && pthread_create(&th, NULL, relaxed_run, &rx) == 0;
-
-    vast_offer_list l;
-    vast_error e;
-    int rc = vast_search_offers(vastctl_client(a->vast), &s, &l, &e);
-    if (started) pthread_join(th, NULL);
+    search_job *j = xcalloc(1, sizeof *j);
+    j->a = a;
+    j->rc = -1;
+    j->explain = explain;
+    if (s.gpu_name) { /* it points into the body */
+        snprintf(j->gpu_name, sizeof j->gpu_name, "%s", s.gpu_name);
+        s.gpu_name = j->gpu_name;
+    }
     json_decref(body);
-    if (rc != 0) {
-        if (started && rx.rc == 0) vast_offer_list_free(&rx.l);
-        reply_vast_err(r, &e);
-        return;
-    }
-    json_t *arr = json_array();
-    for (size_t i = 0; i < l.n; i++) json_array_append_new(arr, vastctl_offer_json(&l.items[i]));
-    vast_offer_list_free(&l);
-    json_t *out = json_pack("{s:o,s:o}", "offers", arr, "requirements",
-                            vastctl_image_req_json(&req));
-    if (explain) {
-        if (!relax) {
-            json_object_set_new(out, "excluded", json_array()); /* nothing to exclude */
-        } else if (!started) {
-            json_object_set_new(out, "excluded", json_array());
-            json_object_set_new(out, "explain_error",
-                                json_string("cannot start the search for excluded offers"));
-        } else if (rx.rc != 0) {
-            char msg[640];
-            vastctl_describe(&rx.e, msg, sizeof msg);
-            json_object_set_new(out, "excluded", json_array());
-            json_object_set_new(out, "explain_error", json_string(msg));
-        } else {
-            json_object_set_new(out, "excluded", excluded_json(&req, &rx.l));
-            vast_offer_list_free(&rx.l);
-        }
-    }
-    http_reply_json(r, 200, out);
+    /* the image's requirements: the caller's filters can only tighten them */
+    vastctl_image_req(a->cfg, &j->req);
+    j->rx = (relaxed_search){.client = vastctl_client(a->vast), .s = s, .rc = -1};
+    image_req_apply(&j->req, &s);
+    j->relax = explain && (s.min_cuda != j->rx.s.min_cuda ||
+                           s.min_compute_cap != j->rx.s.min_compute_cap ||
+                           s.min_disk_gb != j->rx.s.min_disk_gb);
+    j->s = s;
+    api_defer(r, a, j, search_work, search_free);
 }
 
 /* ---- POST /api/vast/boot */
 
+typedef struct boot_job {
+    app *a;
+    long long offer;
+    char key[208];
+    bool has_key;
+    vastctl_result res;
+} boot_job;
+
+static void boot_work(void *jv)
+{
+    boot_job *j = jv;
+    vastctl_boot(j->a->vast, j->offer, j->has_key ? j->key : NULL, &j->res);
+    if (j->res.http_status == 200) fleet_poke(j->a->fleet); /* provision it: SSH, setup, worker */
+}
+
+static void boot_reply(http_req *r, const boot_job *j)
+{
+    const vastctl_result *res = &j->res;
+    if (res->http_status != 200) {
+        reply_fail(r, res->http_status, res->kind, res->message);
+        return;
+    }
+    char ids[32];
+    snprintf(ids, sizeof ids, "%lld", res->instance_id);
+    char label[64];
+    snprintf(label, sizeof label, VASTCTL_LABEL_PREFIX "-%lld", res->row_id);
+    http_reply_json(r, 200, json_pack("{s:b,s:s,s:s,s:I,s:s,s:b}", "success", 1, "instance_id",
+                                      ids, "message", res->message, "offer_id",
+                                      (json_int_t)j->offer, "label", label, "reused",
+                                      res->reused));
+}
+
 void api_vast_boot(http_req *r, void *appv)
 {
     app *a = appv;
+    boot_job *done = api_deferred(r);
+    if (done) {
+        boot_reply(r, done);
+        return;
+    }
     json_t *body = http_body_json(r);
     if (!body) return;
     json_t *o = json_object_get(body, "offer_id");
@@ -276,20 +354,12 @@ void api_vast_boot(http_req *r, void *appv)
         }
     }
     if (need_key(r, a)) return;
-    vastctl_result res;
-    vastctl_boot(a->vast, offer, key, &res);
-    if (res.http_status == 200) fleet_poke(a->fleet); /* provision it: SSH, setup, worker */
-    if (res.http_status != 200) {
-        reply_fail(r, res.http_status, res.kind, res.message);
-        return;
-    }
-    char ids[32];
-    snprintf(ids, sizeof ids, "%lld", res.instance_id);
-    char label[64];
-    snprintf(label, sizeof label, VASTCTL_LABEL_PREFIX "-%lld", res.row_id);
-    http_reply_json(r, 200, json_pack("{s:b,s:s,s:s,s:I,s:s,s:b}", "success", 1, "instance_id",
-                                      ids, "message", res.message, "offer_id", (json_int_t)offer,
-                                      "label", label, "reused", res.reused));
+    boot_job *j = xcalloc(1, sizeof *j);
+    j->a = a;
+    j->offer = offer;
+    j->has_key = key != NULL;
+    if (key) snprintf(j->key, sizeof j->key, "%s", key);
+    api_defer(r, a, j, boot_work, free);
 }
 
 /* The {instance_id} path parameter as a positive integer; 0 after replying 400. */
@@ -307,22 +377,23 @@ long api_instance_id(http_req *r, char *ids, size_t idslen)
 
 /* ---- POST /api/vast/destroy/{instance_id} */
 
-void api_vast_destroy(http_req *r, void *appv)
-{
-    app *a = appv;
-    long id = api_instance_id(r, NULL, 0);
-    if (!id) return;
-    if (need_key(r, a)) return;
+typedef struct destroy_job {
+    app *a;
+    long id;
     vastctl_result res;
-    vastctl_destroy(a->vast, id, &res);
-    if (res.http_status == 200 || res.http_status == 404) fleet_forget(a->fleet, id);
-    if (res.http_status != 200) {
-        reply_fail(r, res.http_status, res.kind, res.message);
-        return;
-    }
+    json_t *cost; /* the cost summary of what was destroyed */
+} destroy_job;
+
+static void destroy_work(void *jv)
+{
+    destroy_job *j = jv;
+    app *a = j->a;
+    vastctl_destroy(a->vast, j->id, &j->res);
+    if (j->res.http_status == 200 || j->res.http_status == 404) fleet_forget(a->fleet, j->id);
+    if (j->res.http_status != 200) return;
     /* the cost summary of what was destroyed (the ledger is closed by now) */
     char ids[32];
-    snprintf(ids, sizeof ids, "%ld", id);
+    snprintf(ids, sizeof ids, "%ld", j->id);
     long long row = 0;
     sqlite3_stmt *st = NULL;
     store_lock(a->st);
@@ -333,31 +404,91 @@ void api_vast_destroy(http_req *r, void *appv)
     }
     sqlite3_finalize(st);
     store_unlock(a->st);
-    json_t *cost = row ? ledger_summary_json(a->st, row, now_wall())
-                       : json_pack("{s:f,s:f,s:i,s:f}", "uptime_s", 0.0, "cost_usd", 0.0, "jobs",
-                                   0, "audio_hours", 0.0);
-    char msg[800];
-    snprintf(msg, sizeof msg, "%s (up %.0f s, cost $%.4f)", res.message,
-             json_real_value(json_object_get(cost, "uptime_s")),
-             json_real_value(json_object_get(cost, "cost_usd")));
-    LOG_I("vast", "%s", msg);
+    j->cost = row ? ledger_summary_json(a->st, row, now_wall())
+                  : json_pack("{s:f,s:f,s:i,s:f}", "uptime_s", 0.0, "cost_usd", 0.0, "jobs",
+                              0, "audio_hours", 0.0);
+    LOG_I("vast", "%s (up %.0f s, cost $%.4f)", j->res.message,
+          json_real_value(json_object_get(j->cost, "uptime_s")),
+          json_real_value(json_object_get(j->cost, "cost_usd")));
     if (a->fleet) fleet_publish(a->fleet, ids);
-    http_reply_json(r, 200, json_pack("{s:b,s:s,s:o}", "success", 1, "message", res.message,
-                                      "cost", cost));
+}
+
+static void destroy_free(void *jv)
+{
+    destroy_job *j = jv;
+    json_decref(j->cost);
+    free(j);
+}
+
+void api_vast_destroy(http_req *r, void *appv)
+{
+    app *a = appv;
+    destroy_job *done = api_deferred(r);
+    if (done) {
+        if (done->res.http_status != 200) {
+            reply_fail(r, done->res.http_status, done->res.kind, done->res.message);
+            return;
+        }
+        http_reply_json(r, 200, json_pack("{s:b,s:s,s:O}", "success", 1, "message",
+                                          done->res.message, "cost", done->cost));
+        return;
+    }
+    long id = api_instance_id(r, NULL, 0);
+    if (!id) return;
+    if (need_key(r, a)) return;
+    destroy_job *j = xcalloc(1, sizeof *j);
+    j->a = a;
+    j->id = id;
+    api_defer(r, a, j, destroy_work, destroy_free);
 }
 
 /* ---- GET /api/vast/instances */
 
+typedef struct list_job {
+    app *a;
+    int rc;
+    vast_instance_list l;
+    vast_error e;
+} list_job;
+
+static void list_work(void *jv)
+{
+    list_job *j = jv;
+    j->rc = vast_list_instances(vastctl_client(j->a->vast), &j->l, &j->e);
+}
+
+static void list_free(void *jv)
+{
+    list_job *j = jv;
+    if (j->rc == 0) vast_instance_list_free(&j->l);
+    free(j);
+}
+
+static void list_reply(http_req *r, app *a, list_job *job);
+
 void api_vast_instances(http_req *r, void *appv)
 {
     app *a = appv;
-    if (need_key(r, a)) return;
-    vast_instance_list l;
-    vast_error e;
-    if (vast_list_instances(vastctl_client(a->vast), &l, &e) != 0) {
-        reply_vast_err(r, &e);
+    list_job *done = api_deferred(r);
+    if (done) {
+        list_reply(r, a, done);
         return;
     }
+    if (need_key(r, a)) return;
+    list_job *j = xcalloc(1, sizeof *j);
+    j->a = a;
+    j->rc = -1;
+    api_defer(r, a, j, list_work, list_free);
+}
+
+/* Vast's list joined with the store's rows (the store is local: read here) */
+static void list_reply(http_req *r, app *a, list_job *job)
+{
+    if (job->rc != 0) {
+        reply_vast_err(r, &job->e);
+        return;
+    }
+    const vast_instance_list l = job->l;
     char cur[32];
     vastctl_current_instance(a->vast, cur, sizeof cur);
     json_t *ours = json_object(); /* vast_id -> store row */
@@ -408,7 +539,6 @@ void api_vast_instances(http_req *r, void *appv)
         json_array_append_new(arr, j);
         if (row) json_object_del(ours, ids);
     }
-    vast_instance_list_free(&l);
     /* rows we believe alive that Vast no longer lists */
     const char *vid;
     json_t *row;

@@ -29,6 +29,8 @@ enum cfg_type { CFG_T_STR, CFG_T_SECRET, CFG_T_INT, CFG_T_NUM, CFG_T_BOOL, CFG_T
     X(VAST_API_KEY, CFG_T_SECRET, NULL, 0, 0, NULL,                                            \
       "Vast.ai API key (also read from the vast CLI's key file)")                              \
     X(VAST_URL, CFG_T_STR, "https://console.vast.ai", 0, 0, NULL, "Vast.ai API base URL")     \
+    X(VAST_TIMEOUT_SECONDS, CFG_T_INT, "60", 1, 600, NULL,                                     \
+      "how long one Vast.ai API call may take (searches retry up to 4 times)")                 \
     X(VAST_INSTANCE_ID, CFG_T_STR, NULL, 0, 0, NULL, "Vast.ai instance to auto-connect to")   \
     X(VAST_IMAGE, CFG_T_STR, "ghcr.io/ggml-org/whisper.cpp:main-cuda", 0, 0, NULL,             \
       "container image a boot rents")                                                          \

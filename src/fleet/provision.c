@@ -292,8 +292,11 @@ static void snapshot(inst *in, const char *state, int pct, const char *stage, co
 static void set_state(inst *in, const char *state, int pct, const char *stage, const char *error)
 {
     fleet *f = in->f;
+    pthread_mutex_lock(&f->lock); /* fleet_forget writes them from other threads */
     bool changed_state = strcmp(in->state, state) != 0;
-    if (!changed_state && in->percent == pct && !strcmp(in->stage, stage) && !error) return;
+    bool same = !changed_state && in->percent == pct && !strcmp(in->stage, stage) && !error;
+    pthread_mutex_unlock(&f->lock);
+    if (same) return;
     int n = store_execf(f->st,
                    "UPDATE instances SET state=?, percent=?, stage=?, error=?, updated_at=?,"
                    " ready_at=CASE WHEN ?='ready' THEN ? ELSE ready_at END"
@@ -327,7 +330,10 @@ static void fail(inst *in, const char *fmt, ...)
     snprintf(msg, sizeof msg, "%s. The instance is still rented (not destroyed automatically): "
              "destroy it from the UI or with POST /api/vast/destroy/%s", why, in->vid);
     LOG_W("fleet", "instance %s failed: %s", in->vid, why);
-    set_state(in, "failed", in->percent, "failed: still rented, destroy it", msg);
+    pthread_mutex_lock(&in->f->lock);
+    int pct = in->percent;
+    pthread_mutex_unlock(&in->f->lock);
+    set_state(in, "failed", pct, "failed: still rented, destroy it", msg);
     store_execf(in->f->st, "UPDATE instances SET deadline_at=NULL WHERE id=?", "l", in->row);
 }
 

@@ -28,7 +28,7 @@ struct vastctl {
     vast_client *poll_client;  /* the poller: short timeouts so shutdown stays quick */
     bool has_key;
 
-    pthread_mutex_t lock;      /* everything below, and every write of VAST_INSTANCE_ID */
+    pthread_mutex_t lock;      /* everything below but env_saved */
     pthread_cond_t cond;
     char cur_id[32];           /* VAST_INSTANCE_ID */
     char cached_id[32];        /* what the last check was about */
@@ -40,6 +40,9 @@ struct vastctl {
     bool thread_started;
 
     pthread_mutex_t boot_lock; /* one boot at a time */
+    pthread_mutex_t env_lock;  /* the .env writes (save_env); env_saved */
+    unsigned env_gen;          /* VAST_INSTANCE_ID changes (under lock) */
+    unsigned env_saved;        /* the change last written to .env (under env_lock) */
 };
 
 static const char no_key_msg[] =
@@ -187,6 +190,8 @@ vast_client *vastctl_client_from_config(const config *cfg, char *err, size_t err
     vast_client *c = vast_client_new(url, config_str(cfg, CFG_VAST_API_KEY));
     if (!c) snprintf(err, errlen, "VAST_URL: invalid URL '%s' (expected http:// or https://)",
                      url ? url : "");
+    long total = (long)config_int(cfg, CFG_VAST_TIMEOUT_SECONDS) * 1000;
+    if (c) vast_client_set_timeouts(c, total < 10000 ? total : 10000, total);
     return c;
 }
 
@@ -201,24 +206,43 @@ void vastctl_create_params(const config *cfg, const char *label, vast_create *ou
 
 /* ---- VAST_INSTANCE_ID */
 
-/* v->lock held */
+/* v->lock held: the new VAST_INSTANCE_ID, in memory; save_env writes the .env file after
+ * the lock is let go (no file I/O under v->lock, which others take under the store lock) */
 static void set_instance_locked(vastctl *v, const char *id)
 {
     if (strcmp(v->cur_id, id ? id : "") == 0) return;
     config_set(v->cfg, CFG_VAST_INSTANCE_ID, id);
-    char err[256];
-    const char *path = config_env_path(v->cfg);
-    if (config_env_set(path, "VAST_INSTANCE_ID", id, err, sizeof err) != 0)
-        LOG_W("vast", "cannot update VAST_INSTANCE_ID in %s: %s", path, err);
-    else if (id)
-        LOG_I("vast", "VAST_INSTANCE_ID=%s written to %s", id, path);
-    else
-        LOG_I("vast", "VAST_INSTANCE_ID removed from %s", path);
     snprintf(v->cur_id, sizeof v->cur_id, "%s", id ? id : "");
+    v->env_gen++;
     v->cached_running = false;
     v->cached_id[0] = '\0';
     v->poked = true;
     pthread_cond_signal(&v->cond);
+}
+
+/* Writes the newest VAST_INSTANCE_ID to the .env file if it has not been written yet.
+ * v->env_lock serializes the writers (the newest value is the last one written); it is
+ * only ever taken with no other lock held, and v->lock is taken under it only briefly. */
+static void save_env(vastctl *v)
+{
+    pthread_mutex_lock(&v->env_lock);
+    pthread_mutex_lock(&v->lock);
+    unsigned gen = v->env_gen;
+    char id[sizeof v->cur_id];
+    snprintf(id, sizeof id, "%s", v->cur_id);
+    pthread_mutex_unlock(&v->lock);
+    if (gen != v->env_saved) {
+        char err[256];
+        const char *path = config_env_path(v->cfg);
+        if (config_env_set(path, "VAST_INSTANCE_ID", id[0] ? id : NULL, err, sizeof err) != 0)
+            LOG_W("vast", "cannot update VAST_INSTANCE_ID in %s: %s", path, err);
+        else if (id[0])
+            LOG_I("vast", "VAST_INSTANCE_ID=%s written to %s", id, path);
+        else
+            LOG_I("vast", "VAST_INSTANCE_ID removed from %s", path);
+        v->env_saved = gen;
+    }
+    pthread_mutex_unlock(&v->env_lock);
 }
 
 void vastctl_set_instance(vastctl *v, const char *id, const char *only_if)
@@ -226,6 +250,7 @@ void vastctl_set_instance(vastctl *v, const char *id, const char *only_if)
     pthread_mutex_lock(&v->lock);
     if (id || !only_if || strcmp(v->cur_id, only_if) == 0) set_instance_locked(v, id);
     pthread_mutex_unlock(&v->lock);
+    save_env(v);
 }
 
 void vastctl_current_instance(vastctl *v, char *id, size_t idlen)
@@ -350,6 +375,7 @@ static double poll_once(vastctl *v, const char *id, double backoff)
         set_instance_locked(v, NULL);
         v->last_note[0] = '\0';
         pthread_mutex_unlock(&v->lock);
+        save_env(v);
         sql_run(v->st,
                 "UPDATE instances SET state='destroyed', stage='gone from Vast.ai',"
                 " destroyed_at=?, updated_at=? WHERE vast_id=? AND state NOT IN ('destroyed','failed')",
@@ -420,6 +446,7 @@ vastctl *vastctl_new(config *cfg, store *st)
     snprintf(v->cur_id, sizeof v->cur_id, "%s", id ? id : "");
     pthread_mutex_init(&v->lock, NULL);
     pthread_mutex_init(&v->boot_lock, NULL);
+    pthread_mutex_init(&v->env_lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -444,6 +471,7 @@ void vastctl_free(vastctl *v)
     pthread_cond_destroy(&v->cond);
     pthread_mutex_destroy(&v->lock);
     pthread_mutex_destroy(&v->boot_lock);
+    pthread_mutex_destroy(&v->env_lock);
     free(v);
 }
 

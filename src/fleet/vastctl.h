@@ -56,6 +56,7 @@ typedef struct vastctl vastctl;
 vastctl *vastctl_new(config *cfg, store *st);
 void vastctl_free(vastctl *v);
 
+
 /* The shared client (never NULL once vastctl_new returned); has_key says whether it
  * carries an account key. */
 vast_client *vastctl_client(vastctl *v);

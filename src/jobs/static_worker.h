@@ -1,9 +1,10 @@
 /* static_worker: a fixed GPU worker for the job dispatcher (WORKER_URL), for users who run
  * `gpuscribe worker` on a machine of their own and reach it through their own tunnel
  * (e.g. `ssh -L 8765:127.0.0.1:8765 gpu-box`). It plugs into jobs_set_remote: the worker is
- * "ready" while its /health answered within the last check (re-checked at most every 2 s,
- * and at once after a reported failure); while it does not answer, jobs wait for it
- * (gpu_pending) rather than fall back to the CPU. Thread-safe. */
+ * "ready" while its /health answered at the last check; a thread of its own checks every 2 s
+ * (3 s timeout), and at once after a reported failure, so that a claim or a job listing
+ * never waits on the worker. While it does not answer, jobs wait for it (gpu_pending)
+ * rather than fall back to the CPU. Thread-safe. */
 #ifndef GS_STATIC_WORKER_H
 #define GS_STATIC_WORKER_H
 

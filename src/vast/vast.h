@@ -69,6 +69,10 @@ void vast_client_set_timeouts(vast_client *c, long connect_ms, long total_ms);
 /* Attempts in all (default 4, min 1); first backoff base_ms (default 150) doubling up to
  * max_ms (default 5000), each sleep jittered to [d/2, d]. */
 void vast_client_set_retry(vast_client *c, int max_attempts, long base_ms, long max_ms);
+/* Any thread, for shutdown: every client's calls in progress end within about a second and
+ * later ones fail at once (VAST_ERR_NETWORK, "cancelled"), so that no thread waits out a
+ * hung API. There is no undo: the process is stopping. */
+void vast_cancel_all(void);
 /* The base URL in use (no trailing slash). */
 const char *vast_client_base_url(const vast_client *c);
 

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -196,6 +197,19 @@ struct attempt {
     struct sink sink;
 };
 
+/* ---- shutdown */
+
+static atomic_bool cancelled;
+
+void vast_cancel_all(void) { atomic_store(&cancelled, true); }
+
+/* curl calls this about once a second even while nothing arrives */
+static int on_progress(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+{
+    (void)ud; (void)dt; (void)dn; (void)ut; (void)un;
+    return atomic_load(&cancelled) ? 1 : 0;
+}
+
 static void perform(const vast_client *c, const char *method, const char *url,
                     const char *body, struct attempt *a)
 {
@@ -223,6 +237,8 @@ static void perform(const vast_client *c, const char *method, const char *url,
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, a->errbuf);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &a->sink);
+    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
     if (!strcmp(method, "POST")) {
         curl_easy_setopt(h, CURLOPT_POST, 1L);
     } else if (strcmp(method, "GET") != 0) {
@@ -266,10 +282,15 @@ static bool status_retryable(long st, enum vast_retry_mode mode)
     return st == 502 || st == 503 || st == 504;
 }
 
+/* sleeps in slices, so that a cancel ends the wait */
 static void sleep_ms(long ms)
 {
-    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+    while (ms > 0 && !atomic_load(&cancelled)) {
+        long step = ms < 50 ? ms : 50;
+        struct timespec ts = { 0, step * 1000000L };
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+        ms -= step;
+    }
 }
 
 static long backoff_ms(const vast_client *c, int attempt /* 1-based, just failed */,
@@ -298,6 +319,13 @@ int vast_request(vast_client *c, const char *method, const char *path_query,
     }
     unsigned seed = (unsigned)((uint64_t)(now_mono() * 1e9) ^ (uint64_t)(uintptr_t)&seed ^
                                (uint64_t)pthread_self());
+    if (atomic_load(&cancelled)) {
+        free(url);
+        free(payload);
+        vast_set_error(c, err, VAST_ERR_NETWORK, 0, NULL,
+                       "cancelled: gpuscribe is stopping (%s %s not sent)", method, path_query);
+        return -1;
+    }
     struct attempt a;
     int n = 0;
     for (;;) {
@@ -308,7 +336,7 @@ int vast_request(vast_client *c, const char *method, const char *path_query,
               a.cc ? " " : "", a.cc ? curl_easy_strerror(a.cc) : "", (now_mono() - t0) * 1e3, n);
         bool again = a.cc != CURLE_OK ? cc_retryable(a.cc, mode)
                                       : status_retryable(a.status, mode);
-        if (!again || n >= c->attempts) break;
+        if (!again || n >= c->attempts || atomic_load(&cancelled)) break;
         buf_release(&a.sink.b);
         sleep_ms(backoff_ms(c, n, &seed));
     }
@@ -317,7 +345,11 @@ int vast_request(vast_client *c, const char *method, const char *path_query,
 
     int rc = -1;
     if (a.cc != CURLE_OK) {
-        if (a.sink.overflow) {
+        if (a.cc == CURLE_ABORTED_BY_CALLBACK) {
+            vast_set_error(c, err, VAST_ERR_NETWORK, 0, NULL,
+                           "cancelled: gpuscribe is stopping (%s %s interrupted)", method,
+                           path_query);
+        } else if (a.sink.overflow) {
             vast_set_error(c, err, VAST_ERR_PARSE, (int)a.status, NULL,
                            "Vast's answer is larger than %u MB", VAST_MAX_RESPONSE >> 20);
         } else {

@@ -86,6 +86,12 @@ static void sleep_ms(long ms)
 
 int worker_client_health(const char *base_url, json_t **out, char *err, size_t errlen)
 {
+    return worker_client_health_ms(base_url, 10000, out, err, errlen);
+}
+
+int worker_client_health_ms(const char *base_url, long timeout_ms, json_t **out, char *err,
+                            size_t errlen)
+{
     *out = NULL;
     CURL *c = curl_easy_init();
     if (!c) {
@@ -94,7 +100,7 @@ int worker_client_health(const char *base_url, json_t **out, char *err, size_t e
     }
     wc_resp r = {0};
     char *url = url_join(base_url, "/health");
-    CURLcode cc = do_req(c, "GET", url, NULL, 0, 10000, 1 << 20, &r);
+    CURLcode cc = do_req(c, "GET", url, NULL, 0, timeout_ms, 1 << 20, &r);
     int rc = -1;
     if (cc != CURLE_OK) {
         conn_error(err, errlen, base_url, cc, &r);

@@ -44,5 +44,8 @@ transcript *worker_client_transcribe_model(const char *base_url, const char *job
 
 /* GET /health: 0 and the parsed object in *out (caller decrefs), or -1 with err. */
 int worker_client_health(const char *base_url, json_t **out, char *err, size_t errlen);
+/* The same with its own timeout (worker_client_health: 10 s). */
+int worker_client_health_ms(const char *base_url, long timeout_ms, json_t **out, char *err,
+                            size_t errlen);
 
 #endif
