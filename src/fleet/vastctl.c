@@ -206,10 +206,13 @@ static void set_instance_locked(vastctl *v, const char *id)
 {
     if (strcmp(v->cur_id, id ? id : "") == 0) return;
     config_set(v->cfg, CFG_VAST_INSTANCE_ID, id);
-    char err[256];
+    char err[1024];
     const char *path = config_env_path(v->cfg);
+    /* a refusal (not a regular file, unwritable) only means the id is not persisted: the
+     * server goes on with it in memory */
     if (config_env_set(path, "VAST_INSTANCE_ID", id, err, sizeof err) != 0)
-        LOG_W("vast", "cannot update VAST_INSTANCE_ID in %s: %s", path, err);
+        LOG_W("vast", "%s; VAST_INSTANCE_ID%s%s is not %s", err, id ? "=" : "",
+              id ? id : "", id ? "saved" : "removed");
     else if (id)
         LOG_I("vast", "VAST_INSTANCE_ID=%s written to %s", id, path);
     else
