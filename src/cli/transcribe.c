@@ -20,6 +20,7 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,7 +89,31 @@ static int emit_raw(const char *out_path, const char *data, size_t len)
         }
         return 0;
     }
+    /* a device or fifo (-o /dev/stdout, -o /dev/null) is written through, never replaced */
+    struct stat st;
+    if (stat(out_path, &st) == 0 && (S_ISCHR(st.st_mode) || S_ISFIFO(st.st_mode))) {
+        int fd = open(out_path, O_WRONLY | O_NOCTTY | O_CLOEXEC);
+        int rc = fd < 0 ? -1 : 0;
+        for (size_t off = 0; rc == 0 && off < len;) {
+            ssize_t w = write(fd, data + off, len - off);
+            if (w < 0 && errno == EINTR) continue;
+            if (w < 0) rc = -1;
+            else off += (size_t)w;
+        }
+        int e = errno;
+        if (fd >= 0 && close(fd) != 0 && rc == 0) { rc = -1; e = errno; }
+        if (rc != 0) {
+            fprintf(stderr, "gpuscribe transcribe: cannot write %s: %s\n", out_path, strerror(e));
+            return 1;
+        }
+        return 0;
+    }
     if (write_file_atomic(out_path, data, len, 0644) != 0) {
+        if (errno == EINVAL) {
+            fprintf(stderr, "gpuscribe transcribe: cannot write %s: it is %s, not a regular file\n",
+                    out_path, stat(out_path, &st) == 0 ? file_kind(st.st_mode) : "not a regular file");
+            return 1;
+        }
         fprintf(stderr, "gpuscribe transcribe: cannot write %s: %s\n", out_path, strerror(errno));
         return 1;
     }

@@ -260,10 +260,11 @@ static int offer_now(const config *cfg, vast_client *c, long long id, vast_offer
 
 static void env_write(const config *cfg, const char *value, bool quiet)
 {
-    char err[256];
+    char err[1024];
     const char *path = config_env_path(cfg);
     if (config_env_set(path, "VAST_INSTANCE_ID", value, err, sizeof err) != 0)
-        fprintf(stderr, "warning: cannot update VAST_INSTANCE_ID in %s: %s\n", path, err);
+        fprintf(stderr, "warning: %s; VAST_INSTANCE_ID%s%s is not %s\n", err,
+                value ? "=" : "", value ? value : "", value ? "saved" : "removed");
     else if (!quiet && value)
         printf("VAST_INSTANCE_ID=%s written to %s\n", value, path);
     else if (!quiet)

@@ -5,12 +5,16 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <jansson.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #ifndef GS_SRCDIR
 #define GS_SRCDIR "."
@@ -441,15 +445,55 @@ int config_env_set(const char *path, const char *key, const char *value, char *e
         }
     pthread_mutex_lock(&env_lock);
     int rc = -1;
-    size_t len = 0;
-    char *old = read_file(path, 1 << 20, &len);
-    if (!old && errno != ENOENT) {
-        snprintf(err, errlen, "cannot read '%s': %s", path, strerror(errno));
-        goto out;
-    }
+    char *old = NULL, *newline = NULL;
     buf nb;
     buf_init(&nb, 0);
-    char *newline = NULL;
+    /* edit what the path names: a symlink (or chain) stays, its target is rewritten */
+    char *target = resolve_symlinks(path);
+    char what[PATH_MAX + 64];
+    if (target && strcmp(target, path) != 0)
+        snprintf(what, sizeof what, "env file %s (a symlink to %s)", path, target);
+    else
+        snprintf(what, sizeof what, "env file %s", path);
+    if (!target) {
+        snprintf(err, errlen, "cannot resolve %s: %s", what, strerror(errno));
+        goto out;
+    }
+    struct stat st;
+    int exists = 1;
+    if (lstat(target, &st) != 0) {
+        if (errno != ENOENT) {
+            snprintf(err, errlen, "cannot stat %s: %s", what, strerror(errno));
+            goto out;
+        }
+        exists = 0;
+    } else if (!S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "%s is %s: not editing it", what, file_kind(st.st_mode));
+        goto out;
+    }
+    if (exists) {
+        /* O_NOFOLLOW|O_NONBLOCK: what was checked above may have been swapped since; a fifo
+         * must not block here and a link must not be followed */
+        int fd = open(target, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        if (fd < 0) {
+            snprintf(err, errlen, "cannot read %s: %s", what, strerror(errno));
+            goto out;
+        }
+        struct stat fst;
+        if (fstat(fd, &fst) != 0 || !S_ISREG(fst.st_mode) || fst.st_ino != st.st_ino ||
+            fst.st_dev != st.st_dev) {
+            close(fd);
+            snprintf(err, errlen, "%s changed while being read: not editing it", what);
+            goto out;
+        }
+        old = read_fd(fd, 1 << 20, NULL);
+        int e = errno;
+        close(fd);
+        if (!old) {
+            snprintf(err, errlen, "cannot read %s: %s", what, strerror(e));
+            goto out;
+        }
+    }
     if (value) {
         buf q;
         buf_init(&q, 0);
@@ -489,15 +533,26 @@ int config_env_set(const char *path, const char *key, const char *value, char *e
         p += n;
     }
     if (newline && !placed) (void)!buf_append(&nb, newline, strlen(newline));
-    if (write_file_atomic(path, nb.data ? nb.data : "", nb.len, 0600) != 0) {
-        snprintf(err, errlen, "cannot write '%s': %s", path, strerror(errno));
+    /* keep the file's mode and owner; a new file is 0600 (it may hold secrets) */
+    unsigned mode = exists ? (unsigned)(st.st_mode & 07777) : 0600;
+    long long uid = exists ? (long long)st.st_uid : -1, gid = exists ? (long long)st.st_gid : -1;
+    if (write_file_replace(target, nb.data ? nb.data : "", nb.len, mode, uid, gid) != 0) {
+        int e = errno;
+        if (e == EISDIR || e == EINVAL)
+            snprintf(err, errlen, "%s is no longer a regular file: not editing it", what);
+        else if (e == EPERM && exists)
+            snprintf(err, errlen, "cannot write %s keeping its owner (uid %lld, gid %lld): %s",
+                     what, uid, gid, strerror(e));
+        else
+            snprintf(err, errlen, "cannot write %s: %s", what, strerror(e));
     } else {
         rc = 0;
     }
+out:
     buf_release(&nb);
     free(newline);
-out:
     free(old);
+    free(target);
     pthread_mutex_unlock(&env_lock);
     return rc;
 }

@@ -99,8 +99,18 @@ void config_print_help(FILE *out);
 /* The effective configuration as JSON; secrets show only whether they are set. */
 struct json_t *config_dump_json(const config *c);
 
-/* Set (value != NULL) or remove (value == NULL) KEY in the .env file at path, atomically
- * (temp file + rename), keeping every other line and comment, mode 0600. 0 on success. */
+/* Set (value != NULL) or remove (value == NULL) KEY in the .env file at path, keeping every
+ * other line and comment. 0 on success; else -1 with a message naming the path in err, the
+ * file untouched (the caller logs it and goes on: the value is only not persisted).
+ * - A symlink (or a chain of them, relative ones relative to the link) is followed: the link
+ *   stays and its target is rewritten; a dangling link's target is created.
+ * - Only a regular file is edited: a device (--env-file /dev/null), fifo, socket or directory
+ *   is refused ("... is a character device: not editing it") and never written or replaced.
+ * - Atomic: a new temp file beside the target (unpredictable name, O_EXCL|O_NOFOLLOW), the
+ *   target's mode and owner (a new file: 0600, ours), fsync, rename, fsync the directory.
+ * Thread-safe: serialised by a mutex of its own (env_lock in config.c), taken after any lock
+ * the caller holds (vastctl calls it under its own lock); it does blocking file I/O (fsync),
+ * so it belongs off latency-sensitive threads. */
 int config_env_set(const char *path, const char *key, const char *value, char *err, size_t errlen);
 
 /* True when host is a loopback address or name (127.0.0.0/8, ::1, localhost). */

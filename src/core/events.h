@@ -2,7 +2,9 @@
  *
  * events_publish(bus, "job.progress", data) formats one SSE message
  * (`id: N\nevent: TYPE\ndata: JSON\n\n`) and appends it to every subscriber's buffer; with
- * persist=1 it is also written to the store's events table. Each subscriber has a bounded
+ * persist=1 it is also written to the store's events table (a bounded history: the newest
+ * STORE_EVENTS_KEEP rows, pruned by the store). The stream is live only: nothing is replayed
+ * from the table, and a Last-Event-ID is not honoured. Each subscriber has a bounded
  * buffer: a client too slow to keep up is dropped (its reads then end the stream), so a slow
  * client never blocks a publisher. A heartbeat comment goes to every subscriber every
  * heartbeat_s seconds. Subscribers are woken through their wake callback, called with the

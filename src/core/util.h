@@ -48,7 +48,32 @@ int mkdir_p(const char *path, unsigned mode);
 /* Read a whole file (up to max bytes) into a NUL-terminated heap string; NULL on error
  * (errno set; EFBIG when larger than max). *len_out optional. */
 char *read_file(const char *path, size_t max, size_t *len_out);
-/* Write data to path atomically (temp file in the same dir, fsync, rename) with mode. */
+/* The same from an open descriptor (read to its end; the descriptor stays open). */
+char *read_fd(int fd, size_t max, size_t *len_out);
+
+/* "a regular file", "a directory", "a character device", "a block device", "a fifo",
+ * "a socket", "a symlink" for a stat st_mode. */
+const char *file_kind(unsigned mode);
+/* Follow the symlink chain at path (a relative link is relative to the link's directory; at
+ * most 40 hops, else ELOOP) to the path of the file it names, which may not exist yet (a
+ * dangling link gives its target). Caller frees; NULL with errno on an lstat/readlink error. */
+char *resolve_symlinks(const char *path);
+/* Create a new file beside path (same directory) with an unpredictable name
+ * ".BASENAME.<12 random chars>.tmp", open(O_WRONLY|O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC, mode),
+ * retrying on a clash. Returns the fd and *tmp_out (caller frees), or -1 with errno. */
+int tmpfile_beside(const char *path, unsigned mode, char **tmp_out);
+/* fsync the directory that holds path (best effort where the file system cannot). */
+int fsync_dir_of(const char *path);
+/* Replace the regular file at path (no symlink is followed: path is the final name)
+ * atomically: a temp file from tmpfile_beside, fchown to uid/gid when >= 0, fchmod mode,
+ * write, fsync, rename over path, fsync the directory. Refuses, leaving everything as it
+ * was, when path exists and is not a regular file (errno EISDIR for a directory, EINVAL for
+ * anything else: device, fifo, socket, symlink). No temp file is left behind. */
+int write_file_replace(const char *path, const void *data, size_t len, unsigned mode,
+                       long long uid, long long gid);
+/* Write data to path atomically with mode: symlinks at path are followed (the link stays, its
+ * target is replaced, see resolve_symlinks), then write_file_replace (so a device, fifo or
+ * directory is refused, never replaced). */
 int write_file_atomic(const char *path, const void *data, size_t len, unsigned mode);
 
 /* Case-sensitive prefix test. */

@@ -232,10 +232,13 @@ static void save_env(vastctl *v)
     snprintf(id, sizeof id, "%s", v->cur_id);
     pthread_mutex_unlock(&v->lock);
     if (gen != v->env_saved) {
-        char err[256];
+        char err[1024];
         const char *path = config_env_path(v->cfg);
+        /* a refusal (not a regular file, unwritable) only means the id is not persisted:
+         * the server goes on with it in memory */
         if (config_env_set(path, "VAST_INSTANCE_ID", id[0] ? id : NULL, err, sizeof err) != 0)
-            LOG_W("vast", "cannot update VAST_INSTANCE_ID in %s: %s", path, err);
+            LOG_W("vast", "%s; VAST_INSTANCE_ID%s%s is not %s", err, id[0] ? "=" : "", id,
+                  id[0] ? "saved" : "removed");
         else if (id[0])
             LOG_I("vast", "VAST_INSTANCE_ID=%s written to %s", id, path);
         else

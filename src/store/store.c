@@ -12,6 +12,8 @@
 struct store {
     sqlite3 *db;
     pthread_mutex_t lock;
+    long long events_keep;  /* newest events rows kept (STORE_EVENTS_KEEP) */
+    int events_every;       /* prune once per this many inserts (STORE_EVENTS_PRUNE_EVERY) */
 };
 
 /* Migrations: append only; migration N brings user_version from N-1 to N. */
@@ -125,6 +127,8 @@ static int migrate(sqlite3 *db, char *err, size_t errlen)
     return 0;
 }
 
+static void events_prune(store *s, long long last_id);
+
 store *store_open(const char *data_dir, char *err, size_t errlen)
 {
     if (mkdir_p(data_dir, 0700) != 0) {
@@ -152,6 +156,9 @@ store *store_open(const char *data_dir, char *err, size_t errlen)
                        "PRAGMA foreign_keys=ON;", err, errlen) != 0)
         goto fail;
     if (migrate(s->db, err, errlen) != 0) goto fail;
+    s->events_keep = STORE_EVENTS_KEEP;
+    s->events_every = STORE_EVENTS_PRUNE_EVERY;
+    events_prune(s, -1); /* a database from before the bound, or one that grew past it */
     free(path);
     return s;
 fail:
@@ -220,6 +227,39 @@ int store_execf(store *s, const char *sql, const char *fmt, ...)
     return n;
 }
 
+/* Keep the newest events_keep rows: ids are AUTOINCREMENT (never reused, increasing), so
+ * everything at or below last_id - keep is older; one range delete on the primary key. With
+ * last_id < 0 the newest id is looked up. Caller may or may not hold the store lock. */
+static void events_prune(store *s, long long last_id)
+{
+    if (s->events_keep <= 0) return;
+    store_lock(s);
+    sqlite3_stmt *st = NULL;
+    if (last_id < 0 &&
+        sqlite3_prepare_v2(s->db, "SELECT coalesce(max(id), 0) FROM events", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        last_id = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    st = NULL;
+    if (last_id > s->events_keep &&
+        sqlite3_prepare_v2(s->db, "DELETE FROM events WHERE id <= ?", -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, last_id - s->events_keep);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            LOG_W("store", "cannot prune old events: %s", sqlite3_errmsg(s->db));
+    }
+    sqlite3_finalize(st);
+    store_unlock(s);
+}
+
+void store_set_events_limit(store *s, long long keep, int prune_every)
+{
+    store_lock(s);
+    s->events_keep = keep;
+    s->events_every = prune_every > 0 ? prune_every : 1;
+    store_unlock(s);
+    events_prune(s, -1);
+}
+
 long long store_event_add(store *s, const char *kind, const char *subject, const char *data_json)
 {
     sqlite3_stmt *st = NULL;
@@ -234,6 +274,7 @@ long long store_event_add(store *s, const char *kind, const char *subject, const
         if (sqlite3_step(st) == SQLITE_DONE) id = sqlite3_last_insert_rowid(s->db);
     }
     sqlite3_finalize(st);
+    if (id > 0 && id % s->events_every == 0) events_prune(s, id);
     store_unlock(s);
     return id;
 }

@@ -4,7 +4,8 @@
  * Tables (see the migrations in store.c for the columns):
  *   instances  one row per Vast instance we rent or adopt, with its state machine fields
  *   jobs       the persistent transcription queue
- *   events     an append-only log of what happened (job, instance, cost events)
+ *   events     a log of what happened (job, instance, cost events), bounded: the newest
+ *              STORE_EVENTS_KEEP rows are kept (see store_event_add)
  *   ledger     cost intervals per instance (GPU while running, storage while existing)
  *
  * One connection in serialized mode shared by every thread. A module that runs several
@@ -38,7 +39,16 @@ int store_exec(store *s, const char *sql, char *err, size_t errlen);
 int store_execf(store *s, const char *sql, const char *fmt, ...);
 int store_vexecf(store *s, const char *sql, const char *fmt, va_list ap);
 
-/* Append an event; data_json may be NULL. Returns the event id (> 0) or -1. */
+/* Append an event; data_json may be NULL. Returns the event id (> 0) or -1. The table keeps
+ * a bounded history: every STORE_EVENTS_PRUNE_EVERY-th insert (and store_open) deletes the
+ * rows older than the newest STORE_EVENTS_KEEP (one range delete on the primary key), so it
+ * holds at most KEEP + PRUNE_EVERY - 1 rows. Nothing replays from it: the SSE stream
+ * (/api/events) is live only, its ids are the bus's own and Last-Event-ID is not honoured
+ * (a reconnecting client re-reads state through the REST routes). */
+#define STORE_EVENTS_KEEP 10000
+#define STORE_EVENTS_PRUNE_EVERY 100
 long long store_event_add(store *s, const char *kind, const char *subject, const char *data_json);
+/* Change the bound (tests; keep <= 0: unbounded) and prune to it now. */
+void store_set_events_limit(store *s, long long keep, int prune_every);
 
 #endif

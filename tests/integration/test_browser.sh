@@ -72,4 +72,7 @@ echo "$SUITE: browser run took ${secs}s; screenshots in tests/out/screenshots/"
 stop_server || true
 kill -TERM "$NOKEY_PID" 2>/dev/null; wait "$NOKEY_PID" 2>/dev/null; NOKEY_PID=""
 grep -qE 'AddressSanitizer|LeakSanitizer|runtime error:' "$NOKEY_LOG" && fail "sanitizer clean (no-key server)" "see $NOKEY_LOG"
+# --env-file /dev/null is read as empty and never written (config_env_set refuses devices)
+check "--env-file /dev/null: still the character device 1,3" test -c /dev/null -a "$(stat -c %t,%T /dev/null)" = 1,3
+check "--env-file /dev/null: nothing written to it" bash -c "! grep -q 'written to /dev/null' '$NOKEY_LOG'"
 finish

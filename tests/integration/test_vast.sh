@@ -3,7 +3,8 @@
 # (one rental per request, also when repeated or concurrent), vanished offers, 429/503 bursts,
 # auth errors, no key, instances, gpu-status turning `vast` and back when the instance
 # vanishes, destroy (ledger stops billing, .env cleared), the `gpuscribe vast` CLI, and the
-# key never showing in a response or a log.
+# key never showing in a response or a log; a symlinked or character-device env file is
+# edited safely (the link stays, the device is never written).
 source "$(dirname "$0")/lib.sh"
 export GS_NVML_LIB=/nonexistent/libnvidia-ml.so.1
 for tool in curl jq; do
@@ -249,6 +250,47 @@ expect "no key: search still works (Vast allows it)" 200 '(.offers | length) > 0
 jreq GET /openapi.json
 expect "openapi documents the vast routes" 200 '.paths["/api/vast/boot"].post.requestBody and .paths["/api/vast/search"].post.responses["200"] and .paths["/api/vast/destroy/{instance_id}"].post and .paths["/api/vast/instances"].get'
 stop_server
+
+# ---- the env file edited safely: a symlinked .env stays a symlink (its target is edited,
+# keeping its mode), and an env file that is a character device is never written or replaced
+mkdir -p "$TDIR/conf"
+printf '# shared settings\n' >"$TDIR/conf/real.env"
+chmod 0640 "$TDIR/conf/real.env"
+ln -s conf/real.env "$TDIR/link.env"
+start_server VAST_URL="$SIM" VAST_API_KEY="$KEY" -- --env-file "$TDIR/link.env"
+LOGS+=("$SERVER_LOG")
+jreq POST /api/vast/search '{"limit": 2}'
+mapfile -t EOFFERS < <(jget '.offers[].id')
+jreq POST /api/vast/boot "{\"offer_id\": ${EOFFERS[0]}}"
+expect "symlinked .env: boot" 200 '.success == true'
+LID=$(jget .instance_id)
+check "symlinked .env: still a symlink to the same target" test -L "$TDIR/link.env" -a "$(readlink "$TDIR/link.env")" = conf/real.env
+check "symlinked .env: the target got VAST_INSTANCE_ID" grep -qx "VAST_INSTANCE_ID=$LID" "$TDIR/conf/real.env"
+check "symlinked .env: the target keeps its lines and mode 0640" bash -c "grep -q '^# shared settings' '$TDIR/conf/real.env' && [ \$(stat -c %a '$TDIR/conf/real.env') = 640 ]"
+jreq POST /api/vast/destroy/$LID
+expect "symlinked .env: destroy" 200 '.success == true'
+check "symlinked .env: cleared in the target, still a symlink" bash -c "! grep -q VAST_INSTANCE_ID '$TDIR/conf/real.env' && [ -L '$TDIR/link.env' ]"
+check "symlinked .env: no temp file left" bash -c "[ -z \"\$(find '$TDIR' -maxdepth 2 -name '*.tmp')\" ]"
+stop_server
+if mknod "$TDIR/null.env" c 1 3 2>/dev/null; then
+    start_server VAST_URL="$SIM" VAST_API_KEY="$KEY" -- --env-file "$TDIR/null.env"
+    LOGS+=("$SERVER_LOG")
+    jreq POST /api/vast/boot "{\"offer_id\": ${EOFFERS[1]}}"
+    expect "char device env file: boot still works" 200 '.success == true'
+    NID=$(jget .instance_id)
+    check "char device env file: still a character device 1,3" test -c "$TDIR/null.env" -a "$(stat -c %t,%T "$TDIR/null.env")" = 1,3
+    check "char device env file: a clear warning" grep -q "env file $TDIR/null.env is a character device: not editing it; VAST_INSTANCE_ID=$NID is not saved" "$SERVER_LOG"
+    jreq GET /api/vast/instances
+    expect "char device env file: the id is kept in memory" 200 ".vast_instance == \"$NID\""
+    jreq POST /api/vast/destroy/$NID
+    expect "char device env file: destroy" 200 '.success == true'
+    check "char device env file: still a character device after the destroy" test -c "$TDIR/null.env"
+    check "char device env file: no temp file left" bash -c "[ -z \"\$(find '$TDIR' -maxdepth 1 -name '.null.env.*')\" ]"
+    stop_server
+else
+    echo "skip: mknod is not permitted here (not root?): the character-device env file case"
+    pass "char device env file: skipped without mknod"
+fi
 
 # ---- VAST_IMAGE_MIN_CUDA: a custom image that needs CUDA 12.4
 CUSTOM=registry.example/me/asr:cu124

@@ -118,6 +118,19 @@ check "multi-cue srt syntax" check_srt "$TDIR/joined.srt"
 check "multi-cue srt has several cues" test "$(grep -c -- ' --> ' "$TDIR/joined.srt")" -ge 3
 "$GS_BIN" transcribe "$TDIR/joined.wav" --format vtt -o "$TDIR/joined.vtt" 2>/dev/null
 check "multi-cue vtt syntax" check_vtt "$TDIR/joined.vtt"
+# -o through a symlink edits its target; a device or fifo is written through, never replaced
+ln -s joined.vtt "$TDIR/link.txt"
+"$GS_BIN" transcribe "$CLIP2" --format txt -o "$TDIR/link.txt" 2>/dev/null
+check "-o symlink: still a symlink, the target written" bash -c "[ -L '$TDIR/link.txt' ] && grep -q 'leisure to consider' '$TDIR/joined.vtt'"
+if mknod "$TDIR/null.dev" c 1 3 2>/dev/null; then
+    "$GS_BIN" transcribe "$CLIP2" --format txt -o "$TDIR/null.dev" >"$TDIR/stdout" 2>&1; rc=$?
+    check "-o a character device: written through, still the device" bash -c "[ $rc = 0 ] && [ -c '$TDIR/null.dev' ] && [ \$(stat -c %t,%T '$TDIR/null.dev') = 1,3 ]"
+fi
+mkfifo "$TDIR/out.fifo"
+cat "$TDIR/out.fifo" >"$TDIR/fifo.txt" & catpid=$!
+"$GS_BIN" transcribe "$CLIP2" --format txt -o "$TDIR/out.fifo" 2>/dev/null; rc=$?
+wait "$catpid"
+check "-o a fifo: written through, still a fifo" bash -c "[ $rc = 0 ] && [ -p '$TDIR/out.fifo' ] && grep -q 'leisure to consider' '$TDIR/fifo.txt'"
 
 # ---- errors
 expect_fail() {  # NAME WANT_RC PATTERN CMD...
@@ -133,6 +146,7 @@ expect_fail "no FILE" 2 "which FILE" "$GS_BIN" transcribe
 expect_fail "unsupported language on the CPU engine" 1 "only supports English" "$GS_BIN" transcribe "$CLIP" --language de
 expect_fail "unreachable server" 1 "cannot reach the server" "$GS_BIN" transcribe "$CLIP" --server http://127.0.0.1:1
 expect_fail "bad server URL" 2 "--server takes" "$GS_BIN" transcribe "$CLIP" --server ftp://x
+expect_fail "-o a directory" 1 "is a directory" "$GS_BIN" transcribe "$CLIP" -o "$TDIR"
 check "failed -o leaves no file" bash -c "! '$GS_BIN' transcribe /etc/hostname -o '$TDIR/never.txt' 2>/dev/null; test ! -e '$TDIR/never.txt'"
 
 # ---- transcribe through a running server (POST /api/jobs, poll, GET transcript)

@@ -5,6 +5,8 @@
 
 #include <jansson.h>
 #include <math.h>
+#include <dirent.h>
+#include <errno.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -197,7 +199,7 @@ TEST(config_env_set_keeps_other_lines)
     free(t);
     struct stat st;
     ASSERT_EQ(stat(".env", &st), 0);
-    ASSERT_EQ(st.st_mode & 0777, 0600);
+    ASSERT_EQ(st.st_mode & 0777, 0644); /* the file's own mode is kept */
     /* clear */
     ASSERT_EQ(config_env_set(".env", "VAST_INSTANCE_ID", NULL, err, sizeof err), 0);
     t = read_file(".env", 4096, NULL);
@@ -283,4 +285,181 @@ TEST(config_set_is_safe_against_concurrent_readers)
     config_set(race_cfg, CFG_PORT, "9001");
     ASSERT_EQ(config_int(race_cfg, CFG_PORT), 9001);
     config_free(race_cfg);
+}
+
+/* ---- .env edits through symlinks, and refusals of what is not a regular file ----------- */
+
+/* number of entries in dir whose name ends in ".tmp" (temp files left behind) */
+static int temp_files(const char *dir)
+{
+    DIR *d = opendir(dir);
+    ASSERT_NOT_NULL(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        size_t l = strlen(e->d_name);
+        if (l > 4 && strcmp(e->d_name + l - 4, ".tmp") == 0) n++;
+    }
+    closedir(d);
+    return n;
+}
+
+static char *slurp(const char *path)
+{
+    char *t = read_file(path, 1 << 16, NULL);
+    ASSERT_NOT_NULL(t);
+    return t;
+}
+
+static void assert_link(const char *path, const char *target)
+{
+    struct stat st;
+    ASSERT_EQ(lstat(path, &st), 0);
+    ASSERT_TRUE(S_ISLNK(st.st_mode));
+    char buf[512];
+    ssize_t n = readlink(path, buf, sizeof buf - 1);
+    ASSERT_TRUE(n > 0);
+    buf[n] = '\0';
+    ASSERT_STR_EQ(buf, target);
+}
+
+TEST(config_env_set_symlink_edits_target_keeping_mode_and_owner)
+{
+    char err[1024];
+    write_text("real.env", "# keep me\nVAST_API_KEY=abc\n");
+    ASSERT_EQ(chmod("real.env", 0640), 0);
+    int chowned = geteuid() == 0 && chown("real.env", 1234, 5678) == 0;
+    ASSERT_EQ(symlink("real.env", ".env"), 0);
+    ASSERT_EQ(config_env_set(".env", "VAST_INSTANCE_ID", "42", err, sizeof err), 0);
+    assert_link(".env", "real.env");
+    char *t = slurp("real.env");
+    ASSERT_STR_EQ(t, "# keep me\nVAST_API_KEY=abc\nVAST_INSTANCE_ID=42\n");
+    free(t);
+    struct stat st;
+    ASSERT_EQ(stat("real.env", &st), 0);
+    ASSERT_EQ(st.st_mode & 07777, 0640);
+    if (chowned) {
+        ASSERT_EQ(st.st_uid, 1234);
+        ASSERT_EQ(st.st_gid, 5678);
+    }
+    ASSERT_EQ(config_env_set(".env", "VAST_INSTANCE_ID", NULL, err, sizeof err), 0);
+    assert_link(".env", "real.env");
+    t = slurp("real.env");
+    ASSERT_STR_EQ(t, "# keep me\nVAST_API_KEY=abc\n");
+    free(t);
+    ASSERT_EQ(stat("real.env", &st), 0);
+    ASSERT_EQ(st.st_mode & 07777, 0640);
+    ASSERT_EQ(temp_files("."), 0);
+    /* an absolute link */
+    char *abs = xasprintf("%s/real.env", test_tmpdir());
+    ASSERT_EQ(symlink(abs, "abs.env"), 0);
+    ASSERT_EQ(config_env_set("abs.env", "PORT", "9", err, sizeof err), 0);
+    assert_link("abs.env", abs);
+    t = slurp("real.env");
+    ASSERT_STR_EQ(t, "# keep me\nVAST_API_KEY=abc\nPORT=9\n");
+    free(t);
+    free(abs);
+    ASSERT_EQ(temp_files("."), 0);
+}
+
+TEST(config_env_set_symlink_chain_relative_to_each_link)
+{
+    char err[1024];
+    ASSERT_EQ(mkdir_p("a/b", 0755), 0);
+    ASSERT_EQ(mkdir_p("conf", 0755), 0);
+    write_text("conf/app.env", "X=1\n");
+    /* .env -> a/link1, a/link1 -> b/link2 (relative to a/), a/b/link2 -> ../../conf/app.env */
+    ASSERT_EQ(symlink("a/link1", ".env"), 0);
+    ASSERT_EQ(symlink("b/link2", "a/link1"), 0);
+    ASSERT_EQ(symlink("../../conf/app.env", "a/b/link2"), 0);
+    ASSERT_EQ(config_env_set(".env", "Y", "2", err, sizeof err), 0);
+    assert_link(".env", "a/link1");
+    assert_link("a/link1", "b/link2");
+    assert_link("a/b/link2", "../../conf/app.env");
+    char *t = slurp("conf/app.env");
+    ASSERT_STR_EQ(t, "X=1\nY=2\n");
+    free(t);
+    ASSERT_EQ(temp_files("."), 0);
+    ASSERT_EQ(temp_files("a"), 0);
+    ASSERT_EQ(temp_files("conf"), 0);
+    /* a loop is an error naming the path, not a hang */
+    ASSERT_EQ(symlink("loop2", "loop1"), 0);
+    ASSERT_EQ(symlink("loop1", "loop2"), 0);
+    ASSERT_NE(config_env_set("loop1", "Y", "2", err, sizeof err), 0);
+    ASSERT_CONTAINS(err, "loop1");
+    ASSERT_CONTAINS(err, "symbolic links");
+    assert_link("loop1", "loop2");
+}
+
+TEST(config_env_set_dangling_symlink_creates_target)
+{
+    char err[1024];
+    ASSERT_EQ(mkdir_p("conf", 0755), 0);
+    ASSERT_EQ(symlink("conf/new.env", ".env"), 0);
+    ASSERT_EQ(config_env_set(".env", "VAST_INSTANCE_ID", "7", err, sizeof err), 0);
+    assert_link(".env", "conf/new.env");
+    char *t = slurp("conf/new.env");
+    ASSERT_STR_EQ(t, "VAST_INSTANCE_ID=7\n");
+    free(t);
+    struct stat st;
+    ASSERT_EQ(lstat("conf/new.env", &st), 0);
+    ASSERT_TRUE(S_ISREG(st.st_mode));
+    ASSERT_EQ(st.st_mode & 07777, 0600);
+    /* the target's directory does not exist: an error naming both, nothing created */
+    ASSERT_EQ(symlink("nodir/x.env", "bad.env"), 0);
+    ASSERT_NE(config_env_set("bad.env", "VAST_INSTANCE_ID", "7", err, sizeof err), 0);
+    ASSERT_CONTAINS(err, "bad.env (a symlink to nodir/x.env)");
+    ASSERT_CONTAINS(err, "No such file or directory");
+    assert_link("bad.env", "nodir/x.env");
+    ASSERT_EQ(access("nodir", F_OK), -1);
+    ASSERT_EQ(temp_files("."), 0);
+    ASSERT_EQ(temp_files("conf"), 0);
+}
+
+static void assert_refused(const char *path, const char *kind)
+{
+    char err[1024];
+    struct stat before, after;
+    ASSERT_EQ(lstat(path, &before), 0);
+    ASSERT_NE(config_env_set(path, "VAST_INSTANCE_ID", "42", err, sizeof err), 0);
+    ASSERT_CONTAINS(err, path);
+    ASSERT_CONTAINS(err, kind);
+    ASSERT_CONTAINS(err, "not editing it");
+    ASSERT_NE(config_env_set(path, "VAST_INSTANCE_ID", NULL, err, sizeof err), 0);
+    ASSERT_EQ(lstat(path, &after), 0);
+    ASSERT_EQ(after.st_ino, before.st_ino);
+    ASSERT_EQ(after.st_mode, before.st_mode);
+    ASSERT_EQ(after.st_rdev, before.st_rdev);
+    ASSERT_EQ(after.st_mtime, before.st_mtime);
+    ASSERT_EQ(temp_files("."), 0);
+}
+
+TEST(config_env_set_refuses_what_is_not_a_regular_file)
+{
+    ASSERT_EQ(mkdir("dir.env", 0755), 0);
+    assert_refused("dir.env", "is a directory");
+    ASSERT_EQ(mkfifo("fifo.env", 0600), 0); /* refused before any open: never blocks */
+    assert_refused("fifo.env", "is a fifo");
+    /* a character device like /dev/null (1,3), made here: the real one is never involved */
+    struct stat dn;
+    ASSERT_EQ(stat("/dev/null", &dn), 0);
+    if (mknod("null.env", S_IFCHR | 0666, dn.st_rdev) != 0)
+        SKIP("mknod of a character device is not permitted here: %s", strerror(errno));
+    assert_refused("null.env", "is a character device");
+    char err[1024];
+    ASSERT_EQ(symlink("null.env", "link-to-null.env"), 0);
+    ASSERT_NE(config_env_set("link-to-null.env", "VAST_INSTANCE_ID", "1", err, sizeof err), 0);
+    ASSERT_STR_EQ(err, "env file link-to-null.env (a symlink to null.env) is a character device: "
+                       "not editing it");
+    assert_link("link-to-null.env", "null.env");
+    struct stat st;
+    ASSERT_EQ(lstat("null.env", &st), 0);
+    ASSERT_TRUE(S_ISCHR(st.st_mode));
+    ASSERT_EQ(st.st_rdev, dn.st_rdev);
+    /* and such a node reads as an empty env file */
+    char *argv[] = {"serve", "--env-file", "null.env"};
+    config *c = config_load(3, argv, NULL, err, sizeof err);
+    ASSERT_NOT_NULL(c);
+    ASSERT_NULL(config_str(c, CFG_VAST_INSTANCE_ID));
+    config_free(c);
+    ASSERT_EQ(temp_files("."), 0);
 }

@@ -67,3 +67,45 @@ TEST(store_bad_directory)
     ASSERT_NULL(store_open("file/sub", err, sizeof err));
     ASSERT_CONTAINS(err, "cannot create data directory");
 }
+
+TEST(store_events_bounded_keeps_newest)
+{
+    char err[256];
+    store *s = store_open("d", err, sizeof err);
+    ASSERT_NOT_NULL(s);
+    store_set_events_limit(s, 50, 10);
+    long long last = 0;
+    for (int i = 1; i <= 1000; i++) {
+        char subj[32];
+        snprintf(subj, sizeof subj, "job-%d", i);
+        last = store_event_add(s, "job.progress", subj, "{}");
+        ASSERT_TRUE(last > 0);
+        ASSERT_TRUE(count(s, "SELECT count(*) FROM events") <= 50 + 10 - 1);
+    }
+    ASSERT_EQ(last, 1000);
+    /* the 1000th insert pruned: exactly the newest 50 are left, in order */
+    ASSERT_EQ(count(s, "SELECT count(*) FROM events"), 50);
+    ASSERT_EQ(count(s, "SELECT min(id) FROM events"), 951);
+    ASSERT_EQ(count(s, "SELECT max(id) FROM events"), 1000);
+    ASSERT_EQ(count(s, "SELECT count(*) FROM events WHERE subject='job-1000'"), 1);
+    ASSERT_EQ(count(s, "SELECT count(*) FROM events WHERE subject='job-950'"), 0);
+    /* unbounded: nothing is pruned; ids keep growing (AUTOINCREMENT: never reused) */
+    store_set_events_limit(s, 0, 10);
+    for (int i = 0; i < 30; i++) ASSERT_TRUE(store_event_add(s, "x", NULL, NULL) > 1000);
+    ASSERT_EQ(count(s, "SELECT count(*) FROM events"), 80);
+    store_close(s);
+    /* a database that grew past the default bound is pruned when it is opened */
+    s = store_open("d", err, sizeof err);
+    ASSERT_NOT_NULL(s);
+    ASSERT_EQ(store_execf(s, "INSERT INTO events(ts, kind) SELECT 0, 'bulk' FROM "
+                             "(WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+                             "WHERE i < ?) SELECT i FROM n)", "i", STORE_EVENTS_KEEP + 500),
+              STORE_EVENTS_KEEP + 500);
+    long long top = count(s, "SELECT max(id) FROM events");
+    store_close(s);
+    s = store_open("d", err, sizeof err);
+    ASSERT_NOT_NULL(s);
+    ASSERT_EQ(count(s, "SELECT count(*) FROM events"), STORE_EVENTS_KEEP);
+    ASSERT_EQ(count(s, "SELECT max(id) FROM events"), top);
+    store_close(s);
+}
