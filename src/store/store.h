@@ -29,6 +29,16 @@ int store_schema_version(store *s);
 void store_lock(store *s);
 void store_unlock(store *s);
 
+/* Transactions that nest: store_begin takes the store lock and starts BEGIN IMMEDIATE, or,
+ * inside a transaction this thread already holds, a SAVEPOINT; store_commit (COMMIT or
+ * RELEASE) and store_rollback (ROLLBACK, or ROLLBACK TO and RELEASE) end the innermost one
+ * and drop the lock. Every store_begin that returned 0 must be ended by exactly one of
+ * them; on -1 (logged) nothing is held. store_commit returns -1 (logged) when the commit
+ * failed: the transaction was rolled back. */
+int store_begin(store *s);
+int store_commit(store *s);
+void store_rollback(store *s);
+
 /* Run SQL with no result rows (one or several statements). 0 on success. */
 int store_exec(store *s, const char *sql, char *err, size_t errlen);
 
