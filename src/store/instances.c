@@ -234,7 +234,7 @@ int instances_list(store *st, instances_filter which, double since, size_t max,
     store_lock(st);
     if (sqlite3_prepare_v2(store_db(st), sql, -1, &s, NULL) == SQLITE_OK) {
         if (which == INSTANCES_RECENT) sqlite3_bind_double(s, 1, since);
-        int step;
+        int step = SQLITE_DONE;
         while ((max == 0 || *n < max) && (step = sqlite3_step(s)) == SQLITE_ROW) {
             if (*n == cap) {
                 cap = cap ? cap * 2 : 16;

@@ -2,7 +2,8 @@
  * timeout, foreign keys, and versioned migrations (PRAGMA user_version).
  *
  * Tables (see the migrations in store.c for the columns):
- *   instances  one row per Vast instance we rent or adopt, with its state machine fields
+ *   instances  one row per Vast instance we rent or adopt, with its state machine fields;
+ *              read and written only through store/instances.h
  *   jobs       the persistent transcription queue
  *   events     an append-only log of what happened (job, instance, cost events)
  *   ledger     cost intervals per instance (GPU while running, storage while existing)
