@@ -5,6 +5,7 @@
 #include "cli/cli.h"
 #include "core/bgpool.h"
 #include "core/config.h"
+#include "core/fault.h"
 #include "core/gpu.h"
 #include "core/log.h"
 #include "core/util.h"
@@ -137,6 +138,7 @@ static int cmd_serve(int argc, char **argv)
     }
 
     char err[512];
+    fault_init(); /* test-only crash points (GS_FAULT), read before any thread starts */
     a.st = store_open(config_str(cfg, CFG_DATA_DIR), err, sizeof err);
     if (!a.st) {
         LOG_E("store", "%s", err);

@@ -187,11 +187,16 @@ static int sync_kind(store *st, long long row, const char *kind, bool on, double
 int ledger_sync(store *st, long long row, bool running, bool exists, double gpu_rate,
                 double storage_rate, double ts)
 {
-    store_lock(st);
+    /* one transaction: a rate change closes an interval and opens the next, and a crash
+     * between the two must not leave the instance unbilled */
+    if (store_begin(st) != 0) return -1;
     int rc = sync_kind(st, row, "gpu", running && exists, gpu_rate, ts);
     if (rc == 0) rc = sync_kind(st, row, "storage", exists, storage_rate, ts);
-    store_unlock(st);
-    return rc;
+    if (rc != 0) {
+        store_rollback(st);
+        return -1;
+    }
+    return store_commit(st);
 }
 
 int ledger_instance(store *st, long long row, double now, ledger_usage *u)
@@ -257,7 +262,7 @@ int ledger_instance_jobs(store *st, long long row, int *njobs, double *audio_s, 
 
 int ledger_finalize(store *st, long long row, double ts)
 {
-    store_lock(st);
+    if (store_begin(st) != 0) return -1;
     int rc = exec_d_l(st, "UPDATE ledger SET end_ts=max(start_ts, ?) WHERE instance_id=?"
                        " AND end_ts IS NULL", ts, row);
     ledger_usage u;
@@ -284,8 +289,11 @@ int ledger_finalize(store *st, long long row, double ts)
         sqlite3_finalize(s);
         sqlite3_finalize(w);
     }
-    store_unlock(st);
-    return rc;
+    if (rc != 0) {
+        store_rollback(st);
+        return -1;
+    }
+    return store_commit(st);
 }
 
 double ledger_window(store *st, double from, double to)

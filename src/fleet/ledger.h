@@ -58,11 +58,12 @@ void ledger_format_duration(double seconds, char *out, size_t outlen);
 /* ---- the store */
 
 /* Apply the API's view of instance row at time ts: GPU accrues while running, storage
- * while exists. A rate < 0 keeps the current one (or 0 when opening). */
+ * while exists. A rate < 0 keeps the current one (or 0 when opening). One transaction (a
+ * rate change's close and open happen together or not at all). */
 int ledger_sync(store *st, long long row, bool running, bool exists, double gpu_rate,
                 double storage_rate, double ts);
 /* Close every open interval of row at ts (not before each interval's start), and write each
- * of the instance's jobs' share into jobs.cost_usd. */
+ * of the instance's jobs' share into jobs.cost_usd; one transaction (nests in the caller's). */
 int ledger_finalize(store *st, long long row, double ts);
 
 typedef struct ledger_usage {

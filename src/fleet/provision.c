@@ -4,6 +4,7 @@
 #include "core/util.h"
 #include "fleet/ledger.h"
 #include "ssh/ssh.h"
+#include "store/instances.h"
 #include "ssh/tunnel.h"
 #include "worker/worker_client.h"
 
@@ -107,45 +108,25 @@ typedef struct row {
 /* ------------------------------------------------------------------ small helpers */
 
 
-static void copy_col(sqlite3_stmt *s, int i, char *out, size_t n)
-{
-    const char *x = (const char *)sqlite3_column_text(s, i);
-    snprintf(out, n, "%s", x ? x : "");
-}
-
 /* 1 found, 0 none, -1 error */
 static int row_load(store *st, long long id, row *r)
 {
-    sqlite3_stmt *s = NULL;
-    int found = -1;
-    store_lock(st);
-    if (sqlite3_prepare_v2(store_db(st),
-                           "SELECT id, vast_id, state, label, ssh_host, ssh_port, deadline_at,"
-                           " attempts, ssh_key_id, percent, stage FROM instances WHERE id=?",
-                           -1, &s, NULL) == SQLITE_OK) {
-        sqlite3_bind_int64(s, 1, id);
-        int rc = sqlite3_step(s);
-        if (rc == SQLITE_ROW) {
-            memset(r, 0, sizeof *r);
-            r->id = sqlite3_column_int64(s, 0);
-            copy_col(s, 1, r->vid, sizeof r->vid);
-            copy_col(s, 2, r->state, sizeof r->state);
-            copy_col(s, 3, r->label, sizeof r->label);
-            copy_col(s, 4, r->ssh_host, sizeof r->ssh_host);
-            r->ssh_port = sqlite3_column_int(s, 5);
-            r->deadline = sqlite3_column_double(s, 6);
-            r->attempts = sqlite3_column_int(s, 7);
-            r->key_attached = sqlite3_column_type(s, 8) != SQLITE_NULL;
-            r->percent = sqlite3_column_int(s, 9);
-            copy_col(s, 10, r->stage, sizeof r->stage);
-            found = 1;
-        } else if (rc == SQLITE_DONE) {
-            found = 0;
-        }
-    }
-    sqlite3_finalize(s);
-    store_unlock(st);
-    return found;
+    instance_row x;
+    int found = instances_get(st, id, &x);
+    memset(r, 0, sizeof *r);
+    if (found <= 0) return found;
+    r->id = x.id;
+    snprintf(r->vid, sizeof r->vid, "%s", x.vast_id);
+    snprintf(r->state, sizeof r->state, "%s", x.state);
+    snprintf(r->label, sizeof r->label, "%s", x.label);
+    snprintf(r->ssh_host, sizeof r->ssh_host, "%s", x.ssh_host);
+    r->ssh_port = x.ssh_port;
+    r->deadline = x.deadline_at;
+    r->attempts = x.attempts;
+    r->key_attached = x.has_ssh_key_id;
+    r->percent = x.percent;
+    snprintf(r->stage, sizeof r->stage, "%s", x.stage);
+    return 1;
 }
 
 static bool final_state(const char *s)
@@ -297,11 +278,7 @@ static void set_state(inst *in, const char *state, int pct, const char *stage, c
     bool same = !changed_state && in->percent == pct && !strcmp(in->stage, stage) && !error;
     pthread_mutex_unlock(&f->lock);
     if (same) return;
-    int n = store_execf(f->st,
-                   "UPDATE instances SET state=?, percent=?, stage=?, error=?, updated_at=?,"
-                   " ready_at=CASE WHEN ?='ready' THEN ? ELSE ready_at END"
-                   " WHERE id=? AND state NOT IN ('destroying','destroyed')",
-                   "tittdtdl", state, pct, stage, error, now_wall(), state, now_wall(), in->row);
+    int n = instances_set_state(f->st, in->row, state, pct, stage, error, now_wall());
     if (n == 0) {
         pthread_mutex_lock(&f->lock);
         in->stop = true;
@@ -316,7 +293,7 @@ static void set_state(inst *in, const char *state, int pct, const char *stage, c
 
 static void set_deadline(inst *in, double at)
 {
-    store_execf(in->f->st, "UPDATE instances SET deadline_at=? WHERE id=?", "dl", at, in->row);
+    instances_set_deadline(in->f->st, in->row, at);
 }
 
 static void fail(inst *in, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -334,16 +311,14 @@ static void fail(inst *in, const char *fmt, ...)
     int pct = in->percent;
     pthread_mutex_unlock(&in->f->lock);
     set_state(in, "failed", pct, "failed: still rented, destroy it", msg);
-    store_execf(in->f->st, "UPDATE instances SET deadline_at=NULL WHERE id=?", "l", in->row);
+    instances_set_deadline(in->f->st, in->row, 0);
 }
 
 static void mark_gone(inst *in)
 {
     fleet *f = in->f;
     LOG_W("fleet", "instance %s no longer exists on Vast.ai", in->vid);
-    store_execf(f->st, "UPDATE instances SET state='destroyed', stage='gone from Vast.ai',"
-           " destroy_reason=COALESCE(destroy_reason,'gone'), destroyed_at=?, updated_at=?"
-           " WHERE id=? AND state<>'destroyed'", "ddl", now_wall(), now_wall(), in->row);
+    vastctl_instance_gone(f->vc, in->vid, "gone", NULL);
     snapshot(in, "destroyed", in->percent, "gone from Vast.ai", NULL);
     publish(in, 1);
     pthread_mutex_lock(&f->lock);
@@ -360,8 +335,7 @@ static void log_lines_persist(inst *in)
         if (buf_append(&b, in->lines[i], strlen(in->lines[i])) != 0 || buf_append(&b, "\n", 1) != 0)
             break;
     }
-    store_execf(in->f->st, "UPDATE instances SET setup_log=? WHERE id=?", "tl", b.data ? b.data : "",
-           in->row);
+    instances_set_setup_log(in->f->st, in->row, b.data ? b.data : "");
     buf_release(&b);
 }
 
@@ -456,8 +430,7 @@ static void attach_key(inst *in, row *r)
         LOG_D("fleet", "instance %s: attaching the SSH key: %s", in->vid, e.message);
         return;
     }
-    store_execf(f->st, "UPDATE instances SET ssh_key_id=? WHERE id=?", "ll", f->account_key_id,
-           in->row);
+    instances_set_ssh_key(f->st, in->row, f->account_key_id);
     r->key_attached = true;
 }
 
@@ -535,13 +508,12 @@ static void step_loading(inst *in, row *r, double *delay)
         bool running = !strcmp(vi.actual_status, "running");
         if (running && vi.ssh_port > 0 && vi.ssh_host[0]) {
             double t = now_wall();
-            store_execf(f->st, "UPDATE instances SET ssh_host=?, ssh_port=?, gpu_name=COALESCE(gpu_name,?),"
-                   " num_gpus=COALESCE(num_gpus,?), dph_total=COALESCE(NULLIF(?,0),dph_total),"
-                   " dph_base=COALESCE(NULLIF(?,0),dph_base),"
-                   " storage_dph=COALESCE(NULLIF(?,0),storage_dph),"
-                   " running_at=COALESCE(running_at,?) WHERE id=?", "titiddddl", vi.ssh_host,
-                   vi.ssh_port, vi.gpu_name[0] ? vi.gpu_name : NULL, vi.num_gpus, vi.dph_total,
-                   vi.dph_base, vi.storage_total_cost, t, in->row);
+            instance_facts fx = {
+                .gpu_name = vi.gpu_name, .num_gpus = vi.num_gpus, .dph_total = vi.dph_total,
+                .dph_base = vi.dph_base, .storage_dph = vi.storage_total_cost,
+                .ssh_host = vi.ssh_host, .ssh_port = vi.ssh_port, .running_at = t,
+            };
+            instances_observe(f->st, in->row, NULL, &fx, t);
             /* Vast bills the GPU since it started running (its uptime says when) */
             ledger_sync(f->st, in->row, true, true, vi.dph_base > 0 ? vi.dph_base : -1,
                         vi.storage_total_cost > 0 ? vi.storage_total_cost : -1,
@@ -600,8 +572,7 @@ static void step_ssh_wait(inst *in, row *r)
             snprintf(line, sizeof line, "SSH ready at %s:%d after %d attempt%s", r->ssh_host,
                      r->ssh_port, attempt, attempt == 1 ? "" : "s");
             log_line(in, line);
-            store_execf(f->st, "UPDATE instances SET deadline_at=? WHERE id=?", "dl",
-                   now_wall() + INSTALL_TIMEOUT_S, in->row);
+            instances_set_deadline(f->st, in->row, now_wall() + INSTALL_TIMEOUT_S);
             set_state(in, "installing", 60, "installing", NULL);
             return;
         }
@@ -891,7 +862,7 @@ static void step_install(inst *in, row *r)
              x.last_error[0] ? x.last_error : x.last_line[0] ? x.last_line : "no output");
         return;
     }
-    store_execf(f->st, "UPDATE instances SET deadline_at=NULL WHERE id=?", "l", in->row);
+    instances_set_deadline(f->st, in->row, 0);
     set_state(in, "starting_worker", 95, "starting worker", NULL);
     return;
 
@@ -900,8 +871,7 @@ ssh_broke:
     if (should_stop(in)) return;
     if (vast_check(in, NULL) == 0) return;
     {
-        int n = store_execf(f->st, "UPDATE instances SET attempts=attempts+1 WHERE id=?", "l", in->row);
-        (void)n;
+        instances_add_attempt(f->st, in->row);
         if (r->attempts + 1 >= MAX_ATTEMPTS) {
             fail(in, "setup on instance %s kept losing its SSH session (%s)", in->vid, err);
             return;
@@ -944,7 +914,7 @@ static void step_start(inst *in, row *r)
         ssh_drop(in);
         if (should_stop(in)) return;
         if (vast_check(in, NULL) == 0) return;
-        store_execf(f->st, "UPDATE instances SET attempts=attempts+1 WHERE id=?", "l", in->row);
+        instances_add_attempt(f->st, in->row);
         if (r->attempts + 1 >= MAX_ATTEMPTS) {
             fail(in, "the worker on instance %s did not start: %s", in->vid,
                  rc != SSHC_OK ? err : x.last_error[0] ? x.last_error : "setup.sh --start-worker failed");
@@ -978,7 +948,7 @@ static void step_start(inst *in, row *r)
     if (ts.state != TUNNEL_UP) {
         tunnel_stop(tn);
         if (should_stop(in)) return;
-        store_execf(f->st, "UPDATE instances SET attempts=attempts+1 WHERE id=?", "l", in->row);
+        instances_add_attempt(f->st, in->row);
         if (r->attempts + 1 >= MAX_ATTEMPTS) {
             fail(in, "the worker on instance %s does not answer /health through the tunnel: %s",
                  in->vid, ts.last_error);
@@ -1000,8 +970,7 @@ static void step_start(inst *in, row *r)
     }
     if (!w) w = json_pack("{s:n,s:n,s:n}", "engine", "model", "gpu");
     set_worker(in, tn, w);
-    store_execf(f->st, "UPDATE instances SET attempts=0, worker_port=?, deadline_at=NULL WHERE id=?",
-           "il", f->worker_port, in->row);
+    instances_set_worker(f->st, in->row, f->worker_port);
     set_state(in, "ready", 100, "ready", NULL);
     const char *eng = json_string_value(json_object_get(w, "engine"));
     LOG_I("fleet", "Vast.ai GPU available: Instance %s (worker %s through the SSH tunnel on "
@@ -1127,26 +1096,12 @@ static void inst_free(inst *in)
 
 static void spawn_rows(fleet *f)
 {
-    sqlite3_stmt *s = NULL;
-    long long ids[64];
-    char vids[64][32];
-    int n = 0;
-    store_lock(f->st);
-    if (sqlite3_prepare_v2(store_db(f->st),
-                           "SELECT id, vast_id FROM instances WHERE vast_id IS NOT NULL AND state"
-                           " NOT IN ('failed','destroying','destroyed','orphan') ORDER BY id", -1, &s,
-                           NULL) == SQLITE_OK) {
-        while (n < 64 && sqlite3_step(s) == SQLITE_ROW) {
-            ids[n] = sqlite3_column_int64(s, 0);
-            copy_col(s, 1, vids[n], sizeof vids[n]);
-            n++;
-        }
-    }
-    sqlite3_finalize(s);
-    store_unlock(f->st);
+    instance_row *rows;
+    size_t n;
+    if (instances_list(f->st, INSTANCES_ACTIVE, 0, 64, &rows, &n) != 0) return;
     pthread_mutex_lock(&f->lock);
-    for (int i = 0; i < n && !f->stopping; i++) {
-        inst *in = find_row(f, ids[i]);
+    for (size_t i = 0; i < n && !f->stopping; i++) {
+        inst *in = find_row(f, rows[i].id);
         if (in && !in->finished) continue;
         if (in) { /* finished earlier (failed), now active again: restart its thread */
             if (in->has_thread) pthread_join(in->th, NULL);
@@ -1154,9 +1109,8 @@ static void spawn_rows(fleet *f)
         } else {
             in = xcalloc(1, sizeof *in);
             in->f = f;
-            in->row = ids[i];
-            memcpy(in->vid, vids[i], sizeof in->vid);
-            in->vid[sizeof in->vid - 1] = '\0';
+            in->row = rows[i].id;
+            snprintf(in->vid, sizeof in->vid, "%s", rows[i].vast_id);
             in->next = f->insts;
             f->insts = in;
         }
@@ -1177,6 +1131,7 @@ static void spawn_rows(fleet *f)
         pp = &in->next;
     }
     pthread_mutex_unlock(&f->lock);
+    free(rows);
 }
 
 static void register_key(fleet *f)
@@ -1217,20 +1172,11 @@ static int auto_connect(fleet *f)
     vastctl_current_instance(f->vc, cur, sizeof cur);
     long id;
     if (!cur[0] || !vastctl_has_key(f->vc) || parse_long(cur, &id) != 0 || id <= 0) return 1;
-    sqlite3_stmt *s = NULL;
-    char state[24] = "";
-    long long rowid = 0;
-    store_lock(f->st);
-    if (sqlite3_prepare_v2(store_db(f->st), "SELECT id, state FROM instances WHERE vast_id=?", -1,
-                           &s, NULL) == SQLITE_OK) {
-        sqlite3_bind_text(s, 1, cur, -1, SQLITE_TRANSIENT);
-        if (sqlite3_step(s) == SQLITE_ROW) {
-            rowid = sqlite3_column_int64(s, 0);
-            copy_col(s, 1, state, sizeof state);
-        }
-    }
-    sqlite3_finalize(s);
-    store_unlock(f->st);
+    instance_row known;
+    int have = instances_by_vast_id(f->st, cur, &known);
+    if (have < 0) return 0;
+    long long rowid = have ? known.id : 0;
+    const char *state = known.state;
     if (rowid && !final_state(state)) {
         LOG_I("fleet", "VAST_INSTANCE_ID=%s: resuming instance %s (%s)", cur, cur, state);
         return 1;
@@ -1255,33 +1201,33 @@ static int auto_connect(fleet *f)
     double t = now_wall();
     bool fresh = !rowid;
     if (rowid) {
-        store_execf(f->st, "UPDATE instances SET state=?, stage=?, percent=?, error=NULL, attempts=0,"
-               " deadline_at=NULL, ssh_host=?, ssh_port=?, destroyed_at=NULL, updated_at=? WHERE id=?",
-               "ttitidl", st, stage, pct, vi.ssh_host, vi.ssh_port, t, rowid);
+        instances_resume(f->st, rowid, st, stage, pct, vi.ssh_host, vi.ssh_port, t);
     } else {
-        store_execf(f->st, "INSERT INTO instances(vast_id, state, stage, percent, label, gpu_name,"
-               " num_gpus, dph_total, ssh_host, ssh_port, created_at, updated_at, running_at)"
-               " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)", "tttittidtiddd", cur, st, stage, pct,
-               vi.label[0] ? vi.label : NULL, vi.gpu_name[0] ? vi.gpu_name : NULL, vi.num_gpus,
-               vi.dph_total, vi.ssh_host[0] ? vi.ssh_host : NULL, vi.ssh_port,
-               vi.start_date > 0 ? vi.start_date : t, t, running ? t : 0.0);
+        instance_row nr;
+        memset(&nr, 0, sizeof nr);
+        snprintf(nr.vast_id, sizeof nr.vast_id, "%s", cur);
+        snprintf(nr.state, sizeof nr.state, "%s", st);
+        snprintf(nr.stage, sizeof nr.stage, "%s", stage);
+        nr.percent = pct;
+        snprintf(nr.label, sizeof nr.label, "%s", vi.label);
+        snprintf(nr.gpu_name, sizeof nr.gpu_name, "%s", vi.gpu_name);
+        nr.num_gpus = vi.num_gpus;
+        nr.dph_total = vi.dph_total;
+        nr.dph_base = vi.dph_base;
+        nr.storage_dph = vi.storage_total_cost;
+        snprintf(nr.ssh_host, sizeof nr.ssh_host, "%s", vi.ssh_host);
+        nr.ssh_port = vi.ssh_port;
+        nr.created_at = vi.start_date > 0 ? vi.start_date : t;
+        nr.updated_at = t;
+        nr.running_at = running ? t : 0;
+        rowid = instances_insert_found(f->st, &nr);
     }
     /* the ledger: storage since Vast's start date for an instance new to the store, GPU from
      * now while it runs (the reaper refines both from the API) */
-    if (fresh) {
-        store_lock(f->st);
-        if (sqlite3_prepare_v2(store_db(f->st), "SELECT id FROM instances WHERE vast_id=?", -1,
-                               &s, NULL) == SQLITE_OK) {
-            sqlite3_bind_text(s, 1, cur, -1, SQLITE_TRANSIENT);
-            if (sqlite3_step(s) == SQLITE_ROW) rowid = sqlite3_column_int64(s, 0);
-        }
-        sqlite3_finalize(s);
-        s = NULL;
-        store_unlock(f->st);
-    }
     if (rowid > 0) {
-        store_execf(f->st, "UPDATE instances SET dph_base=NULLIF(?,0), storage_dph=NULLIF(?,0) WHERE id=?",
-               "ddl", vi.dph_base, vi.storage_total_cost, rowid);
+        instance_facts fx = {.dph_total = vi.dph_total, .dph_base = vi.dph_base,
+                             .storage_dph = vi.storage_total_cost};
+        instances_observe(f->st, rowid, NULL, &fx, t);
         if (fresh) ledger_sync(f->st, rowid, false, true, vi.dph_base, vi.storage_total_cost,
                                vi.start_date > 0 && vi.start_date < t ? vi.start_date : t);
         ledger_sync(f->st, rowid, running, true, vi.dph_base, vi.storage_total_cost,
@@ -1497,17 +1443,7 @@ int fleet_gpu_pending(fleet *f)
     if (!f) return 0;
     /* the store, not the loaded threads: right after a restart the rows are known before
      * their threads and tunnels are back */
-    int n = 0;
-    store_lock(f->st);
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(store_db(f->st),
-                           "SELECT count(*) FROM instances WHERE vast_id IS NOT NULL AND state IN "
-                           "('requested','creating','loading','ssh_wait','installing',"
-                           "'starting_worker','ready')", -1, &st, NULL) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW)
-        n = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    store_unlock(f->st);
+    int n = instances_count(f->st, INSTANCES_PROVISIONING, 0);
     return n > 0;
 }
 
@@ -1568,67 +1504,57 @@ bool fleet_gpu_status(fleet *f, char *vid, size_t vidlen, char *msg, size_t msgl
 
 static json_t *str_or_null(const char *s) { return s && *s ? json_string(s) : json_null(); }
 
+/* The setup log's last LOG_SHOW lines, as a JSON array (bytes that are not UTF-8: '?'). */
+static json_t *log_json(const char *sl)
+{
+    json_t *log = json_array();
+    if (!sl) return log;
+    int total = 0;
+    for (const char *p = sl; *p; p++) total += *p == '\n';
+    int skip = total > LOG_SHOW ? total - LOG_SHOW : 0;
+    const char *p = sl;
+    while (*p) {
+        const char *e = strchr(p, '\n');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        if (skip > 0) skip--;
+        else {
+            json_t *line = json_stringn(p, n); /* NULL: not UTF-8 */
+            if (!line) {
+                char *c = xstrndup(p, n);
+                for (char *q = c; *q; q++)
+                    if ((unsigned char)*q >= 0x80) *q = '?';
+                line = json_string(c);
+                free(c);
+            }
+            json_array_append_new(log, line);
+        }
+        p += n + (e ? 1 : 0);
+    }
+    return log;
+}
+
 json_t *fleet_instance_json(fleet *f, const char *vast_id)
 {
-    sqlite3_stmt *s = NULL;
-    json_t *j = NULL;
-    store_lock(f->st);
-    if (sqlite3_prepare_v2(store_db(f->st),
-                           "SELECT id, label, state, stage, percent, error, setup_log, gpu_name,"
-                           " num_gpus, dph_total, ssh_host, ssh_port, created_at, ready_at"
-                           " FROM instances WHERE vast_id=?", -1, &s, NULL) == SQLITE_OK) {
-        sqlite3_bind_text(s, 1, vast_id, -1, SQLITE_TRANSIENT);
-        if (sqlite3_step(s) == SQLITE_ROW) {
-            j = json_object();
-            json_object_set_new(j, "id", json_string(vast_id));
-            json_object_set_new(j, "row_id", json_integer(sqlite3_column_int64(s, 0)));
-            json_object_set_new(j, "label", str_or_null((const char *)sqlite3_column_text(s, 1)));
-            json_object_set_new(j, "state", str_or_null((const char *)sqlite3_column_text(s, 2)));
-            json_object_set_new(j, "stage", json_string((const char *)sqlite3_column_text(s, 3) ?
-                                                        (const char *)sqlite3_column_text(s, 3) : ""));
-            json_object_set_new(j, "percent", json_integer(sqlite3_column_int(s, 4)));
-            json_object_set_new(j, "error", str_or_null((const char *)sqlite3_column_text(s, 5)));
-            json_t *log = json_array();
-            const char *sl = (const char *)sqlite3_column_text(s, 6);
-            if (sl) {
-                int total = 0;
-                for (const char *p = sl; *p; p++) total += *p == '\n';
-                int skip = total > LOG_SHOW ? total - LOG_SHOW : 0;
-                const char *p = sl;
-                while (*p) {
-                    const char *e = strchr(p, '\n');
-                    size_t n = e ? (size_t)(e - p) : strlen(p);
-                    if (skip > 0) skip--;
-                    else {
-                        json_t *line = json_stringn(p, n); /* NULL: not UTF-8 */
-                        if (!line) {
-                            char *c = xstrndup(p, n);
-                            for (char *q = c; *q; q++)
-                                if ((unsigned char)*q >= 0x80) *q = '?';
-                            line = json_string(c);
-                            free(c);
-                        }
-                        json_array_append_new(log, line);
-                    }
-                    p += n + (e ? 1 : 0);
-                }
-            }
-            json_object_set_new(j, "log", log);
-            json_object_set_new(j, "gpu_name", str_or_null((const char *)sqlite3_column_text(s, 7)));
-            json_object_set_new(j, "num_gpus", sqlite3_column_type(s, 8) == SQLITE_NULL ? json_null()
-                                : json_integer(sqlite3_column_int(s, 8)));
-            json_object_set_new(j, "dph_total", sqlite3_column_type(s, 9) == SQLITE_NULL ? json_null()
-                                : json_real(sqlite3_column_double(s, 9)));
-            json_object_set_new(j, "ssh_host", str_or_null((const char *)sqlite3_column_text(s, 10)));
-            json_object_set_new(j, "ssh_port", sqlite3_column_type(s, 11) == SQLITE_NULL ? json_null()
-                                : json_integer(sqlite3_column_int(s, 11)));
-            json_object_set_new(j, "created_at", json_real(sqlite3_column_double(s, 12)));
-            json_object_set_new(j, "ready_at", sqlite3_column_type(s, 13) == SQLITE_NULL ? json_null()
-                                : json_real(sqlite3_column_double(s, 13)));
-        }
-    }
-    sqlite3_finalize(s);
-    store_unlock(f->st);
+    instance_row r;
+    if (instances_by_vast_id(f->st, vast_id, &r) != 1) return NULL;
+    json_t *j = json_object();
+    json_object_set_new(j, "id", json_string(vast_id));
+    json_object_set_new(j, "row_id", json_integer(r.id));
+    json_object_set_new(j, "label", str_or_null(r.label));
+    json_object_set_new(j, "state", str_or_null(r.state));
+    json_object_set_new(j, "stage", json_string(r.stage));
+    json_object_set_new(j, "percent", json_integer(r.percent));
+    json_object_set_new(j, "error", str_or_null(r.error));
+    char *sl = instances_setup_log(f->st, r.id);
+    json_object_set_new(j, "log", log_json(sl));
+    free(sl);
+    json_object_set_new(j, "gpu_name", str_or_null(r.gpu_name));
+    json_object_set_new(j, "num_gpus", r.num_gpus > 0 ? json_integer(r.num_gpus) : json_null());
+    json_object_set_new(j, "dph_total", r.dph_total > 0 ? json_real(r.dph_total) : json_null());
+    json_object_set_new(j, "ssh_host", str_or_null(r.ssh_host));
+    json_object_set_new(j, "ssh_port", r.ssh_port > 0 ? json_integer(r.ssh_port) : json_null());
+    json_object_set_new(j, "created_at", json_real(r.created_at));
+    json_object_set_new(j, "ready_at", r.ready_at > 0 ? json_real(r.ready_at) : json_null());
     if (!j) return NULL;
     json_t *worker = json_null(), *tj = json_null();
     pthread_mutex_lock(&f->lock);

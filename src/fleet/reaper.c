@@ -3,6 +3,7 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "fleet/ledger.h"
+#include "store/instances.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -56,17 +57,6 @@ struct reaper {
 
 /* ---------------------------------------------------------------- helpers */
 
-
-static double col_d(sqlite3_stmt *s, int i)
-{
-    return sqlite3_column_type(s, i) == SQLITE_NULL ? 0 : sqlite3_column_double(s, i);
-}
-
-static void col_t(sqlite3_stmt *s, int i, char *out, size_t n)
-{
-    const char *x = (const char *)sqlite3_column_text(s, i);
-    snprintf(out, n, "%s", x ? x : "");
-}
 
 static double minutes(const config *c, enum cfg_id id, double dflt)
 {
@@ -154,43 +144,20 @@ typedef struct known {
 
 static int load_known(reaper *r, known *k, int max)
 {
-    sqlite3_stmt *s = NULL;
-    int n = 0;
-    store_lock(r->st);
-    if (sqlite3_prepare_v2(store_db(r->st), "SELECT id, coalesce(vast_id,''), state,"
-                           " coalesce(label,''), created_at, seen_at FROM instances WHERE"
-                           " state<>'destroyed' OR destroyed_at>? ORDER BY id DESC", -1, &s,
-                           NULL) == SQLITE_OK) {
-        sqlite3_bind_double(s, 1, now_wall() - 3600);
-        while (n < max && sqlite3_step(s) == SQLITE_ROW) {
-            k[n].row = sqlite3_column_int64(s, 0);
-            col_t(s, 1, k[n].vid, sizeof k[n].vid);
-            col_t(s, 2, k[n].state, sizeof k[n].state);
-            col_t(s, 3, k[n].label, sizeof k[n].label);
-            k[n].created = col_d(s, 4);
-            k[n].seen = col_d(s, 5);
-            n++;
-        }
+    instance_row *rows;
+    size_t n;
+    if (instances_list(r->st, INSTANCES_RECENT, now_wall() - 3600, (size_t)max, &rows, &n) != 0)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        k[i].row = rows[i].id;
+        snprintf(k[i].vid, sizeof k[i].vid, "%s", rows[i].vast_id);
+        snprintf(k[i].state, sizeof k[i].state, "%s", rows[i].state);
+        snprintf(k[i].label, sizeof k[i].label, "%s", rows[i].label);
+        k[i].created = rows[i].created_at;
+        k[i].seen = rows[i].seen_at;
     }
-    sqlite3_finalize(s);
-    store_unlock(r->st);
-    return n;
-}
-
-static bool known_label(reaper *r, const char *label, const char *vid)
-{
-    sqlite3_stmt *s = NULL;
-    bool found = false;
-    store_lock(r->st);
-    if (sqlite3_prepare_v2(store_db(r->st), "SELECT 1 FROM instances WHERE vast_id=? OR"
-                           " (label=? AND vast_id IS NULL)", -1, &s, NULL) == SQLITE_OK) {
-        sqlite3_bind_text(s, 1, vid, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(s, 2, label, -1, SQLITE_TRANSIENT);
-        found = sqlite3_step(s) == SQLITE_ROW;
-    }
-    sqlite3_finalize(s);
-    store_unlock(r->st);
-    return found;
+    free(rows);
+    return (int)n;
 }
 
 static void found_orphan(reaper *r, const vast_instance *vi, double now)
@@ -199,25 +166,24 @@ static void found_orphan(reaper *r, const vast_instance *vi, double now)
     snprintf(vid, sizeof vid, "%lld", vi->id);
     double start = vi->start_date > 0 && vi->start_date < now ? vi->start_date : now;
     bool running = !strcmp(vi->actual_status, "running");
-    if (store_execf(r->st, "INSERT INTO instances(vast_id, state, stage, percent, label, gpu_name,"
-            " num_gpus, dph_total, dph_base, storage_dph, ssh_host, ssh_port, created_at,"
-            " updated_at, running_at) VALUES(?,'orphan','not in gpuscribe''s store',0,?,?,?,?,?,"
-            "?,?,?,?,?,?)", "tttldddtlddd", vid, vi->label, vi->gpu_name[0] ? vi->gpu_name : NULL,
-            (long long)vi->num_gpus, vi->dph_total, vi->dph_base, vi->storage_total_cost,
-            vi->ssh_host[0] ? vi->ssh_host : NULL, (long long)vi->ssh_port, start, now,
-            running ? start : 0.0) != 1)
-        return;
-    long long row = 0;
-    sqlite3_stmt *s = NULL;
-    store_lock(r->st);
-    if (sqlite3_prepare_v2(store_db(r->st), "SELECT id FROM instances WHERE vast_id=?", -1, &s,
-                           NULL) == SQLITE_OK) {
-        sqlite3_bind_text(s, 1, vid, -1, SQLITE_TRANSIENT);
-        if (sqlite3_step(s) == SQLITE_ROW) row = sqlite3_column_int64(s, 0);
-    }
-    sqlite3_finalize(s);
-    store_unlock(r->st);
-    if (!row) return;
+    instance_row nr;
+    memset(&nr, 0, sizeof nr);
+    snprintf(nr.vast_id, sizeof nr.vast_id, "%s", vid);
+    snprintf(nr.state, sizeof nr.state, "orphan");
+    snprintf(nr.stage, sizeof nr.stage, "not in gpuscribe's store");
+    snprintf(nr.label, sizeof nr.label, "%s", vi->label);
+    snprintf(nr.gpu_name, sizeof nr.gpu_name, "%s", vi->gpu_name);
+    nr.num_gpus = vi->num_gpus;
+    nr.dph_total = vi->dph_total;
+    nr.dph_base = vi->dph_base;
+    nr.storage_dph = vi->storage_total_cost;
+    snprintf(nr.ssh_host, sizeof nr.ssh_host, "%s", vi->ssh_host);
+    nr.ssh_port = vi->ssh_port;
+    nr.created_at = start;
+    nr.updated_at = now;
+    nr.running_at = running ? start : 0;
+    long long row = instances_insert_found(r->st, &nr);
+    if (row <= 0) return;
     /* what it has cost us since Vast created it (GPU since it runs, by its uptime) */
     ledger_sync(r->st, row, false, true, vi->dph_base, vi->storage_total_cost, start);
     if (running)
@@ -241,18 +207,13 @@ static void found_orphan(reaper *r, const vast_instance *vi, double now)
 
 static void mark_gone(reaper *r, const known *k, double now)
 {
-    double end = ledger_gone_end(now, k->seen, r->deadman_s);
-    if (store_execf(r->st, "UPDATE instances SET state='destroyed', stage='gone from Vast.ai',"
-            " destroy_reason=COALESCE(destroy_reason,'gone'), destroyed_at=?, updated_at=?"
-            " WHERE id=? AND state<>'destroyed'", "ddl", end, now, k->row) == 1) {
-        LOG_W("reaper", "instance %s is no longer on the Vast.ai account (destroyed outside "
-              "gpuscribe, by its worker's dead-man switch, or lost); its cost is counted up to "
-              "%.0f s ago", k->vid, now - end);
-        vastctl_set_instance(r->vc, NULL, k->vid);
-        fleet_forget(r->f, strtoll(k->vid, NULL, 10));
-        fleet_publish(r->f, k->vid);
-    }
-    ledger_finalize(r->st, k->row, end);
+    double end;
+    if (vastctl_instance_gone(r->vc, k->vid, "gone", &end) != 1) return;
+    LOG_W("reaper", "instance %s is no longer on the Vast.ai account (destroyed outside "
+          "gpuscribe, by its worker's dead-man switch, or lost); its cost is counted up to "
+          "%.0f s ago", k->vid, now - end);
+    fleet_forget(r->f, strtoll(k->vid, NULL, 10));
+    fleet_publish(r->f, k->vid);
 }
 
 static void account_check(reaper *r, double now)
@@ -285,15 +246,14 @@ static void account_check(reaper *r, double now)
                         running ? ledger_running_since(t, ledger_uptime_s(vi->raw),
                                                        fmax(kk->created, t - r->check_s - 1))
                                 : t); /* (a restart after a stop: at most since the last check) */
-            store_execf(r->st, "UPDATE instances SET dph_total=COALESCE(NULLIF(?,0),dph_total),"
-                " dph_base=COALESCE(NULLIF(?,0),dph_base), storage_dph=COALESCE(NULLIF(?,0),"
-                "storage_dph) WHERE id=?", "dddl", vi->dph_total, vi->dph_base,
-                vi->storage_total_cost, kk->row);
+            instance_facts fx = {.dph_total = vi->dph_total, .dph_base = vi->dph_base,
+                                 .storage_dph = vi->storage_total_cost};
+            instances_observe(r->st, kk->row, NULL, &fx, t);
             continue;
         }
         if (strncmp(vi->label, VASTCTL_LABEL_PREFIX, plen) != 0) continue;
         if (!strcmp(vid, cur)) continue;              /* the fleet adopts it */
-        if (known_label(r, vi->label, vid)) continue; /* a boot being recorded */
+        if (instances_label_pending(r->st, vi->label, vid)) continue; /* a boot being recorded */
         found_orphan(r, vi, now);
     }
     /* rows the account no longer has */
@@ -318,30 +278,20 @@ static void account_check(reaper *r, double now)
  * still open: close it at the best estimate */
 static void close_stale(reaper *r)
 {
-    long long rows[64];
-    double dest[64], seen[64];
-    int n = 0;
-    sqlite3_stmt *s = NULL;
-    store_lock(r->st);
-    if (sqlite3_prepare_v2(store_db(r->st), "SELECT DISTINCT i.id, i.destroyed_at, i.seen_at FROM"
-                           " ledger l JOIN instances i ON i.id=l.instance_id WHERE l.end_ts IS NULL"
-                           " AND i.state='destroyed'", -1, &s, NULL) == SQLITE_OK) {
-        while (n < 64 && sqlite3_step(s) == SQLITE_ROW) {
-            rows[n] = sqlite3_column_int64(s, 0);
-            dest[n] = col_d(s, 1);
-            seen[n] = col_d(s, 2);
-            n++;
-        }
+    instance_row *rows;
+    size_t n;
+    if (instances_list(r->st, INSTANCES_STALE_LEDGER, 0, 64, &rows, &n) != 0) return;
+    for (size_t i = 0; i < n; i++) {
+        double noticed = rows[i].destroyed_at > 0 ? rows[i].destroyed_at : now_wall();
+        double end = ledger_gone_end(noticed, rows[i].seen_at, r->deadman_s);
+        if (store_begin(r->st) != 0) break;
+        if (ledger_finalize(r->st, rows[i].id, end) == 0 &&
+            instances_set_destroyed_at(r->st, rows[i].id, end) >= 0)
+            store_commit(r->st);
+        else
+            store_rollback(r->st);
     }
-    sqlite3_finalize(s);
-    store_unlock(r->st);
-    for (int i = 0; i < n; i++) {
-        double noticed = dest[i] > 0 ? dest[i] : now_wall();
-        double end = ledger_gone_end(noticed, seen[i], r->deadman_s);
-        ledger_finalize(r->st, rows[i], end);
-        store_execf(r->st, "UPDATE instances SET destroyed_at=?, destroy_reason=COALESCE(destroy_reason,"
-            "'gone') WHERE id=?", "dl", end, rows[i]);
-    }
+    free(rows);
 }
 
 /* ---------------------------------------------------------------- budgets */
@@ -408,27 +358,23 @@ static void pass(reaper *r)
     int busy = r->busy ? r->busy(r->busy_ud) : 0;
     live *lv = xcalloc(MAX_ROWS, sizeof *lv);
     int n = 0;
-    sqlite3_stmt *s = NULL;
-    store_lock(r->st);
-    if (sqlite3_prepare_v2(store_db(r->st), "SELECT id, vast_id, state, created_at, ready_at,"
-                           " updated_at, last_busy_at, keepalive_until, warned_at FROM instances"
-                           " WHERE vast_id IS NOT NULL AND state NOT IN ('destroyed','destroying',"
-                           "'orphan') ORDER BY id", -1, &s, NULL) == SQLITE_OK) {
-        while (n < MAX_ROWS && sqlite3_step(s) == SQLITE_ROW) {
+    instance_row *rows;
+    size_t nrows;
+    if (instances_list(r->st, INSTANCES_LIVE, 0, MAX_ROWS, &rows, &nrows) == 0) {
+        for (size_t i = 0; i < nrows; i++) {
             live *x = &lv[n++];
-            x->row = sqlite3_column_int64(s, 0);
-            col_t(s, 1, x->vid, sizeof x->vid);
-            col_t(s, 2, x->state, sizeof x->state);
-            x->created = col_d(s, 3);
-            x->ready = col_d(s, 4);
-            x->updated = col_d(s, 5);
-            x->last_busy = col_d(s, 6);
-            x->keepalive = col_d(s, 7);
-            x->warned_at = col_d(s, 8);
+            x->row = rows[i].id;
+            snprintf(x->vid, sizeof x->vid, "%s", rows[i].vast_id);
+            snprintf(x->state, sizeof x->state, "%s", rows[i].state);
+            x->created = rows[i].created_at;
+            x->ready = rows[i].ready_at;
+            x->updated = rows[i].updated_at;
+            x->last_busy = rows[i].last_busy_at;
+            x->keepalive = rows[i].keepalive_until;
+            x->warned_at = rows[i].warned_at;
         }
+        free(rows);
     }
-    sqlite3_finalize(s);
-    store_unlock(r->st);
     now = now_wall();
     char bdetail[160] = "";
     double budget_at = n ? budget_deadline(r, now, bdetail, sizeof bdetail) : INFINITY;
@@ -462,10 +408,10 @@ static void pass(reaper *r)
     for (int i = 0; i < n; i++) {
         live *x = &lv[i];
         if (fleet_worker_up(r->f, x->row))
-            store_execf(r->st, "UPDATE instances SET seen_at=? WHERE id=?", "dl", now, x->row);
+            instances_set_seen(r->st, x->row, now);
         bool setup = setup_state(x->state);
         if (busy || setup) {
-            store_execf(r->st, "UPDATE instances SET last_busy_at=? WHERE id=?", "dl", now, x->row);
+            instances_set_busy(r->st, x->row, now);
             x->last_busy = now;
         }
         bool idle_ok = !busy && !setup && (!strcmp(x->state, "ready") || !strcmp(x->state, "failed"));
@@ -515,12 +461,12 @@ static void pass(reaper *r)
         pthread_mutex_unlock(&r->lock);
 
         if (clear) {
-            store_execf(r->st, "UPDATE instances SET warned_at=NULL WHERE id=?", "l", x->row);
+            instances_set_warned(r->st, x->row, 0);
             LOG_I("reaper", "instance %s: destroy warning withdrawn", vid);
             fleet_publish(r->f, vid);
         }
         if (warn_now) {
-            store_execf(r->st, "UPDATE instances SET warned_at=? WHERE id=?", "dl", now, x->row);
+            instances_set_warned(r->st, x->row, now);
             LOG_W("reaper", "%s", msg);
             json_t *ev = json_pack("{s:s,s:s,s:f,s:s}", "id", vid, "reason", rs, "destroy_at", dat,
                                    "message", msg);
@@ -678,8 +624,7 @@ int reaper_keepalive(reaper *r, const char *vast_id, double *until)
 {
     double now = now_wall();
     double u = now + (r->idle_s > 0 ? r->idle_s : 0);
-    int n = store_execf(r->st, "UPDATE instances SET keepalive_until=?, last_busy_at=?, warned_at=NULL WHERE vast_id=?"
-                " AND state NOT IN ('destroyed','destroying','orphan')", "ddt", u, now, vast_id);
+    int n = instances_keepalive(r->st, vast_id, u, now);
     if (n != 1) return -1;
     pthread_mutex_lock(&r->lock);
     for (int i = 0; i < r->np; i++)
@@ -722,31 +667,28 @@ json_t *reaper_cost_json(reaper *r)
 {
     double now = now_wall();
     json_t *arr = json_array();
-    sqlite3_stmt *s = NULL;
-    static const char cols[] =
-        "SELECT id, vast_id, label, state, dph_total, created_at, destroyed_at, destroy_reason,"
-        " gpu_name FROM instances WHERE vast_id IS NOT NULL ORDER BY id DESC LIMIT 200";
     typedef struct { long long row; char vid[32], label[64], state[24], reason[24], gpu[64];
                      double dph, created, destroyed; } irow;
     irow *rows = xcalloc(200, sizeof *rows);
     int n = 0;
-    store_lock(r->st);
-    if (sqlite3_prepare_v2(store_db(r->st), cols, -1, &s, NULL) == SQLITE_OK) {
-        while (n < 200 && sqlite3_step(s) == SQLITE_ROW) {
+    instance_row *all_rows;
+    size_t nall;
+    if (instances_list(r->st, INSTANCES_OURS_NEWEST, 0, 200, &all_rows, &nall) == 0) {
+        for (size_t i = 0; i < nall; i++) {
             irow *x = &rows[n++];
-            x->row = sqlite3_column_int64(s, 0);
-            col_t(s, 1, x->vid, sizeof x->vid);
-            col_t(s, 2, x->label, sizeof x->label);
-            col_t(s, 3, x->state, sizeof x->state);
-            x->dph = col_d(s, 4);
-            x->created = col_d(s, 5);
-            x->destroyed = col_d(s, 6);
-            col_t(s, 7, x->reason, sizeof x->reason);
-            col_t(s, 8, x->gpu, sizeof x->gpu);
+            const instance_row *y = &all_rows[i];
+            x->row = y->id;
+            snprintf(x->vid, sizeof x->vid, "%s", y->vast_id);
+            snprintf(x->label, sizeof x->label, "%s", y->label);
+            snprintf(x->state, sizeof x->state, "%s", y->state);
+            x->dph = y->dph_total;
+            x->created = y->created_at;
+            x->destroyed = y->destroyed_at;
+            snprintf(x->reason, sizeof x->reason, "%s", y->destroy_reason);
+            snprintf(x->gpu, sizeof x->gpu, "%s", y->gpu_name);
         }
+        free(all_rows);
     }
-    sqlite3_finalize(s);
-    store_unlock(r->st);
     double total_cost = 0;
     for (int i = 0; i < n; i++) {
         irow *x = &rows[i];
@@ -791,7 +733,7 @@ json_t *reaper_cost_json(reaper *r)
     ledger_spent(r->st, now, &today, &month, &all);
     /* audio transcribed on GPU instances, and what those instances cost */
     double audio_s = 0;
-    s = NULL;
+    sqlite3_stmt *s = NULL;
     store_lock(r->st);
     if (sqlite3_prepare_v2(store_db(r->st), "SELECT coalesce(sum(audio_duration),0) FROM jobs"
                            " WHERE state='done' AND instance_id IS NOT NULL", -1, &s, NULL) ==

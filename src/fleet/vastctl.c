@@ -1,8 +1,10 @@
 #include "fleet/vastctl.h"
 
+#include "core/fault.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "fleet/ledger.h"
+#include "store/instances.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -43,6 +45,7 @@ struct vastctl {
     pthread_mutex_t env_lock;  /* the .env writes (save_env); env_saved */
     unsigned env_gen;          /* VAST_INSTANCE_ID changes (under lock) */
     unsigned env_saved;        /* the change last written to .env (under env_lock) */
+    double deadman_s;          /* DEADMAN_MINUTES: the vanished-instance estimate */
 };
 
 static const char no_key_msg[] =
@@ -51,68 +54,6 @@ static const char no_key_msg[] =
     "then restart gpuscribe";
 
 const char *vastctl_no_key_message(void) { return no_key_msg; }
-
-/* ---- small SQL helper: binds by a format string (t text, l int64, d double, i int) */
-
-/* store_execf, as 0 on success or -1 */
-static int sql_run(store *st, const char *sql, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = store_vexecf(st, sql, fmt, ap);
-    va_end(ap);
-    return n < 0 ? -1 : 0;
-}
-
-typedef struct boot_row {
-    long long id;
-    long long vast_id;         /* 0 when not created */
-    long long offer_id;
-    char state[24];
-    char label[64];
-    char idem_key[256];
-} boot_row;
-
-/* Fills *r from the first row of sql (columns id, vast_id, offer_id, state, label, idem_key)
- * bound with one text or one int64+double. 1 found, 0 none, -1 error. */
-static int row_find(store *st, const char *sql, const char *text, long long n, double t,
-                    boot_row *r)
-{
-    sqlite3_stmt *s = NULL;
-    int found = -1;
-    store_lock(st);
-    if (sqlite3_prepare_v2(store_db(st), sql, -1, &s, NULL) == SQLITE_OK) {
-        if (text) {
-            sqlite3_bind_text(s, 1, text, -1, SQLITE_TRANSIENT);
-        } else {
-            sqlite3_bind_int64(s, 1, n);
-            sqlite3_bind_double(s, 2, t);
-        }
-        int rc = sqlite3_step(s);
-        if (rc == SQLITE_ROW) {
-            memset(r, 0, sizeof *r);
-            r->id = sqlite3_column_int64(s, 0);
-            const char *vid = (const char *)sqlite3_column_text(s, 1);
-            r->vast_id = vid ? strtoll(vid, NULL, 10) : 0;
-            r->offer_id = sqlite3_column_int64(s, 2);
-            const char *x = (const char *)sqlite3_column_text(s, 3);
-            snprintf(r->state, sizeof r->state, "%s", x ? x : "");
-            x = (const char *)sqlite3_column_text(s, 4);
-            snprintf(r->label, sizeof r->label, "%s", x ? x : "");
-            x = (const char *)sqlite3_column_text(s, 5);
-            snprintf(r->idem_key, sizeof r->idem_key, "%s", x ? x : "");
-            found = 1;
-        } else if (rc == SQLITE_DONE) {
-            found = 0;
-        }
-    }
-    if (found < 0) LOG_E("vast", "store: %s", sqlite3_errmsg(store_db(st)));
-    sqlite3_finalize(s);
-    store_unlock(st);
-    return found;
-}
-
-#define ROW_COLS "SELECT id, vast_id, offer_id, state, label, idem_key FROM instances "
 
 /* ---- errors */
 
@@ -309,17 +250,15 @@ static void note_locked(vastctl *v, int level, const char *note)
 
 static void store_seen(vastctl *v, const vast_instance *in, const char *id)
 {
-    bool running = strcmp(in->actual_status, "running") == 0;
-    sql_run(v->st,
-            "UPDATE instances SET gpu_name=COALESCE(gpu_name,?), num_gpus=COALESCE(num_gpus,?),"
-            " gpu_ram_gb=COALESCE(gpu_ram_gb,?), dph_total=?, dph_base=?, storage_dph=?,"
-            " ssh_host=COALESCE(?,ssh_host), ssh_port=COALESCE(NULLIF(?,0),ssh_port),"
-            " running_at=CASE WHEN ? AND running_at IS NULL THEN ? ELSE running_at END,"
-            " updated_at=? WHERE vast_id=? AND state NOT IN ('destroyed','failed')",
-            "tiddddtiiddt", in->gpu_name[0] ? in->gpu_name : NULL, in->num_gpus, in->gpu_ram_gb,
-            in->dph_total, in->dph_base, in->storage_total_cost,
-            in->ssh_host[0] ? in->ssh_host : NULL, in->ssh_port, running ? 1 : 0, now_wall(),
-            now_wall(), id);
+    double t = now_wall();
+    instance_facts f = {
+        .gpu_name = in->gpu_name, .num_gpus = in->num_gpus, .gpu_ram_gb = in->gpu_ram_gb,
+        .dph_total = in->dph_total, .dph_base = in->dph_base,
+        .storage_dph = in->storage_total_cost, .ssh_host = in->ssh_host,
+        .ssh_port = in->ssh_port,
+        .running_at = strcmp(in->actual_status, "running") == 0 ? t : 0,
+    };
+    instances_observe(v->st, 0, id, &f, t);
 }
 
 /* One check of VAST_INSTANCE_ID (no lock held). Returns the next delay in seconds. */
@@ -379,11 +318,7 @@ static double poll_once(vastctl *v, const char *id, double backoff)
         v->last_note[0] = '\0';
         pthread_mutex_unlock(&v->lock);
         save_env(v);
-        sql_run(v->st,
-                "UPDATE instances SET state='destroyed', stage='gone from Vast.ai',"
-                " destroyed_at=?, updated_at=? WHERE vast_id=? AND state NOT IN ('destroyed','failed')",
-                "ddt", now_wall(), now_wall(), id);
-        store_event_add(v->st, "instance.gone", id, NULL);
+        vastctl_instance_gone(v, id, "gone", NULL);
         return POLL_IDLE_S;
     }
     char d[640];
@@ -445,6 +380,8 @@ vastctl *vastctl_new(config *cfg, store *st)
     vast_client_set_timeouts(v->poll_client, 5000, 10000);
     vast_client_set_retry(v->poll_client, 2, 200, 1000);
     v->has_key = config_isset(cfg, CFG_VAST_API_KEY);
+    double dm = config_num(cfg, CFG_DEADMAN_MINUTES);
+    v->deadman_s = isnan(dm) ? 1800 : dm * 60.0;
     const char *id = config_str(cfg, CFG_VAST_INSTANCE_ID);
     snprintf(v->cur_id, sizeof v->cur_id, "%s", id ? id : "");
     pthread_mutex_init(&v->lock, NULL);
@@ -578,27 +515,44 @@ static void boot_ok(vastctl *v, vastctl_result *res, long long vast_id, long lon
              "Instance created. Setting up dependencies in background...");
 }
 
-/* Instances on the account carrying label: 1 found (*id = the first, *others counts the
- * rest), 0 none, -1 cannot tell (e filled). */
-static int find_label(vastctl *v, const char *label, long long *id, int *others, vast_error *e)
+/* Instances on the account carrying label: 1 found (*id = the first, *start its Vast start
+ * date or 0, *others counts the rest), 0 none, -1 cannot tell (e filled). An empty label
+ * matches nothing: unlabelled instances are other tools' as far as we know. */
+static int find_label(vastctl *v, const char *label, long long *id, double *start, int *others,
+                      vast_error *e)
 {
+    *id = 0;
+    *start = 0;
+    *others = 0;
+    if (!label || !*label) {
+        LOG_W("vast", "BUG: looking for an instance by an empty label; matching none (an "
+              "unlabelled instance is never taken for ours)");
+        return 0;
+    }
     vast_instance_list l;
     if (vast_list_instances(v->client, &l, e) != 0) return -1;
-    *id = 0;
-    *others = 0;
     for (size_t i = 0; i < l.n; i++) {
         if (strcmp(l.items[i].label, label) != 0) continue;
-        if (*id) (*others)++;
-        else *id = l.items[i].id;
+        if (*id) {
+            (*others)++;
+        } else {
+            *id = l.items[i].id;
+            *start = l.items[i].start_date;
+        }
     }
     vast_instance_list_free(&l);
     return *id ? 1 : 0;
 }
 
 /* Destroys every instance labelled label except keep (a duplicate left by an unanswered
- * create that Vast did carry out after all). */
+ * create that Vast did carry out after all). Never with an empty label. */
 static void destroy_duplicates(vastctl *v, const char *label, long long keep)
 {
+    if (!label || !*label) {
+        LOG_W("vast", "BUG: asked to destroy duplicates of instance %lld by an empty label; "
+              "destroying nothing", keep);
+        return;
+    }
     vast_instance_list l;
     vast_error e;
     if (vast_list_instances(v->client, &l, &e) != 0) return;
@@ -613,25 +567,45 @@ static void destroy_duplicates(vastctl *v, const char *label, long long keep)
     vast_instance_list_free(&l);
 }
 
-static void adopt(vastctl *v, long long row, long long found, vastctl_result *res)
+/* Row `row` rented `found` after all (an unanswered create): record it, and bill its
+ * storage from Vast's start date (start, 0 when unknown). */
+static void adopt(vastctl *v, long long row, long long found, double start,
+                  vastctl_result *res)
 {
     char ids[32];
     snprintf(ids, sizeof ids, "%lld", found);
     LOG_I("vast", "boot #%lld: found instance %s created by an unanswered attempt; adopting it",
           row, ids);
-    sql_run(v->st, "UPDATE instances SET vast_id=?, state='loading', stage='creating instance',"
-            " percent=10, error=NULL, updated_at=? WHERE id=?", "tdl", ids, now_wall(), row);
+    double t = now_wall();
+    instance_row r;
+    if (store_begin(v->st) == 0) {
+        instances_set_created(v->st, row, ids, NULL, 0, t);
+        if (instances_get(v->st, row, &r) == 1)
+            ledger_sync(v->st, row, false, true, r.dph_base, r.storage_dph,
+                        start > 0 && start < t ? start : t);
+        store_commit(v->st);
+    }
+    store_event_add(v->st, "instance.created", ids, NULL);
     boot_ok(v, res, found, row, true);
 }
 
 /* Looks for the row's label on the account. 1 adopted (res filled), 0 certainly absent
  * (row marked failed), -1 cannot tell (res filled with the error). */
-static int reconcile(vastctl *v, const boot_row *r, vastctl_result *res)
+static int reconcile(vastctl *v, const instance_row *r, vastctl_result *res)
 {
+    if (!r->label[0]) {
+        /* a row from before boots were recorded atomically: it was labelled before Vast
+         * was ever called, so without a label nothing was rented */
+        LOG_W("vast", "boot #%lld has no label: it never reached Vast.ai; marking it failed "
+              "(no instance on the account is matched by an empty label)", r->id);
+        instances_boot_failed(v->st, r->id, NULL, now_wall());
+        return 0;
+    }
     long long found;
+    double start;
     int others;
     vast_error e;
-    int rc = find_label(v, r->label, &found, &others, &e);
+    int rc = find_label(v, r->label, &found, &start, &others, &e);
     if (rc < 0) {
         char d[512];
         vastctl_describe(&e, d, sizeof d);
@@ -642,12 +616,11 @@ static int reconcile(vastctl *v, const boot_row *r, vastctl_result *res)
         return -1;
     }
     if (rc == 0) {
-        sql_run(v->st, "UPDATE instances SET state='failed', stage='failed', error=COALESCE(error,"
-                " 'no instance was created'), updated_at=? WHERE id=?", "dl", now_wall(), r->id);
+        instances_boot_failed(v->st, r->id, NULL, now_wall());
         return 0;
     }
     if (others) destroy_duplicates(v, r->label, found);
-    adopt(v, r->id, found, res);
+    adopt(v, r->id, found, start, res);
     return 1;
 }
 
@@ -669,20 +642,19 @@ static void boot_locked(vastctl *v, long long offer_id, const char *idem_key,
                         vastctl_result *res)
 {
     char key[300];
-    boot_row r;
+    instance_row r;
     int found;
     if (idem_key) {
         snprintf(key, sizeof key, "key:%s", idem_key);
-        found = row_find(v->st, ROW_COLS "WHERE idem_key=?", key, 0, 0, &r);
+        found = instances_by_idem_key(v->st, key, &r);
     } else {
-        found = row_find(v->st, ROW_COLS "WHERE offer_id=? AND created_at>? AND state NOT IN"
-                         " ('failed','destroyed') ORDER BY id DESC LIMIT 1", NULL, offer_id,
-                         now_wall() - VASTCTL_BOOT_WINDOW_S, &r);
+        found = instances_recent_boot(v->st, offer_id, now_wall() - VASTCTL_BOOT_WINDOW_S, &r);
     }
     if (found < 0) {
         res_set(res, 500, "store", "cannot read the instance store");
         return;
     }
+    long long r_vast_id = found ? strtoll(r.vast_id, NULL, 10) : 0;
     if (found) {
         if (idem_key && r.offer_id != offer_id) {
             res_set(res, 409, "conflict", "Idempotency-Key already used for a boot of offer %lld; "
@@ -691,13 +663,13 @@ static void boot_locked(vastctl *v, long long offer_id, const char *idem_key,
         }
         if (strcmp(r.state, "destroyed") == 0) {
             res_set(res, 409, "conflict", "Idempotency-Key already used for instance %lld, which "
-                    "has been destroyed; send a new key to boot again", r.vast_id);
+                    "has been destroyed; send a new key to boot again", r_vast_id);
             return;
         }
-        if (r.vast_id > 0 && strcmp(r.state, "failed") != 0) {
+        if (r_vast_id > 0 && strcmp(r.state, "failed") != 0) {
             LOG_I("vast", "boot of offer %lld repeated: answering with instance %lld (no new "
-                  "rental)", offer_id, r.vast_id);
-            boot_ok(v, res, r.vast_id, r.id, true);
+                  "rental)", offer_id, r_vast_id);
+            boot_ok(v, res, r_vast_id, r.id, true);
             return;
         }
         if (strcmp(r.state, "failed") != 0) {
@@ -706,8 +678,7 @@ static void boot_locked(vastctl *v, long long offer_id, const char *idem_key,
             if (rc != 0) return;
         }
         /* certainly failed: free the key for a new attempt */
-        if (idem_key)
-            sql_run(v->st, "UPDATE instances SET idem_key=idem_key||'#'||id WHERE id=?", "l", r.id);
+        if (idem_key) instances_release_idem_key(v->st, r.id);
     }
 
     /* re-read the offer: it must fit the image; its prices are the ledger's rates until
@@ -756,30 +727,19 @@ static void boot_locked(vastctl *v, long long offer_id, const char *idem_key,
         }
     }
 
-    double t = now_wall();
-    store_lock(v->st); /* recursive: keeps the rowid ours */
-    int irc = sql_run(v->st, "INSERT INTO instances(offer_id, idem_key, state, stage, percent,"
-                      " created_at, updated_at, dph_total, dph_base, storage_dph)"
-                      " VALUES(?,?,'requested','boot requested',0,?,?,NULLIF(?,0),NULLIF(?,0),"
-                      "NULLIF(?,0))", "ltddddd", offer_id, idem_key ? key : NULL, t, t, dph_total,
-                      dph_base, sto);
-    long long row = sqlite3_last_insert_rowid(store_db(v->st));
-    store_unlock(v->st);
-    if (irc != 0) {
-        res_set(res, 500, "store", "cannot record the boot in the store");
-        return;
-    }
+    /* the row and its label in one transaction: a boot is never on record without the
+     * label that finds its instance again */
     char label[64];
-    snprintf(label, sizeof label, VASTCTL_LABEL_PREFIX "-%lld", row);
-    if (!idem_key) snprintf(key, sizeof key, "offer:%lld:%lld", offer_id, row);
-    if (sql_run(v->st, "UPDATE instances SET label=?, idem_key=?, state='creating',"
-                " stage='creating instance', percent=5, updated_at=? WHERE id=?", "ttdl", label,
-                key, now_wall(), row) != 0) {
+    long long row = instances_insert_boot(v->st, offer_id, idem_key ? key : NULL,
+                                          VASTCTL_LABEL_PREFIX, dph_total, dph_base, sto,
+                                          now_wall(), label, sizeof label);
+    if (row <= 0) {
         res_set(res, 500, "store", "cannot record the boot in the store");
         return;
     }
     res->row_id = row;
     LOG_I("vast", "boot #%lld: renting offer %lld (label %s)", row, offer_id, label);
+    fault_point("boot_after_insert");
 
     vast_create cr;
     vastctl_create_params(v->cfg, label, &cr);
@@ -788,14 +748,15 @@ static void boot_locked(vastctl *v, long long offer_id, const char *idem_key,
     char d[640];
     for (int attempt = 1;; attempt++) {
         if (vast_create_instance(v->client, offer_id, &cr, &out, &e) == 0) {
+            fault_point("boot_after_create");
             char ids[32];
             snprintf(ids, sizeof ids, "%lld", out.instance_id);
             double created = now_wall();
-            sql_run(v->st, "UPDATE instances SET vast_id=?, state='loading', stage='creating "
-                    "instance', percent=10, error=NULL, instance_api_key=?, created_at=?,"
-                    " updated_at=? WHERE id=?", "ttddl", ids, out.instance_api_key, created,
-                    created, row);
-            ledger_sync(v->st, row, false, true, dph_base, sto, created); /* storage billed */
+            if (store_begin(v->st) == 0) {
+                instances_set_created(v->st, row, ids, out.instance_api_key, created, created);
+                ledger_sync(v->st, row, false, true, dph_base, sto, created); /* storage billed */
+                store_commit(v->st);
+            }
             char *data = xasprintf("{\"offer_id\":%lld,\"label\":\"%s\"}", offer_id, label);
             store_event_add(v->st, "instance.created", ids, data);
             free(data);
@@ -813,16 +774,16 @@ static void boot_locked(vastctl *v, long long offer_id, const char *idem_key,
         if (certain_failure(e.kind)) break;
         /* Unknown outcome (5xx, timeout, dropped connection): before trying again, look for
          * the row's label on the account, so that nothing is ever rented twice. */
-        sql_run(v->st, "UPDATE instances SET error=?, updated_at=? WHERE id=?", "tdl", d,
-                now_wall(), row);
+        instances_set_error(v->st, row, d, now_wall());
         sleep_s(0.3 * attempt);
         long long got;
+        double start;
         int others;
         vast_error le;
-        int rc = find_label(v, label, &got, &others, &le);
+        int rc = find_label(v, label, &got, &start, &others, &le);
         if (rc == 1) {
             if (others) destroy_duplicates(v, label, got);
-            adopt(v, row, got, res);
+            adopt(v, row, got, start, res);
             return;
         }
         if (rc < 0) {
@@ -835,8 +796,7 @@ static void boot_locked(vastctl *v, long long offer_id, const char *idem_key,
         }
         if (attempt >= BOOT_ATTEMPTS) break; /* certainly nothing rented: give up cleanly */
     }
-    sql_run(v->st, "UPDATE instances SET state='failed', stage='failed', error=?,"
-            " updated_at=? WHERE id=?", "tdl", d, now_wall(), row);
+    instances_boot_failed(v->st, row, d, now_wall());
     res_vast_err(res, &e);
     if (e.kind == VAST_ERR_OFFER_TAKEN)
         snprintf(res->message, sizeof res->message,
@@ -861,6 +821,41 @@ void vastctl_boot(vastctl *v, long long offer_id, const char *idem_key, vastctl_
     pthread_mutex_unlock(&v->boot_lock);
 }
 
+/* ---- the end of an instance */
+
+/* Row id is gone: mark it destroyed (stage, reason, at) and close its ledger at `at`, in one
+ * transaction. 1 marked, 0 it was destroyed already (its ledger closed anyway), -1 error. */
+static int close_row(vastctl *v, long long id, const char *stage, const char *reason, double at)
+{
+    if (store_begin(v->st) != 0) return -1;
+    int n = instances_mark_destroyed(v->st, id, stage, reason, at, now_wall());
+    if (n < 0 || ledger_finalize(v->st, id, at) != 0) {
+        store_rollback(v->st);
+        return -1;
+    }
+    return store_commit(v->st) == 0 ? n : -1;
+}
+
+int vastctl_instance_gone(vastctl *v, const char *vast_id, const char *reason, double *end)
+{
+    instance_row r;
+    double now = now_wall();
+    if (end) *end = now;
+    int found = instances_by_vast_id(v->st, vast_id, &r);
+    if (found <= 0) return found;
+    if (strcmp(r.state, "destroyed") == 0) return 0;
+    double at = ledger_gone_end(now, r.seen_at, v->deadman_s);
+    if (end) *end = at;
+    int n = close_row(v, r.id, "gone from Vast.ai", reason ? reason : "gone", at);
+    if (n <= 0) return n;
+    vastctl_set_instance(v, NULL, vast_id);
+    char *data = xasprintf("{\"reason\":\"%s\",\"billed_until\":%.3f}", reason ? reason : "gone",
+                           at);
+    store_event_add(v->st, "instance.gone", vast_id, data);
+    free(data);
+    return 1;
+}
+
 /* ---- destroy */
 
 void vastctl_destroy(vastctl *v, long long id, vastctl_result *res)
@@ -878,25 +873,19 @@ void vastctl_destroy_for(vastctl *v, long long id, const char *reason, vastctl_r
     }
     char ids[32];
     snprintf(ids, sizeof ids, "%lld", id);
-    boot_row r;
-    int have = row_find(v->st, ROW_COLS "WHERE vast_id=?", ids, 0, 0, &r);
+    instance_row r;
+    int have = instances_by_vast_id(v->st, ids, &r);
     if (have > 0 && strcmp(r.state, "destroyed") != 0)
-        sql_run(v->st, "UPDATE instances SET state='destroying', stage='destroying',"
-                " updated_at=? WHERE id=?", "dl", now_wall(), r.id);
+        instances_set_destroying(v->st, r.id, now_wall());
     vast_error e;
     int rc = vast_destroy_instance(v->client, id, &e);
     if (rc != 0 && e.kind != VAST_ERR_NOT_FOUND) {
         if (have > 0 && strcmp(r.state, "destroyed") != 0)
-            sql_run(v->st, "UPDATE instances SET state=?, updated_at=? WHERE id=?", "tdl",
-                    r.state, now_wall(), r.id);
+            instances_restore_state(v->st, r.id, r.state, now_wall());
         res_vast_err(res, &e);
         return;
     }
-    double t = now_wall();
-    sql_run(v->st, "UPDATE instances SET state='destroyed', stage='destroyed', destroyed_at=?,"
-            " destroy_reason=COALESCE(destroy_reason,?), updated_at=? WHERE vast_id=? AND"
-            " state<>'destroyed'", "dtdt", t, rc == 0 ? reason : "gone", t, ids);
-    if (have > 0) ledger_finalize(v->st, r.id, t);
+    if (have > 0) close_row(v, r.id, "destroyed", rc == 0 ? reason : "gone", now_wall());
     vastctl_set_instance(v, NULL, ids);
     if (rc != 0) {
         res_set(res, 404, "not_found", "Instance %lld not found on this Vast.ai account "

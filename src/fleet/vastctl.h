@@ -11,15 +11,19 @@
  *   needs the account answers VASTCTL_NO_KEY.
  * - The poller thread checks VAST_INSTANCE_ID at start, then every 30 s while it runs and
  *   every 2-30 s (backing off) while it does not; vastctl_poke wakes it. When Vast says the
- *   instance no longer exists it logs so, clears VAST_INSTANCE_ID from the .env file and
- *   from memory, and marks its store row destroyed.
+ *   instance no longer exists it logs so and hands it to vastctl_instance_gone.
  * - Boots are serialised by one mutex. Each boot is a store row (state requested ->
  *   creating -> loading, or failed) written BEFORE Vast is called, found again by its
  *   idempotency key: the Idempotency-Key header when the caller sends one, else the offer id
- *   within VASTCTL_BOOT_WINDOW_S. A repeat returns the existing instance. A create whose
+ *   within VASTCTL_BOOT_WINDOW_S. A repeat returns the existing instance. The row and its
+ *   unique label (gpuscribe-<row id>) are written in one transaction before Vast is called
+ *   (store/instances.h), so a boot is never on record without its label. A create whose
  *   outcome is unknown (timeout, 5xx, dropped connection, controller killed) is reconciled by
- *   looking for the row's unique label (gpuscribe-<row id>) on the account before anything
- *   is rented again.
+ *   looking for that label on the account before anything is rented again; an empty label
+ *   matches no instance (unlabelled instances are other tools'), and a labelled duplicate is
+ *   the only thing ever destroyed as one. Test-only fault points (core/fault.h):
+ *   boot_after_insert (the row is written, Vast not called yet) and boot_after_create (Vast
+ *   created the instance, its id not recorded yet).
  * - VAST_INSTANCE_ID is only written under this module's lock (config_set + config_env_set);
  *   other modules read it through vastctl_current_instance.
  * - Cost: a boot first prices the offer (for VAST_DISK_GB) and is refused (402, kind
@@ -94,6 +98,15 @@ void vastctl_destroy(vastctl *v, long long instance_id, vastctl_result *res);
  * destroy_reason and its ledger is closed (ledger_finalize). */
 void vastctl_destroy_for(vastctl *v, long long instance_id, const char *reason,
                          vastctl_result *res);
+
+/* The one path for an instance Vast.ai says no longer exists (found by the poller, the
+ * fleet or the reaper): in one transaction its row is marked destroyed (stage "gone from
+ * Vast.ai", destroy_reason reason unless one is recorded, destroyed_at = ledger_gone_end's
+ * estimate from its seen_at and DEADMAN_MINUTES) and its ledger is closed at that time;
+ * then VAST_INSTANCE_ID is cleared if it names it, and `instance.gone` {reason,
+ * billed_until} is recorded. 1 marked, 0 no row or destroyed already, -1 store error.
+ * *end (optional) gets the time billing stopped. Does not log (the caller says who saw it). */
+int vastctl_instance_gone(vastctl *v, const char *vast_id, const char *reason, double *end);
 
 /* The offer's prices for a boot of VAST_DISK_GB: 1 found, 0 not offered (taken), -1 error
  * (e filled). */

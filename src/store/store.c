@@ -14,6 +14,7 @@ struct store {
     pthread_mutex_t lock;
     long long events_keep;  /* newest events rows kept (STORE_EVENTS_KEEP) */
     int events_every;       /* prune once per this many inserts (STORE_EVENTS_PRUNE_EVERY) */
+    int tx_depth;           /* store_begin nesting, under lock */
 };
 
 /* Migrations: append only; migration N brings user_version from N-1 to N. */
@@ -179,6 +180,54 @@ sqlite3 *store_db(store *s) { return s->db; }
 int store_schema_version(store *s) { return user_version(s->db); }
 void store_lock(store *s) { pthread_mutex_lock(&s->lock); }
 void store_unlock(store *s) { pthread_mutex_unlock(&s->lock); }
+
+/* Lock held: "VERB" (sp < 0) or "VERB spN". */
+static int tx_sql(store *s, const char *verb, int sp)
+{
+    char sql[64], err[256];
+    if (sp < 0) snprintf(sql, sizeof sql, "%s", verb);
+    else snprintf(sql, sizeof sql, "%s sp%d", verb, sp);
+    if (run_sql(s->db, sql, err, sizeof err) == 0) return 0;
+    LOG_E("store", "database error: %s (in: %s)", err, sql);
+    return -1;
+}
+
+/* Lock held: undo the innermost level d (0: the whole transaction). */
+static void tx_undo(store *s, int d)
+{
+    if (d == 0) {
+        if (!sqlite3_get_autocommit(s->db)) tx_sql(s, "ROLLBACK", -1);
+    } else if (tx_sql(s, "ROLLBACK TO", d) == 0) {
+        tx_sql(s, "RELEASE", d);
+    }
+}
+
+int store_begin(store *s)
+{
+    store_lock(s);
+    int d = s->tx_depth;
+    if (tx_sql(s, d == 0 ? "BEGIN IMMEDIATE" : "SAVEPOINT", d == 0 ? -1 : d) != 0) {
+        store_unlock(s);
+        return -1;
+    }
+    s->tx_depth = d + 1;
+    return 0;
+}
+
+int store_commit(store *s)
+{
+    int d = --s->tx_depth;
+    int rc = tx_sql(s, d == 0 ? "COMMIT" : "RELEASE", d == 0 ? -1 : d);
+    if (rc != 0) tx_undo(s, d);
+    store_unlock(s);
+    return rc;
+}
+
+void store_rollback(store *s)
+{
+    tx_undo(s, --s->tx_depth);
+    store_unlock(s);
+}
 
 int store_exec(store *s, const char *sql, char *err, size_t errlen)
 {

@@ -2,7 +2,8 @@
  * timeout, foreign keys, and versioned migrations (PRAGMA user_version).
  *
  * Tables (see the migrations in store.c for the columns):
- *   instances  one row per Vast instance we rent or adopt, with its state machine fields
+ *   instances  one row per Vast instance we rent or adopt, with its state machine fields;
+ *              read and written only through store/instances.h
  *   jobs       the persistent transcription queue
  *   events     a log of what happened (job, instance, cost events), bounded: the newest
  *              STORE_EVENTS_KEEP rows are kept (see store_event_add)
@@ -29,6 +30,16 @@ sqlite3 *store_db(store *s);
 int store_schema_version(store *s);
 void store_lock(store *s);
 void store_unlock(store *s);
+
+/* Transactions that nest: store_begin takes the store lock and starts BEGIN IMMEDIATE, or,
+ * inside a transaction this thread already holds, a SAVEPOINT; store_commit (COMMIT or
+ * RELEASE) and store_rollback (ROLLBACK, or ROLLBACK TO and RELEASE) end the innermost one
+ * and drop the lock. Every store_begin that returned 0 must be ended by exactly one of
+ * them; on -1 (logged) nothing is held. store_commit returns -1 (logged) when the commit
+ * failed: the transaction was rolled back. */
+int store_begin(store *s);
+int store_commit(store *s);
+void store_rollback(store *s);
 
 /* Run SQL with no result rows (one or several statements). 0 on success. */
 int store_exec(store *s, const char *sql, char *err, size_t errlen);
