@@ -11,6 +11,7 @@
 #include "fleet/ledger.h"
 #include "fleet/provision.h"
 #include "fleet/vastctl.h"
+#include "store/instances.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -394,17 +395,8 @@ static void destroy_work(void *jv)
     /* the cost summary of what was destroyed (the ledger is closed by now) */
     char ids[32];
     snprintf(ids, sizeof ids, "%ld", j->id);
-    long long row = 0;
-    sqlite3_stmt *st = NULL;
-    store_lock(a->st);
-    if (sqlite3_prepare_v2(store_db(a->st), "SELECT id FROM instances WHERE vast_id=?", -1, &st,
-                           NULL) == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, ids, -1, SQLITE_TRANSIENT);
-        if (sqlite3_step(st) == SQLITE_ROW) row = sqlite3_column_int64(st, 0);
-    }
-    sqlite3_finalize(st);
-    store_unlock(a->st);
-    j->cost = row ? ledger_summary_json(a->st, row, now_wall())
+    long long row = instances_id_of(a->st, ids);
+    j->cost = row > 0 ? ledger_summary_json(a->st, row, now_wall())
                   : json_pack("{s:f,s:f,s:i,s:f}", "uptime_s", 0.0, "cost_usd", 0.0, "jobs",
                               0, "audio_hours", 0.0);
     LOG_I("vast", "%s (up %.0f s, cost $%.4f)", j->res.message,
@@ -492,28 +484,24 @@ static void list_reply(http_req *r, app *a, list_job *job)
     char cur[32];
     vastctl_current_instance(a->vast, cur, sizeof cur);
     json_t *ours = json_object(); /* vast_id -> store row */
-    sqlite3_stmt *st = NULL;
-    store_lock(a->st);
-    if (sqlite3_prepare_v2(store_db(a->st),
-                           "SELECT vast_id, state, stage, percent, label, created_at, offer_id,"
-                           " error, id FROM instances WHERE vast_id IS NOT NULL ORDER BY id",
-                           -1, &st, NULL) == SQLITE_OK) {
-        while (sqlite3_step(st) == SQLITE_ROW) {
-            const char *vid = (const char *)sqlite3_column_text(st, 0);
-            json_object_set_new(ours, vid,
+    instance_row *rows = NULL;
+    size_t nrows = 0;
+    if (instances_list(a->st, INSTANCES_OURS, 0, 0, &rows, &nrows) == 0) {
+        for (size_t i = 0; i < nrows; i++) {
+            const instance_row *x = &rows[i];
+            json_object_set_new(ours, x->vast_id,
                 json_pack("{s:s?,s:s?,s:i,s:s?,s:f,s:I,s:s?,s:I}",
-                          "state", (const char *)sqlite3_column_text(st, 1),
-                          "stage", (const char *)sqlite3_column_text(st, 2),
-                          "percent", sqlite3_column_int(st, 3),
-                          "label", (const char *)sqlite3_column_text(st, 4),
-                          "created_at", sqlite3_column_double(st, 5),
-                          "offer_id", (json_int_t)sqlite3_column_int64(st, 6),
-                          "error", (const char *)sqlite3_column_text(st, 7),
-                          "row_id", (json_int_t)sqlite3_column_int64(st, 8)));
+                          "state", x->state[0] ? x->state : NULL,
+                          "stage", x->stage[0] ? x->stage : NULL,
+                          "percent", x->percent,
+                          "label", x->label[0] ? x->label : NULL,
+                          "created_at", x->created_at,
+                          "offer_id", (json_int_t)x->offer_id,
+                          "error", x->error[0] ? x->error : NULL,
+                          "row_id", (json_int_t)x->id));
         }
     }
-    sqlite3_finalize(st);
-    store_unlock(a->st);
+    free(rows);
 
     json_t *arr = json_array();
     for (size_t i = 0; i < l.n; i++) {

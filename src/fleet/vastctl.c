@@ -59,23 +59,7 @@ const char *vastctl_no_key_message(void) { return no_key_msg; }
 
 int vastctl_http_status(vast_err_kind kind)
 {
-    switch (kind) {
-    case VAST_OK: return 200;
-    case VAST_ERR_AUTH: return 502;
-    case VAST_ERR_NOT_FOUND: return 404;
-    case VAST_ERR_OFFER_TAKEN: return 409;
-    case VAST_ERR_RATE_LIMIT: return 503;
-    case VAST_ERR_NETWORK: return 502;
-    case VAST_ERR_TIMEOUT: return 504;
-    case VAST_ERR_SERVER: return 502;
-    case VAST_ERR_BAD_REQUEST: return 400;
-    case VAST_ERR_FORBIDDEN: return 403;
-    case VAST_ERR_NO_CREDIT: return 402;
-    case VAST_ERR_FAILED: return 502;
-    case VAST_ERR_PARSE: return 502;
-    case VAST_ERR_INVALID: return 400;
-    }
-    return 502;
+    return gs_err_http_status(vast_err_gs(kind));
 }
 
 void vastctl_describe(const vast_error *e, char *out, size_t outlen)

@@ -2,6 +2,7 @@
 #include "jobs/openai_backend.h"
 #include "worker/worker_client.h"
 #include "audio/audio.h"
+#include "core/err.h"
 #include "core/events.h"
 #include "core/log.h"
 #include "core/util.h"
@@ -680,9 +681,9 @@ static void run_remote(jobs *j, int slot, const char *id, const char *options, c
     char *wav = xasprintf("%s/audio.wav", dir);
     struct run_ctx rc = {.j = j, .lv = lv, .last_pub = now_mono()};
     double t0 = now_mono();
-    int refused = 0;
+    gs_err kind = GS_OK;
     transcript *t = worker_client_transcribe_model(url, id, job_model(oj), wav, &eo, on_progress,
-                                                   &rc, &refused, err, sizeof err);
+                                                   &rc, &kind, err, sizeof err);
     double took = now_mono() - t0;
     free(wav);
     json_decref(oj);
@@ -705,11 +706,13 @@ static void run_remote(jobs *j, int slot, const char *id, const char *options, c
         requeue_interrupted(j, id);
         free(dir);
         return;
-    } else if (refused) {
-        /* the worker is fine; the job is not for it: fail now, without retries */
+    } else if (!gs_err_retryable(kind)) {
+        /* the worker is fine; the job is not for it (refused, or it failed there): fail now,
+         * without retries and without blaming the worker or its tunnel */
         store_execf(j->st, "UPDATE jobs SET state='failed', finished_at=?, error=? WHERE id=? AND "
                      "state='running'", "dtt", now_wall(), err, id);
-        LOG_W("jobs", "job %s refused by the GPU worker: %s", id, err);
+        LOG_W("jobs", "job %s failed on the GPU worker (%s, not retried): %s", id,
+              gs_err_name(kind), err);
     } else {
         if (j->remote.report_failure) j->remote.report_failure(j->remote.ud, row, err);
         /* back to the queue (same id: the worker resumes rather than re-runs it), bounded */
@@ -717,7 +720,8 @@ static void run_remote(jobs *j, int slot, const char *id, const char *options, c
                                     "backend=NULL, instance_id=NULL "
                                     "WHERE id=? AND state='running' AND attempts<?", "ttl", err, id, (long long)j->max_attempts);
         if (requeued == 1) {
-            LOG_W("jobs", "job %s: GPU worker failed (%s); queued again", id, err);
+            LOG_W("jobs", "job %s: GPU worker failed (%s: %s); queued again", id,
+                  gs_err_name(kind), err);
             free(dir);
             publish_state(j, id);
             pthread_mutex_lock(&j->lock);

@@ -59,6 +59,20 @@ const char *sshc_err_name(enum sshc_err e)
     return "unknown";
 }
 
+gs_err sshc_err_gs(enum sshc_err e)
+{
+    switch (e) {
+    case SSHC_OK: return GS_OK;
+    case SSHC_ERR_CONNECT: return GS_E_NETWORK;
+    case SSHC_ERR_HOSTKEY: return GS_E_HOSTKEY;
+    case SSHC_ERR_AUTH: return GS_E_UNAUTHORIZED;
+    case SSHC_ERR_IO: return GS_E_NETWORK;
+    case SSHC_ERR_TIMEOUT: return GS_E_TIMEOUT;
+    case SSHC_ERR_REMOTE: return GS_E_FORBIDDEN;
+    }
+    return GS_E_PEER;
+}
+
 char *sshc_shell_quote(const char *s)
 {
     buf b;

@@ -22,6 +22,7 @@
 #ifndef GS_SSH_H
 #define GS_SSH_H
 
+#include "core/err.h"
 #include <stddef.h>
 
 typedef struct sshc sshc; /* one connected, authenticated session */
@@ -48,6 +49,9 @@ enum sshc_err {
 
 /* "ok", "connect", "hostkey", "auth", "io", "timeout", "remote". */
 const char *sshc_err_name(enum sshc_err e);
+/* The project-wide kind (core/err.h): connect/io/timeout are worth a retry; a changed host
+ * key, a refused key or a remote refusal are not. */
+gs_err sshc_err_gs(enum sshc_err e);
 
 /* Generate (if missing) DATA_DIR/ssh/id_ed25519 (0600, dir 0700) and its .pub, and return the
  * OpenSSH public key line without a newline (caller frees). Idempotent: an existing key is

@@ -71,6 +71,7 @@ struct tunnel {
     /* shared, under mu */
     enum tunnel_state state;
     char last_error[256];
+    gs_err last_kind;
     double rtt_ms, since;
     int reconnects;
     int stop, connected, probe_req, check_now, first_check_done;
@@ -108,7 +109,10 @@ static void wake_io(tunnel *tn)
 /* caller holds mu */
 static void set_state_locked(tunnel *tn, enum tunnel_state st, const char *error)
 {
-    if (error) snprintf(tn->last_error, sizeof tn->last_error, "%s", error);
+    if (error) {
+        snprintf(tn->last_error, sizeof tn->last_error, "%s", error);
+        tn->last_kind = GS_E_PEER; /* the far side's port or health check */
+    }
     if (st != tn->state) {
         LOG_I("tunnel", "127.0.0.1:%d -> %s:%d: %s -> %s%s%s", tn->local_port, tn->host,
               tn->remote_port, tunnel_state_name(tn->state), tunnel_state_name(st),
@@ -464,6 +468,7 @@ static void reconnect(tunnel *tn)
         }
         pthread_mutex_lock(&tn->mu);
         snprintf(tn->last_error, sizeof tn->last_error, "%s", err);
+        tn->last_kind = sshc_err_gs(kind);
         pthread_mutex_unlock(&tn->mu);
         if (kind == SSHC_ERR_HOSTKEY) LOG_E("tunnel", "%s", err);
         delay = delay * 2 > 1.0 ? 1.0 : delay * 2;
@@ -637,6 +642,7 @@ static void snapshot_locked(tunnel *tn, tunnel_status *o)
     o->state = tn->state;
     o->state_name = tunnel_state_name(tn->state);
     snprintf(o->last_error, sizeof o->last_error, "%s", tn->last_error);
+    o->last_kind = tn->last_kind;
     o->rtt_ms = tn->rtt_ms;
     o->reconnects = tn->reconnects;
     o->since = tn->since;

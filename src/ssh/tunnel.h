@@ -37,6 +37,7 @@ typedef struct tunnel_status {
     enum tunnel_state state;
     const char *state_name;   /* "down", "connecting", "up", "degraded", "reconnecting" (static) */
     char last_error[256];     /* most recent problem ("" when none since start) */
+    gs_err last_kind;         /* its kind (core/err.h): GS_E_HOSTKEY is final, not a hiccup */
     double rtt_ms;            /* last successful health check round trip; 0 before the first */
     int reconnects;           /* successful reconnections since start */
     double since;             /* now_wall() when the current state began */

@@ -24,6 +24,8 @@
 #ifndef GS_VAST_H
 #define GS_VAST_H
 
+#include "core/err.h"
+
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -55,6 +57,9 @@ typedef struct vast_error {
 } vast_error;
 
 /* "auth", "not_found", "offer_taken", ... (static string). */
+/* The project-wide kind (core/err.h) of a Vast error: what the API answers, whether a retry
+ * can help. */
+gs_err vast_err_gs(vast_err_kind kind);
 const char *vast_err_kind_name(vast_err_kind kind);
 
 int vast_global_init(void);

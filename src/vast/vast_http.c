@@ -48,6 +48,27 @@ const char *vast_err_kind_name(vast_err_kind kind)
     return "unknown";
 }
 
+gs_err vast_err_gs(vast_err_kind kind)
+{
+    switch (kind) {
+    case VAST_OK: return GS_OK;
+    case VAST_ERR_AUTH: return GS_E_UNAUTHORIZED;
+    case VAST_ERR_NOT_FOUND: return GS_E_NOT_FOUND;
+    case VAST_ERR_OFFER_TAKEN: return GS_E_CONFLICT;
+    case VAST_ERR_RATE_LIMIT: return GS_E_RATE_LIMIT;
+    case VAST_ERR_NETWORK: return GS_E_NETWORK;
+    case VAST_ERR_TIMEOUT: return GS_E_TIMEOUT;
+    case VAST_ERR_SERVER: return GS_E_PEER;
+    case VAST_ERR_BAD_REQUEST: return GS_E_INVALID;
+    case VAST_ERR_FORBIDDEN: return GS_E_FORBIDDEN;
+    case VAST_ERR_NO_CREDIT: return GS_E_NO_CREDIT;
+    case VAST_ERR_FAILED: return GS_E_FAILED;
+    case VAST_ERR_PARSE: return GS_E_PROTOCOL;
+    case VAST_ERR_INVALID: return GS_E_INVALID;
+    }
+    return GS_E_PEER;
+}
+
 /* Replace every occurrence of key in s (capacity cap) with [REDACTED], truncating. */
 static void scrub(char *s, size_t cap, const char *key)
 {

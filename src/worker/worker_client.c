@@ -72,10 +72,13 @@ static const char *err_of(json_t *j)
     return e ? e : "unexpected response";
 }
 
-static void conn_error(char *err, size_t errlen, const char *base, CURLcode cc, const wc_resp *r)
+/* The message, and the kind: a timeout or an unreachable worker (both worth a retry) */
+static gs_err conn_error(char *err, size_t errlen, const char *base, CURLcode cc,
+                         const wc_resp *r)
 {
     snprintf(err, errlen, "cannot reach the worker at %s: %s", base,
              r->errbuf[0] ? r->errbuf : curl_easy_strerror(cc));
+    return cc == CURLE_OPERATION_TIMEDOUT ? GS_E_TIMEOUT : GS_E_NETWORK;
 }
 
 static void sleep_ms(long ms)
@@ -156,11 +159,14 @@ transcript *worker_client_transcribe_model(const char *base_url, const char *job
                                            const char *model, const char *wav_path,
                                            const engine_opts *o,
                                            int (*progress)(void *ud, double f), void *ud,
-                                           int *refused, char *err, size_t errlen)
+                                           gs_err *kind, char *err, size_t errlen)
 {
-    if (refused) *refused = 0;
+    gs_err dummy;
+    if (!kind) kind = &dummy;
+    *kind = GS_OK;
     if (!worker_job_id_ok(job_id)) {
         snprintf(err, errlen, "invalid job id '%s'", job_id ? job_id : "");
+        *kind = GS_E_INVALID;
         return NULL;
     }
     FILE *f = fopen(wav_path, "rb");
@@ -168,14 +174,17 @@ transcript *worker_client_transcribe_model(const char *base_url, const char *job
     if (!f || fstat(fileno(f), &sb) != 0) {
         snprintf(err, errlen, "cannot open %s: %s", wav_path, strerror(errno));
         if (f) fclose(f);
+        *kind = GS_E_INTERNAL;
         return NULL;
     }
     CURL *c = curl_easy_init();
     if (!c) {
         fclose(f);
         snprintf(err, errlen, "cannot initialise libcurl");
+        *kind = GS_E_INTERNAL;
         return NULL;
     }
+    gs_err k = GS_E_PEER; /* what went wrong, when something did */
     transcript *t = NULL;
     wc_resp r = {0};
     json_t *j = NULL;
@@ -199,15 +208,16 @@ transcript *worker_client_transcribe_model(const char *base_url, const char *job
     CURLcode cc = do_req(c, "POST", url, f, (size_t)sb.st_size, 0, 1 << 20, &r);
     SAFE_FREE(url);
     if (cc != CURLE_OK) {
-        conn_error(err, errlen, base_url, cc, &r);
+        k = conn_error(err, errlen, base_url, cc, &r);
         goto out;
     }
     j = json_loads(r.body.data ? r.body.data : "", 0, NULL);
     if (r.status != 202 && r.status != 200) {
         snprintf(err, errlen, "worker refused the job (HTTP %ld): %s", r.status,
                  j ? err_of(j) : "unexpected response");
-        /* the job itself is wrong for this worker: sending it again cannot help */
-        if (refused && (r.status == 400 || r.status == 413 || r.status == 415)) *refused = 1;
+        /* 400, 413, 415: the job itself is wrong for this worker, no retry can help;
+         * 503: busy; 5xx: the worker failed */
+        k = gs_err_from_http_status(r.status);
         goto out;
     }
     posted = 1;
@@ -221,6 +231,7 @@ transcript *worker_client_transcribe_model(const char *base_url, const char *job
         const char *state = json_string_value(json_object_get(j, "state"));
         if (!state) {
             snprintf(err, errlen, "bad answer from the worker: no job state");
+            k = GS_E_PROTOCOL;
             goto out;
         }
         double fr = json_number_value(json_object_get(j, "progress"));
@@ -228,14 +239,22 @@ transcript *worker_client_transcribe_model(const char *base_url, const char *job
             last = fr;
             if (progress(ud, fr)) {
                 snprintf(err, errlen, "cancelled");
+                k = GS_E_CANCELLED;
                 goto out;
             }
         }
         if (strcmp(state, "done") == 0) break;
         if (strcmp(state, "failed") == 0 || strcmp(state, "cancelled") == 0) {
             const char *e = json_string_value(json_object_get(j, "error"));
-            if (strcmp(state, "cancelled") == 0) snprintf(err, errlen, "cancelled on the worker");
-            else snprintf(err, errlen, "worker job failed: %s", e ? e : "unknown error");
+            if (strcmp(state, "cancelled") == 0) {
+                /* not by us: the worker stopped (shutdown, dead-man): elsewhere it may run */
+                snprintf(err, errlen, "cancelled on the worker");
+                k = GS_E_PEER;
+            } else {
+                /* it ran and failed there: the audio or options, not the worker */
+                snprintf(err, errlen, "worker job failed: %s", e ? e : "unknown error");
+                k = GS_E_FAILED;
+            }
             goto out;
         }
         sleep_ms(POLL_MS);
@@ -244,12 +263,13 @@ transcript *worker_client_transcribe_model(const char *base_url, const char *job
             if (cc == CURLE_OK && r.status != 502 && r.status != 503) break;
             if (!outage_since) outage_since = now_mono();
             if (now_mono() - outage_since > OUTAGE_MAX_S) {
-                if (cc != CURLE_OK) conn_error(err, errlen, base_url, cc, &r);
+                if (cc != CURLE_OK) k = conn_error(err, errlen, base_url, cc, &r);
                 else snprintf(err, errlen, "worker unavailable (HTTP %ld)", r.status);
                 goto out;
             }
             if (progress && progress(ud, last < 0 ? 0 : last)) {
                 snprintf(err, errlen, "cancelled");
+                k = GS_E_CANCELLED;
                 goto out;
             }
             sleep_ms(500);
@@ -265,6 +285,7 @@ transcript *worker_client_transcribe_model(const char *base_url, const char *job
         if (r.status != 200 || !json_is_object(j)) {
             snprintf(err, errlen, "bad answer from the worker (HTTP %ld): %s", r.status,
                      j ? err_of(j) : "not JSON");
+            k = GS_E_PROTOCOL;
             goto out;
         }
     }
@@ -276,7 +297,7 @@ transcript *worker_client_transcribe_model(const char *base_url, const char *job
     free(jpath);
     cc = do_req(c, "GET", url, NULL, 0, 0, RESULT_MAX, &r);
     if (cc != CURLE_OK) {
-        conn_error(err, errlen, base_url, cc, &r);
+        k = conn_error(err, errlen, base_url, cc, &r);
         goto out;
     }
     if (r.status != 200) {
@@ -288,8 +309,12 @@ transcript *worker_client_transcribe_model(const char *base_url, const char *job
     }
     char perr[256];
     t = transcript_from_json_store(r.body.data ? r.body.data : "", perr, sizeof perr);
-    if (!t) snprintf(err, errlen, "bad result from the worker: %s", perr);
+    if (!t) {
+        snprintf(err, errlen, "bad result from the worker: %s", perr);
+        k = GS_E_PROTOCOL;
+    }
 out:
+    *kind = t ? GS_OK : k;
     if (posted) delete_job(c, base_url, job_id);
     json_decref(j);
     free(url);

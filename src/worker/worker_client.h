@@ -25,6 +25,7 @@
 #include <jansson.h>
 #include <stddef.h>
 
+#include "core/err.h"
 #include "engine/engine.h"
 #include "transcript/transcript.h"
 
@@ -33,14 +34,17 @@ transcript *worker_client_transcribe(const char *base_url, const char *job_id,
                                      int (*progress)(void *ud, double f), void *ud, char *err,
                                      size_t errlen);
 
-/* The same, asking the worker for one of its models (NULL: its default); *refused (may be
- * NULL) is set when the worker refused the job itself (400, 413, 415: a model it lacks, audio
- * over its limit...), which no retry can fix. */
+/* The same, asking the worker for one of its models (NULL: its default). *kind (may be NULL)
+ * says what went wrong (core/err.h), so the caller retries only what a retry can fix:
+ * GS_E_INVALID / GS_E_TOO_LARGE / GS_E_UNSUPPORTED (the worker refused the job itself: 400,
+ * 413, 415), GS_E_FAILED (it ran there and failed), GS_E_CANCELLED (progress asked to stop)
+ * are final; GS_E_NETWORK, GS_E_TIMEOUT, GS_E_BUSY, GS_E_PEER, GS_E_PROTOCOL (the worker or
+ * its tunnel) are worth another try. GS_OK with a transcript. */
 transcript *worker_client_transcribe_model(const char *base_url, const char *job_id,
                                            const char *model, const char *wav_path,
                                            const engine_opts *o,
                                            int (*progress)(void *ud, double f), void *ud,
-                                           int *refused, char *err, size_t errlen);
+                                           gs_err *kind, char *err, size_t errlen);
 
 /* GET /health: 0 and the parsed object in *out (caller decrefs), or -1 with err. */
 int worker_client_health(const char *base_url, json_t **out, char *err, size_t errlen);

@@ -91,7 +91,7 @@ M=$(jget .id)
 wait_job "$M" 60 >/dev/null
 req GET "/api/jobs/$M"
 expect "a model the worker lacks: failed at once, saying why" 200 '.state == "failed" and .attempts == 1 and (.error | test("model .large-v3-turbo. is not on this worker"))'
-check "the worker was not taken for broken (no retry, no failure report)" bash -c "grep -q 'job $M refused by the GPU worker' '$SERVER_LOG' && ! grep -q 'job $M: GPU worker failed' '$SERVER_LOG' && ! grep -q 'worker http://127.0.0.1:$WPORT failed' '$SERVER_LOG'"
+check "the worker was not taken for broken (no retry, no failure report)" bash -c "grep -q 'job $M failed on the GPU worker (invalid, not retried)' '$SERVER_LOG' && ! grep -q 'job $M: GPU worker failed' '$SERVER_LOG' && ! grep -q 'worker http://127.0.0.1:$WPORT failed' '$SERVER_LOG'"
 jreq GET /v1/models
 expect "/v1/models lists whisper-1 and the configured model" 200 '[.data[].id] | index("whisper-1") != null and index("large-v3") != null'
 stop_server
