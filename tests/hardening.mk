@@ -4,7 +4,10 @@
 #                        (default 30) on its seed corpus; crashes land in build/fuzz/crashes/
 #   make fuzz-regress    replay every seed and regression input once (no fuzzing)
 #   make fuzz-build      only build the drivers (build/fuzz/fuzz_<target>)
-#   make tsan-test       ThreadSanitizer build: unit tests + a threaded smoke against serve
+#   make tsan-test       ThreadSanitizer build: unit tests, a threaded smoke against serve, and
+#                        the integration suites that drive serve's threads hardest
+#                        (TSAN_SUITES: jobs, vast, provision, hung_peers) with serve built
+#                        with TSan; any report fails the suite (stop_server reads the log)
 #   make valgrind-test   unit tests under valgrind (leaks and memory errors are failures)
 #
 # FUZZ_TARGETS=env make fuzz    runs one target; FUZZ_JOBS=2 runs two at a time.
@@ -58,10 +61,15 @@ build/tsan/unit_tests: $(call obj,build/tsan,$(SRCS) $(TEST_SRCS))
 	@$(if $(Q),echo '  LD-TSAN $@')
 	$(Q)$(CC) $(TSAN) -o $@ $^ $(LDLIBS)
 
-tsan-test: build/tsan/gpuscribe build/tsan/unit_tests
-	TSAN_OPTIONS="halt_on_error=0 exitcode=66 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp" \
-	  build/tsan/unit_tests $(T)
+TSAN_SUITES ?= jobs vast provision hung_peers
+TSAN_ENV := TSAN_OPTIONS="halt_on_error=0 exitcode=66 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp"
+
+tsan-test: build/tsan/gpuscribe build/tsan/unit_tests build/vastsim
+	$(TSAN_ENV) build/tsan/unit_tests $(T)
 	GS_BIN=$(CURDIR)/build/tsan/gpuscribe tests/tsan_smoke.sh
+	@set -e; for s in $(TSAN_SUITES); do \
+	  $(TSAN_ENV) GS_BIN=$(CURDIR)/build/tsan/gpuscribe GS_SIM=$(CURDIR)/build/vastsim \
+	    tests/integration/run.sh $$s; done
 
 # ---- valgrind: the normal unit-test build (sanitizer builds do not run under valgrind)
 valgrind-test: build/unit_tests

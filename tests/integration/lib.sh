@@ -100,7 +100,7 @@ stop_server() {
     wait "$SERVER_PID"; rc=$?
     SERVER_PID=""
     if [ "$rc" -ne "$want" ]; then fail "server exit status" "got $rc, want $want"; sed 's/^/    | /' "$SERVER_LOG" | tail -n 40; return 1; fi
-    if grep -qE 'AddressSanitizer|LeakSanitizer|runtime error:' "$SERVER_LOG"; then
+    if grep -qE 'AddressSanitizer|LeakSanitizer|ThreadSanitizer|runtime error:' "$SERVER_LOG"; then
         fail "sanitizer clean" "see log"; sed 's/^/    | /' "$SERVER_LOG" | tail -n 60; return 1
     fi
     return 0
