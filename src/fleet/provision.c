@@ -3,6 +3,7 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "fleet/ledger.h"
+#include "fleet/vast_status.h"
 #include "ssh/ssh.h"
 #include "store/instances.h"
 #include "ssh/tunnel.h"
@@ -359,42 +360,6 @@ static void log_clear(inst *in)
 
 /* ------------------------------------------------------------------ Vast checks */
 
-static bool contains_ci(const char *s, const char *needle)
-{
-    size_t n = strlen(needle);
-    for (; *s; s++)
-        if (strncasecmp(s, needle, n) == 0) return true;
-    return false;
-}
-
-/* A status that will never reach running: 1 with why filled. */
-static int bad_status(const vast_instance *vi, char *why, size_t whylen)
-{
-    const char *a = vi->actual_status, *m = vi->status_msg;
-    static const char *const dead[] = {"exited", "unknown", "offline", "stopped", "frozen"};
-    for (size_t i = 0; i < ARRAY_LEN(dead); i++)
-        if (!strcmp(a, dead[i])) {
-            snprintf(why, whylen, "Vast.ai reports instance %lld %s%s%s", vi->id, a,
-                     m[0] ? ": " : "", m);
-            return 1;
-        }
-    if (!strcmp(vi->intended_status, "stopped")) {
-        snprintf(why, whylen, "Vast.ai stopped instance %lld (outbid or stopped)%s%s", vi->id,
-                 m[0] ? ": " : "", m);
-        return 1;
-    }
-    if (strcmp(a, "running") != 0 && m[0]) {
-        static const char *const errs[] = {"oci runtime", "error", "failed", "unauthorized",
-                                           "manifest unknown", "pull access denied", "denied"};
-        for (size_t i = 0; i < ARRAY_LEN(errs); i++)
-            if (contains_ci(m, errs[i])) {
-                snprintf(why, whylen, "instance %lld failed to start: %s", vi->id, m);
-                return 1;
-            }
-    }
-    return 0;
-}
-
 /* Ask Vast about the instance. 1 fine (vi filled if given), 0 gone or failed (handled),
  * -1 cannot tell now. */
 static int vast_check(inst *in, vast_instance *vi_out)
@@ -412,7 +377,7 @@ static int vast_check(inst *in, vast_instance *vi_out)
         return -1;
     }
     char why[400];
-    if (bad_status(&vi, why, sizeof why)) {
+    if (vast_status_classify(&vi, why, sizeof why) == VAST_STATUS_FAILED) {
         vast_instance_clear(&vi);
         fail(in, "%s", why);
         return 0;
@@ -1189,7 +1154,7 @@ static int auto_connect(fleet *f)
         return 0;
     }
     char why[400];
-    if (bad_status(&vi, why, sizeof why)) {
+    if (vast_status_classify(&vi, why, sizeof why) == VAST_STATUS_FAILED) {
         LOG_W("fleet", "VAST_INSTANCE_ID=%s: not usable: %s", cur, why);
         vast_instance_clear(&vi);
         return 1;
