@@ -33,6 +33,11 @@
  * - Every state or percent change is published on the event bus as `instance.state` with the
  *   object fleet_instance_json returns.
  * - All functions are thread-safe.
+ *
+ * The fleet's files (fleet_int.h): this public API and the supervisor (provision.c), the
+ * per-instance state machine (instance.h), the remote-setup protocol (remote_setup.h), SSH
+ * keys and host-key pinning (keys.h), adoption at start (adopt.h), Vast.ai status
+ * classification (vast_status.h).
  */
 #ifndef GS_PROVISION_H
 #define GS_PROVISION_H
@@ -93,24 +98,5 @@ void fleet_set_json_hook(fleet *f, fleet_json_hook hook, void *ud);
 bool fleet_worker_up(fleet *f, long long row_id);
 /* Publish `instance.state` for the instance now (e.g. a warning appeared or cleared). */
 void fleet_publish(fleet *f, const char *vast_id);
-
-/* ---- helpers exposed for unit tests */
-
-/* Parse "GPUSCRIBE-PROGRESS <pct> <stage>": 1 with *pct and stage filled, 0 otherwise. */
-int fleet_parse_progress(const char *line, int *pct, char *stage, size_t stagelen);
-/* One KEY=VALUE line for the worker's env file, quoted as config.c's .env reader expects
- * (double quotes with \" \\ \n escapes when needed). Caller frees. */
-char *fleet_env_line(const char *key, const char *value);
-/* What an instance's worker is made from: the source bundle `make` writes
- * (gpuscribe-src.tar.gz, exactly what `make worker` needs), its sha256 (gpuscribe-src.id,
- * which names the source; an instance's worker is stamped with it) and, when there, our own
- * build of the worker (gpuscribe-worker; setup.sh uses it where it runs). Looked for beside
- * exe, in its parent, in srcdir/build and in /usr/share/gpuscribe. 0, or -1 with err. */
-typedef struct fleet_payload {
-    char *bundle, *src_id, *worker;   /* heap; worker may be NULL */
-} fleet_payload;
-int fleet_find_worker_payload(const char *exe, const char *srcdir, fleet_payload *out, char *err,
-                              size_t errlen);
-void fleet_payload_release(fleet_payload *p);
 
 #endif
