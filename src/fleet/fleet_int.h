@@ -11,7 +11,7 @@
  *   adopt.c        adoption at start: VAST_INSTANCE_ID (adopt.h)
  *   vast_status.c  what Vast.ai's status fields mean (pure; vast_status.h)
  *
- * Locking: f->lock guards f->insts, f->stopping/poked, the json hook, and in each
+ * Locking: f->lock guards f->insts, f->stopping/poked, the json hook and view, and in each
  * inst the fields marked "guarded" below; an instance's thread reads and writes its
  * "thread-only" fields without it. Other threads only write an inst's stop, recheck (and
  * recheck_why), inflight, and state ("destroyed", from fleet_forget), all under f->lock.
@@ -87,6 +87,7 @@ struct fleet {
 
     fleet_json_hook json_hook;   /* adds cost fields to the instance view */
     void *json_hook_ud;
+    fleet_view_fn view;          /* builds the instance.state event's object */
 
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -109,5 +110,9 @@ typedef struct row {
     int percent;
     char stage[200];
 } row;
+
+/* Publish `instance.state` for vast_id through the installed view (persist: kept in the
+ * store's events table, for state changes). provision.c. */
+void fleet_publish_state(fleet *f, const char *vast_id, int persist);
 
 #endif

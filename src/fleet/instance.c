@@ -80,10 +80,7 @@ void inst_wait(inst *in, double s)
 
 static void publish(inst *in, int persist)
 {
-    fleet *f = in->f;
-    if (!f->bus) return;
-    json_t *j = fleet_instance_json(f, in->vid);
-    if (j) events_publish(f->bus, "instance.state", j, persist);
+    fleet_publish_state(in->f, in->vid, persist);
 }
 
 static void snapshot(inst *in, const char *state, int pct, const char *stage, const char *error)

@@ -20,8 +20,6 @@
 #define GS_SRCDIR "."
 #endif
 
-#define LOG_SHOW 50               /* lines in the API view */
-
 /* ------------------------------------------------------------------ supervisor */
 
 /* f->lock held */
@@ -346,80 +344,48 @@ bool fleet_gpu_status(fleet *f, char *vid, size_t vidlen, char *msg, size_t msgl
     return ready;
 }
 
-static json_t *str_or_null(const char *s) { return s && *s ? json_string(s) : json_null(); }
-
-/* The setup log's last LOG_SHOW lines, as a JSON array (bytes that are not UTF-8: '?'). */
-static json_t *log_json(const char *sl)
+int fleet_instance_view_get(fleet *f, const char *vast_id, fleet_instance_view *out)
 {
-    json_t *log = json_array();
-    if (!sl) return log;
-    int total = 0;
-    for (const char *p = sl; *p; p++) total += *p == '\n';
-    int skip = total > LOG_SHOW ? total - LOG_SHOW : 0;
-    const char *p = sl;
-    while (*p) {
-        const char *e = strchr(p, '\n');
-        size_t n = e ? (size_t)(e - p) : strlen(p);
-        if (skip > 0) skip--;
-        else {
-            json_t *line = json_stringn(p, n); /* NULL: not UTF-8 */
-            if (!line) {
-                char *c = xstrndup(p, n);
-                for (char *q = c; *q; q++)
-                    if ((unsigned char)*q >= 0x80) *q = '?';
-                line = json_string(c);
-                free(c);
-            }
-            json_array_append_new(log, line);
-        }
-        p += n + (e ? 1 : 0);
+    memset(out, 0, sizeof *out);
+    if (!f || instances_by_vast_id(f->st, vast_id, &out->row) != 1) {
+        memset(out, 0, sizeof *out);
+        return 0;
     }
-    return log;
-}
-
-json_t *fleet_instance_json(fleet *f, const char *vast_id)
-{
-    instance_row r;
-    if (instances_by_vast_id(f->st, vast_id, &r) != 1) return NULL;
-    json_t *j = json_object();
-    json_object_set_new(j, "id", json_string(vast_id));
-    json_object_set_new(j, "row_id", json_integer(r.id));
-    json_object_set_new(j, "label", str_or_null(r.label));
-    json_object_set_new(j, "state", str_or_null(r.state));
-    json_object_set_new(j, "stage", json_string(r.stage));
-    json_object_set_new(j, "percent", json_integer(r.percent));
-    json_object_set_new(j, "error", str_or_null(r.error));
-    char *sl = instances_setup_log(f->st, r.id);
-    json_object_set_new(j, "log", log_json(sl));
-    free(sl);
-    json_object_set_new(j, "gpu_name", str_or_null(r.gpu_name));
-    json_object_set_new(j, "num_gpus", r.num_gpus > 0 ? json_integer(r.num_gpus) : json_null());
-    json_object_set_new(j, "dph_total", r.dph_total > 0 ? json_real(r.dph_total) : json_null());
-    json_object_set_new(j, "ssh_host", str_or_null(r.ssh_host));
-    json_object_set_new(j, "ssh_port", r.ssh_port > 0 ? json_integer(r.ssh_port) : json_null());
-    json_object_set_new(j, "created_at", json_real(r.created_at));
-    json_object_set_new(j, "ready_at", r.ready_at > 0 ? json_real(r.ready_at) : json_null());
-    if (!j) return NULL;
-    json_t *worker = json_null(), *tj = json_null();
+    out->setup_log = instances_setup_log(f->st, out->row.id);
     pthread_mutex_lock(&f->lock);
     inst *in = find_vid(f, vast_id);
     if (in && in->tn) {
-        tunnel_status ts;
-        tunnel_get_status(in->tn, &ts);
-        tj = json_pack("{s:s,s:f,s:s?,s:i}", "state", ts.state_name, "rtt_ms", ts.rtt_ms,
-                       "last_error", ts.last_error[0] ? ts.last_error : NULL, "reconnects",
-                       ts.reconnects);
-        if (in->worker) worker = json_deep_copy(in->worker);
+        out->has_tunnel = true;
+        tunnel_get_status(in->tn, &out->tunnel);
+        if (in->worker) out->worker = json_deep_copy(in->worker);
     }
     pthread_mutex_unlock(&f->lock);
-    json_object_set_new(j, "worker", worker ? worker : json_null());
-    json_object_set_new(j, "tunnel", tj ? tj : json_null());
+    return 1;
+}
+
+void fleet_instance_view_release(fleet_instance_view *v)
+{
+    free(v->setup_log);
+    json_decref(v->worker);
+    memset(v, 0, sizeof *v);
+}
+
+void fleet_json_decorate(fleet *f, long long row_id, json_t *j)
+{
+    if (!f || !j) return;
     pthread_mutex_lock(&f->lock);
     fleet_json_hook hook = f->json_hook;
     void *hud = f->json_hook_ud;
     pthread_mutex_unlock(&f->lock);
-    if (hook) hook(hud, json_integer_value(json_object_get(j, "row_id")), j);
-    return j;
+    if (hook) hook(hud, row_id, j);
+}
+
+void fleet_set_view(fleet *f, fleet_view_fn view)
+{
+    if (!f) return;
+    pthread_mutex_lock(&f->lock);
+    f->view = view;
+    pthread_mutex_unlock(&f->lock);
 }
 
 void fleet_set_json_hook(fleet *f, fleet_json_hook hook, void *ud)
@@ -448,7 +414,15 @@ bool fleet_worker_up(fleet *f, long long row_id)
 
 void fleet_publish(fleet *f, const char *vast_id)
 {
+    fleet_publish_state(f, vast_id, 0);
+}
+
+void fleet_publish_state(fleet *f, const char *vast_id, int persist)
+{
     if (!f || !f->bus) return;
-    json_t *j = fleet_instance_json(f, vast_id);
-    if (j) events_publish(f->bus, "instance.state", j, 0);
+    pthread_mutex_lock(&f->lock);
+    fleet_view_fn view = f->view;
+    pthread_mutex_unlock(&f->lock);
+    json_t *j = view ? view(f, vast_id) : NULL;
+    if (j) events_publish(f->bus, "instance.state", j, persist);
 }
