@@ -1,6 +1,7 @@
 /* gpuscribe: one binary, several commands. main() picks the command; each command loads the
  * configuration (config.h) for its own flags and runs. */
 #include "api/api.h"
+#include "api/instance_json.h"
 #include "app.h"
 #include "cli/cli.h"
 #include "core/bgpool.h"
@@ -166,6 +167,7 @@ static int cmd_serve(int argc, char **argv)
     vast_global_init(); /* after the mask: the Vast status thread inherits it */
     a.vast = vastctl_new(cfg, a.st);
     a.fleet = fleet_new(cfg, a.st, a.bus, a.vast);
+    fleet_set_view(a.fleet, api_instance_json); /* the object of `instance.state` */
     a.jobs = jobs_new(a.st, a.bus, &jc, err, sizeof err);
     if (a.jobs) {
         jobs_remote jr = {fleet_remote_ready, fleet_remote_release, fleet_remote_pending,

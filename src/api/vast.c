@@ -5,6 +5,7 @@
  * background pool (api_defer) and replies when resumed: a hung Vast.ai never holds an HTTP
  * thread, and each wait ends after VAST_TIMEOUT_SECONDS (per attempt). */
 #include "api/api.h"
+#include "api/instance_json.h"
 #include "app.h"
 #include "core/log.h"
 #include "core/util.h"
@@ -556,7 +557,7 @@ void api_vast_instance(http_req *r, void *appv)
     app *a = appv;
     char ids[32];
     if (!api_instance_id(r, ids, sizeof ids)) return;
-    json_t *j = a->fleet ? fleet_instance_json(a->fleet, ids) : NULL;
+    json_t *j = a->fleet ? api_instance_json(a->fleet, ids) : NULL;
     if (!j) {
         http_reply_error(r, 404, "instance %s is not known to gpuscribe (boot it with POST "
                          "/api/vast/boot, or set VAST_INSTANCE_ID to adopt it)", ids);

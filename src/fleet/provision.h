@@ -31,8 +31,13 @@
  *   is adopted and brought to ready (setup re-runs only what is missing). The log line
  *   "Vast.ai GPU available: Instance N" is written when an instance becomes ready.
  * - Every state or percent change is published on the event bus as `instance.state` with the
- *   object fleet_instance_json returns.
+ *   object the installed view (fleet_set_view) builds from fleet_instance_view_get.
  * - All functions are thread-safe.
+ *
+ * The fleet's files (fleet_int.h): this public API and the supervisor (provision.c), the
+ * per-instance state machine (instance.h), the remote-setup protocol (remote_setup.h), SSH
+ * keys and host-key pinning (keys.h), adoption at start (adopt.h), Vast.ai status
+ * classification (vast_status.h).
  */
 #ifndef GS_PROVISION_H
 #define GS_PROVISION_H
@@ -40,6 +45,8 @@
 #include "core/config.h"
 #include "core/events.h"
 #include "fleet/vastctl.h"
+#include "ssh/tunnel.h"
+#include "store/instances.h"
 #include "store/store.h"
 
 #include <jansson.h>
@@ -78,39 +85,36 @@ void fleet_forget(fleet *f, long long vast_id);
  * when there is none. Never blocks on the network or the store. */
 bool fleet_gpu_status(fleet *f, char *vid, size_t vidlen, char *msg, size_t msglen);
 
-/* The instance's full view (Vast id as string): {id, row_id, label, state, stage, percent,
- * error, log[last 50 setup lines], gpu_name, num_gpus, dph_total, ssh_host, ssh_port,
- * created_at, ready_at, worker{engine,model,gpu}|null, tunnel{state,rtt_ms,last_error,
- * reconnects}|null} plus what the json hook adds (uptime_s, cost_usd, idle_destroy_at,
- * warning). NULL when the store has no row for it. */
-json_t *fleet_instance_json(fleet *f, const char *vast_id);
+/* One instance as the fleet knows it, for views (api/instance_json.h builds the JSON the
+ * API and the `instance.state` event carry): its store row and setup log and, while the
+ * fleet has a tunnel to its worker, the tunnel's status and the worker's /health summary. */
+typedef struct fleet_instance_view {
+    instance_row row;         /* the store's row */
+    char *setup_log;          /* newline-separated recent setup lines (heap); NULL when none */
+    bool has_tunnel;          /* the fleet holds a tunnel to its worker: */
+    tunnel_status tunnel;     /*   its status */
+    json_t *worker;           /*   {engine, model, gpu} from /health (own reference) or NULL */
+} fleet_instance_view;
+/* Fill out for vast_id (Vast id as string): 1 (release it), 0 when the store has no row
+ * for it (or cannot read it; out zeroed). Never blocks on the network. */
+int fleet_instance_view_get(fleet *f, const char *vast_id, fleet_instance_view *out);
+void fleet_instance_view_release(fleet_instance_view *v);
 
 /* Cost safety (reaper.h) decorates the instance view: hook(ud, row_id, j) adds fields to j
- * (called without the fleet's lock held). */
+ * (called without the fleet's lock held). fleet_json_decorate runs it on j (no-op when
+ * none is installed). */
 typedef void (*fleet_json_hook)(void *ud, long long row_id, json_t *j);
 void fleet_set_json_hook(fleet *f, fleet_json_hook hook, void *ud);
+void fleet_json_decorate(fleet *f, long long row_id, json_t *j);
+
+/* What the fleet publishes as `instance.state`: view(f, vast_id) returns the object (new
+ * reference; NULL: nothing published). Installed once, before fleet_start (main.c installs
+ * api_instance_json); without one nothing is published. */
+typedef json_t *(*fleet_view_fn)(fleet *f, const char *vast_id);
+void fleet_set_view(fleet *f, fleet_view_fn view);
 /* True when row_id's worker is ready and its tunnel UP (its /health is being checked). */
 bool fleet_worker_up(fleet *f, long long row_id);
 /* Publish `instance.state` for the instance now (e.g. a warning appeared or cleared). */
 void fleet_publish(fleet *f, const char *vast_id);
-
-/* ---- helpers exposed for unit tests */
-
-/* Parse "GPUSCRIBE-PROGRESS <pct> <stage>": 1 with *pct and stage filled, 0 otherwise. */
-int fleet_parse_progress(const char *line, int *pct, char *stage, size_t stagelen);
-/* One KEY=VALUE line for the worker's env file, quoted as config.c's .env reader expects
- * (double quotes with \" \\ \n escapes when needed). Caller frees. */
-char *fleet_env_line(const char *key, const char *value);
-/* What an instance's worker is made from: the source bundle `make` writes
- * (gpuscribe-src.tar.gz, exactly what `make worker` needs), its sha256 (gpuscribe-src.id,
- * which names the source; an instance's worker is stamped with it) and, when there, our own
- * build of the worker (gpuscribe-worker; setup.sh uses it where it runs). Looked for beside
- * exe, in its parent, in srcdir/build and in /usr/share/gpuscribe. 0, or -1 with err. */
-typedef struct fleet_payload {
-    char *bundle, *src_id, *worker;   /* heap; worker may be NULL */
-} fleet_payload;
-int fleet_find_worker_payload(const char *exe, const char *srcdir, fleet_payload *out, char *err,
-                              size_t errlen);
-void fleet_payload_release(fleet_payload *p);
 
 #endif

@@ -22,6 +22,8 @@
 #define POLL_IDLE_S 3600.0
 #define VASTCTL_STALE_S 5.0
 #define BOOT_ATTEMPTS 3
+#define STALE_BOOT_RECHECK_S 2.0   /* a pending boot from before the start: next look */
+#define STALE_BOOT_MARGIN_S 2.0    /* past the create's timeout before "nothing rented" */
 
 struct vastctl {
     config *cfg;
@@ -46,6 +48,13 @@ struct vastctl {
     unsigned env_gen;          /* VAST_INSTANCE_ID changes (under lock) */
     unsigned env_saved;        /* the change last written to .env (under env_lock) */
     double deadman_s;          /* DEADMAN_MINUTES: the vanished-instance estimate */
+
+    /* boots an earlier process left pending (a row with its label, no vast_id): found by
+     * vastctl_new, reconciled by the poller thread (thread-only after the start) */
+    long long *stale_boots;
+    size_t nstale_boots;
+    double stale_settled_at;   /* now_wall() after which their creates are certainly over */
+    bool stale_warned;         /* "cannot check yet" logged */
 };
 
 static const char no_key_msg[] =
@@ -245,6 +254,9 @@ static void store_seen(vastctl *v, const vast_instance *in, const char *id)
     instances_observe(v->st, 0, id, &f, t);
 }
 
+static void find_stale_boots(vastctl *v);
+static bool recover_stale_boots(vastctl *v);
+
 /* One check of VAST_INSTANCE_ID (no lock held). Returns the next delay in seconds. */
 static double poll_once(vastctl *v, const char *id, double backoff)
 {
@@ -316,13 +328,21 @@ static double poll_once(vastctl *v, const char *id, double backoff)
 static void *poller(void *arg)
 {
     vastctl *v = arg;
-    double backoff = POLL_MIN_S, due = 0;
+    double backoff = POLL_MIN_S, due = 0, boots_due = 0;
+    bool boots = v->nstale_boots > 0;
     pthread_mutex_lock(&v->lock);
     while (!v->stopping) {
-        while (!v->stopping && !v->poked && now_mono() < due) {
+        if (boots && now_mono() >= boots_due) {
+            pthread_mutex_unlock(&v->lock);
+            boots = recover_stale_boots(v);
+            boots_due = now_mono() + STALE_BOOT_RECHECK_S;
+            pthread_mutex_lock(&v->lock);
+            continue;
+        }
+        while (!v->stopping && !v->poked && now_mono() < due && !(boots && now_mono() >= boots_due)) {
             struct timespec ts;
             clock_gettime(CLOCK_MONOTONIC, &ts);
-            double wait = due - now_mono();
+            double wait = (boots && boots_due < due ? boots_due : due) - now_mono();
             if (wait > 3600) wait = 3600;
             ts.tv_sec += (time_t)wait;
             ts.tv_nsec += (long)((wait - (double)(time_t)wait) * 1e9);
@@ -377,6 +397,7 @@ vastctl *vastctl_new(config *cfg, store *st)
     pthread_cond_init(&v->cond, &ca);
     pthread_condattr_destroy(&ca);
     if (!v->has_key) LOG_I("vast", "no Vast.ai API key: GPU rental disabled (set VAST_API_KEY)");
+    find_stale_boots(v);
     if (pthread_create(&v->thread, NULL, poller, v) == 0) v->thread_started = true;
     else LOG_E("vast", "cannot start the instance status thread");
     return v;
@@ -396,6 +417,7 @@ void vastctl_free(vastctl *v)
     pthread_mutex_destroy(&v->lock);
     pthread_mutex_destroy(&v->boot_lock);
     pthread_mutex_destroy(&v->env_lock);
+    free(v->stale_boots);
     free(v);
 }
 
@@ -606,6 +628,105 @@ static int reconcile(vastctl *v, const instance_row *r, vastctl_result *res)
     if (others) destroy_duplicates(v, r->label, found);
     adopt(v, r->id, found, start, res);
     return 1;
+}
+
+/* ---- boots an earlier process left pending
+
+   A controller killed between recording a boot and recording what Vast.ai answered leaves
+   a row requested/creating with its label and no vast_id. A retry of the boot reconciles
+   it (reconcile); without one, the poller does, so that an instance rented that way is
+   never left running unaccounted: the rows are listed here before any request can start a
+   boot of this process, then looked for by label on the account, each under boot_lock. */
+
+static void find_stale_boots(vastctl *v)
+{
+    instance_row *rows;
+    size_t n;
+    if (instances_list(v->st, INSTANCES_PENDING_BOOT, 0, 0, &rows, &n) != 0 || n == 0) return;
+    v->stale_boots = xcalloc(n, sizeof *v->stale_boots);
+    for (size_t i = 0; i < n; i++) v->stale_boots[v->nstale_boots++] = rows[i].id;
+    free(rows);
+    /* the killed process's last create was sent before this one started: it is over once
+     * the create's own timeout has passed */
+    v->stale_settled_at = now_wall() + (double)config_int(v->cfg, CFG_VAST_TIMEOUT_SECONDS) +
+                          STALE_BOOT_MARGIN_S;
+    LOG_I("vast", "%zu boot%s left unfinished by an earlier run: looking for %s on Vast.ai",
+          n, n == 1 ? "" : "s", n == 1 ? "its instance" : "their instances");
+}
+
+/* boot_lock held. 1 settled (adopted, failed, or settled meanwhile by a retry), 0 not yet. */
+static int recover_stale_boot(vastctl *v, long long id)
+{
+    instance_row r;
+    int got = instances_get(v->st, id, &r);
+    if (got < 0) return 0;
+    if (got == 0 || r.vast_id[0] ||
+        (strcmp(r.state, "requested") != 0 && strcmp(r.state, "creating") != 0))
+        return 1; /* a retry of the boot (or a destroy) settled it */
+    if (!r.label[0]) {
+        LOG_W("vast", "boot #%lld has no label: it never reached Vast.ai; marking it failed "
+              "(no instance on the account is matched by an empty label)", r.id);
+        instances_boot_failed(v->st, r.id, NULL, now_wall());
+        return 1;
+    }
+    long long found;
+    double start;
+    int others;
+    vast_error e;
+    int rc = find_label(v, r.label, &found, &start, &others, &e);
+    if (rc < 0) {
+        char d[512];
+        vastctl_describe(&e, d, sizeof d);
+        if (!v->stale_warned)
+            LOG_W("vast", "boot #%lld (label %s) did not finish before the controller stopped; "
+                  "cannot look for its instance yet (%s); trying again", r.id, r.label, d);
+        v->stale_warned = true;
+        return 0;
+    }
+    if (rc == 1) {
+        LOG_W("vast", "boot #%lld: the controller stopped during the boot; Vast.ai has instance "
+              "%lld labelled %s: adopting it (provisioning continues, cost safety applies)",
+              r.id, found, r.label);
+        if (others) destroy_duplicates(v, r.label, found);
+        vastctl_result res;
+        memset(&res, 0, sizeof res);
+        adopt(v, r.id, found, start, &res);
+        return 1;
+    }
+    if (now_wall() < v->stale_settled_at) return 0; /* its create may still be answered */
+    char why[200];
+    snprintf(why, sizeof why, "the controller stopped during the boot; Vast.ai has no instance "
+             "labelled %s: nothing is rented", r.label);
+    LOG_W("vast", "boot #%lld: %s; marking it failed", r.id, why);
+    instances_boot_failed(v->st, r.id, why, now_wall());
+    return 1;
+}
+
+/* Poller thread: one look at each stale boot still open. True while some remain. */
+static bool recover_stale_boots(vastctl *v)
+{
+    if (!v->has_key) {
+        LOG_W("vast", "%zu boot%s left unfinished by an earlier run cannot be checked without "
+              "a Vast.ai API key; a retry of the boot checks before renting", v->nstale_boots,
+              v->nstale_boots == 1 ? "" : "s");
+        v->nstale_boots = 0;
+        return false;
+    }
+    size_t keep = 0;
+    for (size_t i = 0; i < v->nstale_boots; i++) {
+        pthread_mutex_lock(&v->lock);
+        bool stopping = v->stopping;
+        pthread_mutex_unlock(&v->lock);
+        int done = 0;
+        if (!stopping) {
+            pthread_mutex_lock(&v->boot_lock);
+            done = recover_stale_boot(v, v->stale_boots[i]);
+            pthread_mutex_unlock(&v->boot_lock);
+        }
+        if (!done) v->stale_boots[keep++] = v->stale_boots[i];
+    }
+    v->nstale_boots = keep;
+    return keep > 0;
 }
 
 static void sleep_s(double s)

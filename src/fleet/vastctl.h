@@ -24,6 +24,14 @@
  *   the only thing ever destroyed as one. Test-only fault points (core/fault.h):
  *   boot_after_insert (the row is written, Vast not called yet) and boot_after_create (Vast
  *   created the instance, its id not recorded yet).
+ * - Boots an earlier run left pending (requested/creating, a label, no vast_id: killed
+ *   mid-boot) are listed by vastctl_new and settled by the poller thread even when nobody
+ *   retries them, each under the boot mutex: an instance carrying the row's exact label is
+ *   adopted (its id recorded, storage billed from Vast's start date, VAST_INSTANCE_ID set as
+ *   by a boot; the fleet provisions it and cost safety applies); when none does once the
+ *   create is certainly over (VAST_TIMEOUT_SECONDS after the start, plus a margin) the row
+ *   fails with "the controller stopped during the boot; Vast.ai has no instance labelled
+ *   L: nothing is rented". A row without a label fails at once. Each decision is logged.
  * - VAST_INSTANCE_ID is only written under this module's lock (config_set + config_env_set);
  *   other modules read it through vastctl_current_instance.
  * - Cost: a boot first prices the offer (for VAST_DISK_GB) and is refused (402, kind

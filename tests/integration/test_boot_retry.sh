@@ -7,6 +7,9 @@
 # version, which is failed: it was labelled before Vast was ever called).
 #   boot_after_insert: killed after the row (and its label) is written, before Vast is called
 #   boot_after_create: killed after Vast created the instance, before its id is recorded
+# and, restarted without a retry, the startup pass settles each: an instance with the row's
+# label is adopted (then billed and destroyed by the hard cap like any other); none once the
+# create is certainly over fails the row, with its reason, renting and destroying nothing.
 source "$(dirname "$0")/lib.sh"
 export GS_NVML_LIB=/nonexistent/libnvidia-ml.so.1
 for tool in curl jq sqlite3; do
@@ -126,6 +129,60 @@ check "after: ours are all alive" test "$(ours_alive)" = 3
 check "after: no instance was destroyed as a duplicate" bash -c "! grep -h 'duplicates' ${LOGS[*]}"
 check "after: no orphan recorded" test "$(q "SELECT count(*) FROM instances WHERE state='orphan'")" = 0
 check "after: every open ledger interval belongs to a live row" test "$(q "SELECT count(*) FROM ledger l JOIN instances i ON i.id=l.instance_id WHERE l.end_ts IS NULL AND i.state IN ('failed','destroyed')")" = 0
+stop_server || true
+
+# ---- 4: killed after the row was written, restarted WITHOUT a retry: the startup pass
+# looks for the row's label, finds none once the create is certainly over (VAST_TIMEOUT_SECONDS
+# past the start) and fails the row with its reason
+wait_row() { # SECONDS SQL-CONDITION: the instances table has a row matching it
+    local i
+    for i in $(seq 1 $(( $1 * 10 ))); do
+        [ "$(q "SELECT count(*) FROM instances WHERE $2")" != 0 ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+LIVE_BEFORE=$(sim_live_instances)
+boot_dies boot_after_insert "${OFFERS[3]}" noretry-E
+ROW_E=$(q "SELECT id FROM instances WHERE idem_key='key:noretry-E'")
+check "no retry, insert: the row was written with its label" test "$(q "SELECT label FROM instances WHERE id=${ROW_E:-0} AND vast_id IS NULL AND state='creating'")" = "gpuscribe-$ROW_E"
+start_server VAST_URL="$SIM" VAST_API_KEY="$SIM_KEY" VAST_TIMEOUT_SECONDS=2 -- --env-file "$ENVF" \
+    || { fail "server restarts"; finish; exit 1; }
+LOGS+=("$SERVER_LOG")
+check "no retry, insert: the startup pass fails the row" wait_row 20 "id=${ROW_E:-0} AND state='failed'"
+check "no retry, insert: the row's error gives the reason" test "$(q "SELECT error FROM instances WHERE id=${ROW_E:-0}")" = "the controller stopped during the boot; Vast.ai has no instance labelled gpuscribe-$ROW_E: nothing is rented"
+check "no retry, insert: the decision is logged" grep -q "boot #$ROW_E: the controller stopped during the boot; Vast.ai has no instance labelled gpuscribe-$ROW_E: nothing is rented; marking it failed" "$SERVER_LOG"
+check "no retry, insert: nothing was rented" test "$(sim_live_instances)" = "$LIVE_BEFORE"
+check "no retry, insert: nothing carries its label" test "$(labelled "gpuscribe-$ROW_E")" = 0
+check "no retry, insert: another tool's instances are untouched" others_alive
+check "no retry, insert: the row has no vast_id and no ledger" test "$(q "SELECT (vast_id IS NULL) || ' ' || (SELECT count(*) FROM ledger WHERE instance_id=$ROW_E) FROM instances WHERE id=$ROW_E")" = "1 0"
+stop_server || true
+
+# ---- 5: killed after Vast created the instance, restarted WITHOUT a retry: the startup pass
+# adopts it by its label (row gets the vast_id, storage billed from Vast's start date), and
+# cost safety can destroy it (a short hard cap: AUTO_DESTROY_AFTER_HOURS counts from the boot)
+boot_dies boot_after_create "${OFFERS[4]}" noretry-D
+ROW_D=$(q "SELECT id FROM instances WHERE idem_key='key:noretry-D'")
+check "no retry, create: Vast rented one instance with the row's label" test "$(labelled "gpuscribe-${ROW_D:-x}")" = 1
+sim GET /_admin/state
+ID_D=$(jq -r --arg l "gpuscribe-$ROW_D" '.instances[] | select(.label == $l) | .id' <<<"$SBODY")
+start_server VAST_URL="$SIM" VAST_API_KEY="$SIM_KEY" AUTO_DESTROY_AFTER_HOURS=0.01 IDLE_WARN_MINUTES=0.05 \
+    -- --env-file "$ENVF" || { fail "server restarts"; finish; exit 1; }
+LOGS+=("$SERVER_LOG")
+check "no retry, create: the startup pass records the instance on the row" wait_row 20 "id=${ROW_D:-0} AND vast_id='$ID_D'"
+check "no retry, create: the adoption is logged" grep -q "boot #$ROW_D: the controller stopped during the boot; Vast.ai has instance $ID_D labelled gpuscribe-$ROW_D: adopting it" "$SERVER_LOG"
+check "no retry, create: one row for it" test "$(q "SELECT count(*) FROM instances WHERE vast_id='$ID_D'")" = 1
+check "no retry, create: still exactly one instance with that label" test "$(labelled "gpuscribe-$ROW_D")" = 1
+check "no retry, create: provisioning goes on (a live state)" wait_row 10 "id=${ROW_D:-0} AND state IN ('loading','ssh_wait','installing','starting_worker','ready','failed')"
+check "no retry, create: storage billed" test "$(q "SELECT count(*) FROM ledger WHERE instance_id=${ROW_D:-0} AND kind='storage' AND end_ts IS NULL")" = 1
+req GET /api/cost
+check "no retry, create: /api/cost bills it" jq -e --arg id "$ID_D" '[.instances[] | select(.id == $id and .cost_usd > 0)] | length == 1' <<<"$BODY"
+destroy_pending() { local i; for i in $(seq 1 100); do curl -s "$BASE/api/vast/instances/$1" | jq -e '.destroy_at != null and .destroy_reason_pending == "hard_cap"' >/dev/null && return 0; sleep 0.1; done; return 1; }
+check "no retry, create: the instance view shows the hard cap's destroy pending" destroy_pending "$ID_D"
+check "no retry, create: the hard cap destroys it" wait_row 60 "id=${ROW_D:-0} AND state='destroyed' AND destroy_reason='hard_cap'"
+check "no retry, create: gone from Vast.ai" test "$(labelled "gpuscribe-$ROW_D")" = 0
+check "no retry, create: its ledger is closed" test "$(q "SELECT count(*) FROM ledger WHERE instance_id=${ROW_D:-0} AND end_ts IS NULL")" = 0
+check "no retry, create: another tool's instances are untouched" others_alive
 stop_server || true
 check "the key never appears in a log" bash -c "! grep -h -- '$SIM_KEY' ${LOGS[*]}"
 finish

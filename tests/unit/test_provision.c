@@ -5,7 +5,7 @@
 
 #include "core/config.h"
 #include "core/util.h"
-#include "fleet/provision.h"
+#include "fleet/remote_setup.h"
 
 #include <stdlib.h>
 #include <string.h>
