@@ -427,8 +427,12 @@ static void step_start(inst *in, row *r)
     json_t *h = NULL;
     json_t *w = NULL;
     if (worker_client_health(url, &h, err, sizeof err) == 0) {
-        w = json_pack("{s:O?,s:O?,s:O?}", "engine", json_object_get(h, "engine"), "model",
-                      json_object_get(h, "model"), "gpu", json_object_get(h, "gpu_name"));
+        /* slots and models: what the dispatcher reserves (fleet_ready_worker) and what
+         * /v1/models lists (fleet_worker_models) */
+        w = json_pack("{s:O?,s:O?,s:O?,s:O?,s:O?}", "engine", json_object_get(h, "engine"),
+                      "model", json_object_get(h, "model"), "gpu",
+                      json_object_get(h, "gpu_name"), "slots", json_object_get(h, "slots"),
+                      "models", json_object_get(h, "models"));
         if (w && json_is_null(json_object_get(w, "gpu")))
             json_object_set(w, "gpu", json_object_get(h, "gpu"));
         json_decref(h);

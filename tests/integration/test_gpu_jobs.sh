@@ -13,7 +13,7 @@ espeak-ng -v en-us -s 150 -w "$A/s1.wav" "$S1"
 long_speech_wav "$A/long.wav" 2
 export DATA=$TDIR/data
 touch "$TDIR/app.env"
-start_server VAST_URL="$SIM" VAST_API_KEY="$SIM_KEY" ENGINE=sphinx -- --env-file "$TDIR/app.env" ||
+start_server VAST_URL="$SIM" VAST_API_KEY="$SIM_KEY" ENGINE=sphinx WORKER_SLOTS=2 -- --env-file "$TDIR/app.env" ||
     { fail "server starts"; sim_stop; finish; exit 1; }
 boot_instance "$(sim_offers 5 | head -n1)"
 VID=$BOOTED
@@ -24,6 +24,10 @@ if ! wait_instance "$VID" ready 60; then
     stop_server; sim_stop; finish; exit 1
 fi
 pass "instance ready"
+check "the fleet knows the worker's 2 slots and its models (from its /health)" \
+    jq -e '.worker.slots == 2 and (.worker.models | index("sphinx"))' <<<"$BODY"
+req GET /v1/models
+expect "/v1/models lists the GPU worker's model" 200 '[.data[].id] | index("sphinx")'
 worker_done() { on_inst "$VID" 'curl -s http://127.0.0.1:8765/health' | jq -r .jobs_done; }
 running_on_worker() { local i; for i in $(seq 1 200); do on_inst "$VID" 'curl -s http://127.0.0.1:8765/health' | jq -e .busy >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
 
