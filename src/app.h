@@ -1,6 +1,26 @@
 /* app: the controller's shared state, handed to every API handler as `void *app`.
  * Fields are set up in main.c before the HTTP server starts and torn down after it stops;
- * handlers only read the pointers (each module guards its own mutable state). */
+ * handlers only read the pointers (each module guards its own mutable state).
+ *
+ * Threads. HTTP handlers run on the HTTP pool (two threads per core) and never wait on a
+ * peer: what waits on Vast.ai, a worker or a .env write runs on the background pool
+ * (app.bg, through api_defer) while the request is suspended. Long-lived threads: the jobs
+ * dispatchers (jobs/), one per instance (fleet/instance), the fleet supervisor, the Vast
+ * status poller (vastctl), the reaper, the WORKER_URL health checker, the tunnels' I/O and
+ * supervisor threads, the event bus's heartbeat.
+ *
+ * Lock order (the one place it is written). A thread holding a lock may take only locks
+ * listed after it; none is held across network I/O, and only the store lock (SQLite) and
+ * the .env locks (the file edit itself) are held across disk I/O:
+ *   1. api/defer's per-request lock         -> the HTTP server's lock (http_resume)
+ *   2. vastctl env_lock (the .env writer)    -> vastctl lock -> config's env lock
+ *   3. jobs lock                             -> store lock (recursive)
+ *   4. fleet lock                            -> a tunnel's lock (tunnel_get_status)
+ *   5. leaves, never held while taking another: store lock, config locks, the event bus,
+ *      static_worker's lock, bgpool's lock, log's lock.
+ * Callbacks that cross modules (jobs -> fleet/static_worker claims, fleet -> events
+ * publishing) are made with the caller's own locks released, except row listing's
+ * gpu_pending, which only reads leaves. */
 #ifndef GS_APP_H
 #define GS_APP_H
 
