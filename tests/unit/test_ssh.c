@@ -33,17 +33,10 @@
 
 /* ---------------------------------------------------------------- helpers */
 
-static int can_run(void)
+static void need_sshd(void)
 {
-    if (geteuid() != 0) {
-        printf("    skip: not root (the test sshd needs root)\n");
-        return 0;
-    }
-    if (access(SSHD, X_OK) != 0) {
-        printf("    skip: %s missing (apt-get install openssh-server)\n", SSHD);
-        return 0;
-    }
-    return 1;
+    if (geteuid() != 0) SKIP("not root (the test sshd needs root)");
+    if (access(SSHD, X_OK) != 0) SKIP("%s missing (apt-get install openssh-server)", SSHD);
 }
 
 static void sleep_ms(int ms)
@@ -303,7 +296,7 @@ TEST(ssh_shell_quote_roundtrip)
 
 TEST(ssh_connect_tofu_and_changed_key)
 {
-    if (!can_run()) return;
+    need_sshd();
     sshd_t d;
     sshd_start(&d, "sshd");
     ASSERT_NE(access(d.kh, F_OK), 0);
@@ -380,7 +373,7 @@ TEST(ssh_connect_tofu_and_changed_key)
 
 TEST(ssh_auth_and_connect_errors)
 {
-    if (!can_run()) return;
+    need_sshd();
     sshd_t d;
     sshd_start(&d, "sshd");
     char err[512] = "";
@@ -426,7 +419,7 @@ TEST(ssh_auth_and_connect_errors)
 
 TEST(ssh_connect_retry_waits_for_sshd)
 {
-    if (!can_run()) return;
+    need_sshd();
     sshd_t d;
     sshd_prepare(&d, "sshd");
     d.port = free_port();
@@ -469,7 +462,7 @@ static void on_line(void *ud, int is_stderr, const char *line)
 
 TEST(ssh_exec_lines_status_stdin_timeout)
 {
-    if (!can_run()) return;
+    need_sshd();
     sshd_t d;
     sshd_start(&d, "sshd");
     sshc *c = connect_ok(&d);
@@ -557,7 +550,7 @@ static uint64_t fnv(const void *p, size_t n, uint64_t h)
 
 TEST(ssh_upload_atomic_mode)
 {
-    if (!can_run()) return;
+    need_sshd();
     sshd_t d;
     sshd_start(&d, "sshd");
     sshc *c = connect_ok(&d);
@@ -824,7 +817,7 @@ static void *par_get(void *arg)
 
 TEST(ssh_tunnel_forwarding)
 {
-    if (!can_run()) return;
+    need_sshd();
     sshd_t d;
     sshd_start(&d, "sshd");
     pyhttp py;
@@ -902,7 +895,7 @@ TEST(ssh_tunnel_forwarding)
 
 TEST(ssh_tunnel_echo_halfclose_parallel)
 {
-    if (!can_run()) return;
+    need_sshd();
     sshd_t d;
     sshd_start(&d, "sshd");
     struct echo_srv e;
@@ -961,7 +954,7 @@ static void on_change(void *ud, const tunnel_status *st)
 
 TEST(ssh_tunnel_reconnects_after_sshd_restart)
 {
-    if (!can_run()) return;
+    need_sshd();
     sshd_t d;
     sshd_start(&d, "sshd");
     pyhttp py;
