@@ -8,8 +8,8 @@
 #   skip WHAT REASON  counts a skip ("skip SUITE: WHAT -- REASON"); under CI=true a skip is a
 #                     failure ("unexpected skip under CI"): CI is Debian 12 after
 #                     scripts/setup.sh --test, where every test here can run
-#   wait_for NAME SECONDS CMD...  runs CMD every 0.1 s until it succeeds: pass NAME, or fail
-#                     NAME after SECONDS (returns 1)
+#   wait_for NAME SECONDS CMD...  runs CMD (a command or function) every 0.1 s until it
+#                     succeeds: pass NAME, or fail NAME after SECONDS, a whole number (returns 1)
 #   jget FILTER       jq -r FILTER on BODY
 #   finish            prints "SUITE: N passed, N failed, N skipped" and exits non-zero on
 #                     failure; fails when /dev/null stopped being a character device

@@ -57,7 +57,7 @@ secs=$(echo "$(date +%s.%N) - $t0" | bc 2>/dev/null || echo "?")
 # top-level TAP results become this suite's ok/FAIL lines
 while IFS= read -r line; do
     case "$line" in
-        "ok "*" # SKIP"*) t=${line#ok * - }; skip "${t%% # SKIP*}" "${t#* # SKIP}" ;;
+        "ok "*" # SKIP"*) tap=${line#ok * - }; skip "${tap%% # SKIP*}" "${tap#* # SKIP}" ;;
         "ok "*) pass "${line#ok * - }" ;;
         "not ok "*) fail "${line#not ok * - }" ;;
     esac

@@ -134,6 +134,9 @@ static int jobs_wanted(void)
     return n > MAX_JOBS ? MAX_JOBS : (int)n;
 }
 
+static struct run runs[MAX_TESTS];
+static int nruns;
+
 static int start(struct run *r)
 {
     snprintf(r->dir, sizeof r->dir, "/tmp/gs-unit-XXXXXX");
@@ -149,7 +152,8 @@ static int start(struct run *r)
     if (r->pid < 0) { perror("fork"); return -1; }
     if (r->pid == 0) {
         if (dup2(r->out, STDOUT_FILENO) < 0 || dup2(r->out, STDERR_FILENO) < 0) _exit(3);
-        close(r->out);
+        for (int i = 0; i < nruns; i++) /* its own file and the other children's */
+            if (runs[i].out >= 0) close(runs[i].out);
         if (chdir(tmpdir) != 0) _exit(3);
         alarm(TEST_TIMEOUT_S);
         r->t->fn();
@@ -223,12 +227,11 @@ int main(int argc, char **argv)
     qsort(tests, (size_t)ntests, sizeof tests[0], cmp);
     setvbuf(stdout, NULL, _IOLBF, 0);
 
-    static struct run runs[MAX_TESTS];
-    int n = 0;
     for (int i = 0; i < ntests; i++) {
         if (filter && !strstr(tests[i].name, filter) && !strstr(tests[i].file, filter)) continue;
-        runs[n++] = (struct run){.t = &tests[i], .out = -1};
+        runs[nruns++] = (struct run){.t = &tests[i], .out = -1};
     }
+    int n = nruns;
     if (n == 0) {
         printf("unit: no test matches '%s'\n", filter ? filter : "");
         printf("unit: 0 passed, 1 failed, 0 skipped\n");
