@@ -21,7 +21,8 @@ for i in $(seq 1 40); do
 done
 wait "${busy[@]}"
 wait_jobs() { curl -sS "$BASE/api/jobs?limit=100" | jq '[.jobs[] | select(.state == "queued" or .state == "running")] | length'; }
-for _ in $(seq 1 120); do [ "$(wait_jobs)" = 0 ] && break; sleep 0.5; done
+jobs_idle() { [ "$(wait_jobs)" = 0 ]; }
+wait_for "every job finishes" 60 jobs_idle
 for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
 wait "${pids[@]}" 2>/dev/null   # not a bare wait: the server is a child too
 check "12 uploads accepted" test "$(grep -c '^202$' "$TDIR/up")" -eq 12

@@ -5,8 +5,14 @@
 #   stop_server       SIGTERM, wait, and check a clean exit (status 0, no sanitizer report)
 #   req METHOD PATH [curl args...]   sets STATUS and BODY
 #   check NAME CMD... pass when CMD succeeds;  pass NAME / fail NAME MSG
+#   skip WHAT REASON  counts a skip ("skip SUITE: WHAT -- REASON"); under CI=true a skip is a
+#                     failure ("unexpected skip under CI"): CI is Debian 12 after
+#                     scripts/setup.sh --test, where every test here can run
+#   wait_for NAME SECONDS CMD...  runs CMD (a command or function) every 0.1 s until it
+#                     succeeds: pass NAME, or fail NAME after SECONDS, a whole number (returns 1)
 #   jget FILTER       jq -r FILTER on BODY
-#   finish            prints "SUITE: N passed, N failed" and exits non-zero on failure
+#   finish            prints "SUITE: N passed, N failed, N skipped" and exits non-zero on
+#                     failure; fails when /dev/null stopped being a character device
 #   at_exit 'CMD'     run CMD (evaluated then) at exit, before the server and vastsim are
 #                     stopped and the temp dir removed; use it instead of a trap of one's own
 #   log_port LOG PID REGEX   waits (10 s) for a port in LOG (sed -n 's/REGEX/\1/p') while PID
@@ -24,6 +30,8 @@ SUITE=${SUITE:-$(basename "$0" .sh)}
 SUITE=${SUITE#test_}
 PASSED=0
 FAILED=0
+SKIPPED=0
+DEVNULL_OK=0; [ -c /dev/null ] && DEVNULL_OK=1
 SERVER_PID=""
 TDIR=$(mktemp -d /tmp/gs-it-XXXXXX)
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:halt_on_error=1}
@@ -56,6 +64,21 @@ fail() {
 check() {
     local name=$1; shift
     if "$@" >/dev/null 2>&1; then pass "$name"; else fail "$name" "command failed: $*"; fi
+}
+skip() {
+    if [ "${CI:-}" = true ]; then fail "$1" "unexpected skip under CI: $2"
+    else SKIPPED=$((SKIPPED + 1)); echo "skip $SUITE: $1 -- $2"; fi
+}
+# wait_for NAME SECONDS CMD...: pass NAME once CMD succeeds; fail NAME (and return 1) when it
+# never did within SECONDS
+wait_for() {
+    local name=$1 t=$2 i; shift 2
+    for i in $(seq 1 $((t * 10))); do
+        if "$@" >/dev/null 2>&1; then pass "$name"; return 0; fi
+        sleep 0.1
+    done
+    fail "$name" "not within ${t}s: $*"
+    return 1
 }
 
 # log_port LOG PID SED-REGEX: the first port REGEX's \1 finds in LOG, waiting while PID lives
@@ -166,7 +189,11 @@ PY
 }
 
 finish() {
-    echo "$SUITE: $PASSED passed, $FAILED failed"
+    if [ "$DEVNULL_OK" = 1 ] && [ ! -c /dev/null ]; then
+        DEVNULL_OK=0
+        fail "/dev/null is still a character device" "it is now: $(ls -l /dev/null 2>&1); this suite broke it"
+    fi
+    echo "$SUITE: $PASSED passed, $FAILED failed, $SKIPPED skipped"
     [ "$FAILED" -eq 0 ]
 }
 
@@ -184,8 +211,8 @@ finish() {
 #   sim_inst ID FIELD              a field of the instance in /_admin/state (dir, ssh_port, ...)
 #   on_inst ID CMD                 run CMD inside the instance over SSH with the server's key
 #                                  ($DATA/ssh/id_ed25519)
-#   skip_without_isolation WHAT    when vastsim has no namespaces (not root): says WHAT needs
-#                                  root, passes "skipped without isolation" and exits
+#   skip_without_isolation WHAT    when vastsim has no namespaces (not root): skips WHAT (a
+#                                  failure under CI=true), finishes and exits
 #   boot_instance OFFER_ID         POST /api/vast/boot (jreq); sets BOOTED to the instance id
 #   wait_instance ID STATE SECONDS until /api/vast/instances/ID is in STATE (returns 1 early
 #                                  on failed); BODY holds the last view
@@ -237,9 +264,8 @@ on_inst() {
 skip_without_isolation() {
     sim GET /_admin/state
     [ "$(jq -r .isolation <<<"$SBODY")" = true ] && return 0
-    echo "skip: vastsim has no namespace isolation here ($(jq -r .isolation_reason <<<"$SBODY")); $1 need root"
-    pass "skipped without isolation"
-    sim_stop; finish; exit 0
+    skip "$1" "vastsim has no namespace isolation here ($(jq -r .isolation_reason <<<"$SBODY")); they need root"
+    sim_stop; finish; exit
 }
 boot_instance() {
     jreq POST /api/vast/boot "{\"offer_id\": $1}"

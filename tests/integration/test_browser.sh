@@ -7,7 +7,7 @@ source "$(dirname "$0")/lib.sh"
 export GS_NVML_LIB=/nonexistent/libnvidia-ml.so.1
 BROWSER_DIR=$ROOT/tests/browser
 
-skip_all() { echo "skip $SUITE: $1"; finish; exit 0; }
+skip_all() { skip "browser tests" "$1"; finish; exit; }
 CHROMIUM=${CHROMIUM:-}
 if [ -z "$CHROMIUM" ]; then
     for c in /usr/lib/chromium/chromium /usr/bin/chromium /usr/bin/chromium-browser; do
@@ -57,7 +57,7 @@ secs=$(echo "$(date +%s.%N) - $t0" | bc 2>/dev/null || echo "?")
 # top-level TAP results become this suite's ok/FAIL lines
 while IFS= read -r line; do
     case "$line" in
-        "ok "*" # SKIP"*) echo "skip $SUITE: ${line#ok * - }" ;;
+        "ok "*" # SKIP"*) tap=${line#ok * - }; skip "${tap%% # SKIP*}" "${tap#* # SKIP}" ;;
         "ok "*) pass "${line#ok * - }" ;;
         "not ok "*) fail "${line#not ok * - }" ;;
     esac

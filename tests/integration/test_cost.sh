@@ -18,11 +18,7 @@
 source "$(dirname "$0")/lib.sh"
 export GS_NVML_LIB=/nonexistent/libnvidia-ml.so.1
 start_vastsim --loading-delay 0.2 --running-delay 0.3 --seed 41 || { fail "vastsim starts"; finish; exit 1; }
-sim GET /_admin/state
-if [ "$(jq -r .isolation <<<"$SBODY")" != true ]; then
-    echo "skip: vastsim has no namespace isolation here; cost tests boot real instances and need root"
-    pass "skipped without isolation"; sim_stop; finish; exit 0
-fi
+skip_without_isolation "cost tests (they boot real instances)"
 T0=$(date +%s)
 export DATA=$TDIR/data
 touch "$TDIR/app.env"

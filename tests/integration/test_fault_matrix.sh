@@ -10,7 +10,9 @@ skip_without_isolation "fault matrix tests"
 export DATA=$TDIR/data
 ENVF=$TDIR/app.env; touch "$ENVF"
 serve() { start_server VAST_URL="$SIM" VAST_API_KEY="$SIM_KEY" ENGINE=sphinx "$@" -- --env-file "$ENVF"; }
-kill9() { kill -KILL "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null; SERVER_PID=""; }
+kill9() { # SIGKILL the server; true when it died of that signal (status 137)
+    local rc; kill -KILL "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null; rc=$?; SERVER_PID=""; [ "$rc" = 137 ]
+}
 inst() { curl -s "$BASE/api/vast/instances/$1" | jq -r .state; }
 creates() { sim GET /_admin/requests; jq '[.requests[] | select(.method == "PUT" and (.path|startswith("/api/v0/asks/")))] | length' <<<"$SBODY"; }
 mapfile -t OFFERS < <(sim_offers 10)
@@ -24,8 +26,7 @@ step() { # step NAME STATE FAULT-JSON SERVE-ENV...: boot, kill at STATE, restart
     OI=$((OI + 1))
     local id; id=$(jget .instance_id)
     if ! wait_instance "$id" "$state" 30; then fail "$name: reached $state" "$(inst "$id")"; stop_server; return; fi
-    kill9
-    pass "$name: controller SIGKILLed while $state"
+    check "$name: controller SIGKILLed while $state" kill9
     serve
     if wait_instance "$id" ready 60; then pass "$name: same instance ready after restart"; else fail "$name: ready after restart" "$(curl -s "$BASE/api/vast/instances/$id" | jq -c '{state,error}')"; fi
     check "$name: rented once" test "$(( $(creates) - before ))" = 1
@@ -46,13 +47,13 @@ req POST /api/vast/boot -H 'Content-Type: application/json' -d "{\"offer_id\": $
 VID=$(jget .instance_id)
 wait_instance "$VID" ready 60 || fail "job: instance ready"
 worker_health() { on_inst "$VID" 'curl -s http://127.0.0.1:8765/health'; }
+worker_busy() { worker_health | jq -e .busy; }
 req POST /api/jobs -F "file=@$TDIR/long.wav"
 J=$(jget .id)
-for i in $(seq 1 200); do worker_health | jq -e .busy >/dev/null 2>&1 && break; sleep 0.1; done
-kill9
-pass "job: controller SIGKILLed while the worker transcribes"
+wait_for "job: the worker transcribes it" 20 worker_busy
+check "job: controller SIGKILLed while the worker transcribes" kill9
 serve
-for i in $(seq 1 1800); do s=$(curl -s "$BASE/api/jobs/$J" | jq -r .state); case $s in done|failed) break;; esac; sleep 0.1; done
+wait_job "$J" 180 >/dev/null
 req GET "/api/jobs/$J"
 expect "job: done once on the worker after the restart" 200 '.state == "done" and .backend == "remote" and .attempts == 2'
 check "job: the worker ran it once (resumed, not rerun)" test "$(worker_health | jq -r .jobs_done)" = 1

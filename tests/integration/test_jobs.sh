@@ -190,24 +190,24 @@ stop_server
 start_server
 req POST /api/jobs -F "file=@$A/long.wav"
 LID=$(jget .id)
-for i in $(seq 1 100); do [ "$(curl -s "$BASE/api/jobs/$LID" | jq -r .state)" = running ] && break; sleep 0.1; done
+check "long job starts" wait_job_state "$LID" running 10
 sleep 1
 req DELETE "/api/jobs/$LID"
 expect "cancel a running job" 200 '.state == "cancelled"'
 sleep 1
 req GET "/api/jobs/$LID"
 expect "running job stops as cancelled" 200 '.state == "cancelled" and .finished_at != null'
-for i in $(seq 1 150); do [ -e "$DATA/jobs/$LID" ] || break; sleep 0.1; done  # the engine stops at its next chunk
-check "cancelled job's files removed" test ! -e "$DATA/jobs/$LID"
+wait_for "cancelled job's files removed" 15 test ! -e "$DATA/jobs/$LID"  # the engine stops at its next chunk
 
 req POST /api/jobs -F "file=@$A/long.wav"
 KID=$(jget .id)
 req POST /api/jobs -F "file=@$A/s2.wav"
 K2=$(jget .id)
-for i in $(seq 1 100); do [ "$(curl -s "$BASE/api/jobs/$KID" | jq -r .state)" = running ] && break; sleep 0.1; done
+check "job to kill starts" wait_job_state "$KID" running 10
 sleep 1
-kill -KILL "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null; SERVER_PID=""
-pass "controller SIGKILLed mid-job"
+check "job to kill still runs" test "$(curl -s "$BASE/api/jobs/$KID" | jq -r .state)" = running
+kill -KILL "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null; rc=$?; SERVER_PID=""
+check "controller SIGKILLed mid-job" test "$rc" = 137
 start_server
 check "restart logs the requeue" grep -q "interrupted job(s) queued again" "$SERVER_LOG"
 check "killed job runs again and finishes" test "$(wait_job "$KID" 120)" = done

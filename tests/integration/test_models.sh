@@ -20,6 +20,7 @@ python3 "$ROOT/tests/integration/fake_models.py" "$HOST" "$TDIR/port" &
 FAKE=$!
 at_exit "kill $FAKE 2>/dev/null"
 for i in $(seq 1 100); do [ -s "$TDIR/port" ] && break; sleep 0.05; done
+[ -s "$TDIR/port" ] || fail "fake model server starts" "no port file within 5 s"
 URL=http://127.0.0.1:$(cat "$TDIR/port")
 HF=hf_modeltest_$RANDOM$RANDOM
 printf 'HF_TOKEN=%s\nMODELS_PRELOAD=extra-test\n' "$HF" >"$TDIR/gs/worker.env"

@@ -11,6 +11,7 @@ start_fake() { # start_fake [extra args] -> FAKE_PID, FAKE_URL
     FAKE_PID=$!
     local i p=""
     for i in $(seq 1 100); do p=$(sed -n 's/fake-openai listening on //p' "$TDIR/fake.out"); [ -n "$p" ] && break; sleep 0.05; done
+    [ -n "$p" ] || fail "fake openai server starts" "$(tail -n 5 "$TDIR/fake.out")"
     FAKE_URL=http://127.0.0.1:$p/v1
 }
 

@@ -15,12 +15,13 @@ start_worker() {
     env ${WSLOTS:+WORKER_SLOTS=$WSLOTS} "$GS_BIN" worker --listen "127.0.0.1:$WPORT" --engine sphinx > "$TDIR/worker.log" 2>&1 &
     WPID=$!
     local i; for i in $(seq 1 100); do curl -sf "http://127.0.0.1:$WPORT/health" >/dev/null && return 0; sleep 0.1; done
+    fail "worker starts${WSLOTS:+ with $WSLOTS slots}" "no /health within 10 s: $(tail -n 5 "$TDIR/worker.log")"
     return 1
 }
 at_exit '[ -n "$WPID" ] && kill -9 $WPID 2>/dev/null'
 export GS_SPHINX_JSGF=$A/t.gram
 
-start_worker || fail "worker starts"
+start_worker
 start_server WORKER_URL="http://127.0.0.1:$WPORT"
 req POST /api/jobs -F "file=@$A/s1.wav"
 ID=$(jget .id)
@@ -50,10 +51,10 @@ start_worker
 req POST /api/jobs -F "file=@$A/long.wav"
 L=$(jget .id)
 check "long job starts on the worker" wait_job_state "$L" running 30
-for i in $(seq 1 100); do curl -s "http://127.0.0.1:$WPORT/health" | jq -e .busy >/dev/null && break; sleep 0.1; done
+wait_for "the worker is busy with it" 10 bash -c "curl -s http://127.0.0.1:$WPORT/health | jq -e .busy"
 sleep 1
-kill -KILL $WPID; wait $WPID 2>/dev/null; WPID=""
-pass "worker SIGKILLed mid-job"
+kill -KILL $WPID; wait $WPID 2>/dev/null; rc=$?; WPID=""
+check "worker SIGKILLed mid-job" test "$rc" = 137
 check "job goes back to the queue" wait_job_state "$L" queued 40
 start_worker
 check "job completes after the worker restarts" wait_job_state "$L" done 120
@@ -65,7 +66,7 @@ stop_server
 kill -TERM $WPID; wait $WPID 2>/dev/null; WPID=""
 
 # WORKER_SLOTS=2: the controller sends the worker two jobs at once, never a third
-WSLOTS=2 start_worker || fail "2-slot worker starts"
+WSLOTS=2 start_worker
 check "the worker advertises 2 slots" bash -c "curl -s http://127.0.0.1:$WPORT/health | jq -e '.slots == 2' >/dev/null"
 start_server WORKER_URL="http://127.0.0.1:$WPORT"
 ids=()

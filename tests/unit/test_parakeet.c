@@ -22,10 +22,10 @@
 
 static const char *need_model(void)
 {
-    if (!engine_parakeet_built_in()) SKIP("libparakeet not built in (no HAVE_PARAKEET)");
+    if (!engine_parakeet_built_in()) SKIP_NOT_PACKAGED("libparakeet", "not built in (no HAVE_PARAKEET)");
     const char *p = getenv("GS_TEST_PARAKEET_MODEL");
     if (!p || !*p || access(p, R_OK) != 0)
-        SKIP("GS_TEST_PARAKEET_MODEL not set or not readable (a parakeet ggml model)");
+        SKIP_NOT_PACKAGED("a parakeet ggml model", "GS_TEST_PARAKEET_MODEL not set or not readable");
     return p;
 }
 

@@ -27,10 +27,10 @@
 
 static const char *need_model(const char *var)
 {
-    if (!engine_whisper_built_in()) SKIP("whisper.cpp not built in (no HAVE_WHISPER)");
+    if (!engine_whisper_built_in()) SKIP_NOT_PACKAGED("whisper.cpp", "not built in (no HAVE_WHISPER)");
     const char *p = getenv(var);
     if (!p || !*p || access(p, R_OK) != 0)
-        SKIP("%s not set or not readable (a random-weight ggml model)", var);
+        SKIP_NOT_PACKAGED("whisper.cpp's test models", "%s not set or not readable (a random-weight ggml model)", var);
     return p;
 }
 
@@ -476,7 +476,8 @@ TEST(whisper_vad_auto_skips_silence)
 {
     const char *vad = getenv("GS_TEST_VAD_MODEL");
     const char *model = need_model("GS_TEST_WHISPER_MODEL");
-    if (!vad || access(vad, R_OK) != 0) SKIP("GS_TEST_VAD_MODEL not set (a Silero ggml model)");
+    if (!vad || access(vad, R_OK) != 0)
+        SKIP_NOT_PACKAGED("a Silero VAD ggml model", "GS_TEST_VAD_MODEL not set");
     models_dir(model, vad);
     setenv("VAD", "auto", 1);
     char err[256] = "";
@@ -507,7 +508,8 @@ TEST(whisper_vad_maps_times_back)
 {
     const char *vad = getenv("GS_TEST_VAD_MODEL");
     const char *model = need_model("GS_TEST_WHISPER_MODEL");
-    if (!vad || access(vad, R_OK) != 0) SKIP("GS_TEST_VAD_MODEL not set (a Silero ggml model)");
+    if (!vad || access(vad, R_OK) != 0)
+        SKIP_NOT_PACKAGED("a Silero VAD ggml model", "GS_TEST_VAD_MODEL not set");
     const char *clip = "/usr/share/pocketsphinx/test/data/librivox/"
                        "sense_and_sensibility_01_austen_64kb-0870.wav";
     size_t len = 0;
