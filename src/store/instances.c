@@ -321,7 +321,8 @@ int instances_set_error(store *st, long long id, const char *error, double now)
 int instances_boot_failed(store *st, long long id, const char *error, double now)
 {
     return exec(st, "UPDATE instances SET state='failed', stage='failed',"
-                " error=COALESCE(?,error,'no instance was created'), updated_at=? WHERE id=?",
+                " error=COALESCE(NULLIF(?,''),NULLIF(error,''),'no instance was created'),"
+                " updated_at=? WHERE id=?",
                 "tdl", error, now, id);
 }
 
@@ -393,6 +394,14 @@ int instances_observe(store *st, long long id, const char *vast_id, const instan
 int instances_set_state(store *st, long long id, const char *state, int percent,
                         const char *stage, const char *error, double now)
 {
+    /* a failed state always carries its reason */
+    char why[300];
+    if (state && !strcmp(state, "failed") && (!error || !*error)) {
+        snprintf(why, sizeof why, "failed while %s, and the step that failed gave no reason",
+                 stage && *stage ? stage : "provisioning");
+        error = why;
+        LOG_W("store", "instance row %lld: %s", id, why);
+    }
     int n = exec(st, "UPDATE instances SET state=?, percent=?, stage=?, error=?, updated_at=?,"
                  " ready_at=CASE WHEN ?='ready' THEN ? ELSE ready_at END"
                  " WHERE id=? AND state NOT IN ('destroying','destroyed')", "tlttdtdl", state,

@@ -301,3 +301,29 @@ TEST(instances_vanished_closes_ledger_with_reason)
     config_free(cfg);
     store_close(st);
 }
+
+TEST(instances_failed_always_carries_a_reason)
+{
+    store *st = open_st();
+    char label[64];
+    long long a = instances_insert_boot(st, 1, NULL, "gpuscribe", 0, 0, 0, 100, label, sizeof label);
+    long long b = instances_insert_boot(st, 2, NULL, "gpuscribe", 0, 0, 0, 100, label, sizeof label);
+    ASSERT_EQ(instances_set_created(st, a, "9101", NULL, 110, 110), 1);
+    /* a step that failed without a message: the row still says what failed */
+    ASSERT_EQ(instances_set_state(st, a, "failed", 60, "installing", "", 120), 1);
+    instance_row r;
+    ASSERT_EQ(instances_get(st, a, &r), 1);
+    ASSERT_STR_EQ(r.state, "failed");
+    ASSERT_CONTAINS(r.error, "installing");
+    ASSERT_CONTAINS(r.error, "no reason");
+    /* an empty error on a failed boot is not kept either */
+    ASSERT_EQ(instances_set_error(st, b, "", 111), 1);
+    ASSERT_EQ(instances_boot_failed(st, b, "", 112), 1);
+    ASSERT_EQ(instances_get(st, b, &r), 1);
+    ASSERT_STR_EQ(r.error, "no instance was created");
+    /* a given reason is kept as it is */
+    ASSERT_EQ(instances_set_state(st, a, "failed", 60, "installing", "setup.sh exited 3", 130), 1);
+    ASSERT_EQ(instances_get(st, a, &r), 1);
+    ASSERT_STR_EQ(r.error, "setup.sh exited 3");
+    store_close(st);
+}
