@@ -1,11 +1,14 @@
 #include "api/upload.h"
 #include "app.h"
 #include "audio/audio.h"
+#include "core/bgpool.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "jobs/jobs.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -33,7 +36,17 @@ struct upload {
     double duration;
     int committed;
     struct jobs *waiting_on;
+    /* the decode runs on the background pool (app.bg) while the request is suspended; the
+     * upload is freed by whichever of the request and the decode lets go last */
+    pthread_mutex_t mu;
+    int refs;
+    bool req_alive;
+    int decode;           /* DECODE_* */
+    int decode_rc;
+    char decode_err[256];
 };
+
+enum { DECODE_NONE, DECODE_RUNNING, DECODE_DONE };
 
 void api_error(http_req *r, int openai_style, int status, const char *param, const char *fmt, ...)
 {
@@ -56,12 +69,9 @@ static atomic_int uploads_now; /* requests whose upload body is arriving or bein
 
 int upload_in_progress(void) { return atomic_load(&uploads_now); }
 
-static void upload_free(void *p)
+static void upload_destroy(upload *u)
 {
-    upload *u = p;
-    if (!u) return;
     atomic_fetch_sub(&uploads_now, 1);
-    if (u->waiting_on) jobs_wait_cancel(u->waiting_on, u->r);
     if (u->fd >= 0) close(u->fd);
     http_form_free(u->form);
     if (!u->committed && u->dir) {
@@ -80,7 +90,28 @@ static void upload_free(void *p)
     free(u->dir);
     free(u->path);
     free(u->filename);
+    pthread_mutex_destroy(&u->mu);
     free(u);
+}
+
+static void upload_unref(upload *u)
+{
+    pthread_mutex_lock(&u->mu);
+    int left = --u->refs;
+    pthread_mutex_unlock(&u->mu);
+    if (left == 0) upload_destroy(u);
+}
+
+/* the request has ended */
+static void upload_free(void *p)
+{
+    upload *u = p;
+    if (!u) return;
+    if (u->waiting_on) jobs_wait_cancel(u->waiting_on, u->r);
+    pthread_mutex_lock(&u->mu);
+    u->req_alive = false;
+    pthread_mutex_unlock(&u->mu);
+    upload_unref(u);
 }
 
 static int open_file(upload *u)
@@ -157,6 +188,9 @@ int upload_body(http_req *r, const char *data, size_t n, void *appv)
         u->dir = xasprintf("%s/jobs/%s", config_str(a->cfg, CFG_DATA_DIR), u->id);
         u->path = xasprintf("%s/upload", u->dir);
         u->max = (long long)config_int(a->cfg, CFG_MAX_UPLOAD_MB) * 1024 * 1024;
+        pthread_mutex_init(&u->mu, NULL);
+        u->refs = 1;
+        u->req_alive = true;
         atomic_fetch_add(&uploads_now, 1);
         http_set_ctx(r, u, upload_free);
         const char *ct = http_header(r, "Content-Type");
@@ -209,9 +243,29 @@ void upload_set_waiter(upload *u, struct jobs *j, http_req *r)
     u->r = r;
 }
 
+/* On the background pool: the disk-heavy decode, then the request is resumed. */
+static void decode_task(void *arg)
+{
+    upload *u = arg;
+    char *wav = xasprintf("%s/audio.wav", u->dir);
+    char err[256] = "";
+    double duration = 0;
+    int rc = audio_decode_to_wav(u->path, wav, AUDIO_HARD_LIMIT_S, &duration, err, sizeof err);
+    free(wav);
+    pthread_mutex_lock(&u->mu);
+    u->decode_rc = rc;
+    u->duration = duration;
+    snprintf(u->decode_err, sizeof u->decode_err, "%s", err);
+    u->decode = DECODE_DONE;
+    /* a suspended request stays alive until resumed; upload_free waits for mu */
+    if (u->req_alive) http_resume(u->r);
+    pthread_mutex_unlock(&u->mu);
+    upload_unref(u);
+}
+
 upload *upload_finish(http_req *r, void *appv, int openai_style)
 {
-    (void)appv;
+    app *a = appv;
     upload *u = http_ctx(r);
     if (!u || !u->have_file) {
         api_error(r, openai_style, 400, "file",
@@ -219,18 +273,36 @@ upload *upload_finish(http_req *r, void *appv, int openai_style)
                   "or the audio itself as the body");
         return NULL;
     }
-    if (u->fd >= 0) {
-        close(u->fd);
-        u->fd = -1;
-    } else if (open_file(u) == 0) { /* an empty file part */
-        close(u->fd);
-        u->fd = -1;
+    pthread_mutex_lock(&u->mu);
+    int state = u->decode;
+    if (state == DECODE_RUNNING) http_suspend(r); /* not over yet: the task resumes it */
+    pthread_mutex_unlock(&u->mu);
+    if (state == DECODE_RUNNING) return NULL;
+    if (state == DECODE_NONE) {
+        if (u->fd >= 0) {
+            close(u->fd);
+            u->fd = -1;
+        } else if (open_file(u) == 0) { /* an empty file part */
+            close(u->fd);
+            u->fd = -1;
+        }
+        /* decode off the HTTP threads: suspended before the task can resume it */
+        pthread_mutex_lock(&u->mu);
+        u->decode = DECODE_RUNNING;
+        u->refs++;
+        int rc = bgpool_submit(a->bg, decode_task, u);
+        if (rc == 0) http_suspend(r);
+        else { u->refs--; u->decode = DECODE_NONE; }
+        pthread_mutex_unlock(&u->mu);
+        if (rc != 0) {
+            http_add_header(r, "Retry-After", "2");
+            api_error(r, openai_style, 503, NULL,
+                      "the server is busy decoding other uploads; retry shortly");
+        }
+        return NULL;
     }
-    char err[256];
-    char *wav = xasprintf("%s/audio.wav", u->dir);
-    int rc = audio_decode_to_wav(u->path, wav, AUDIO_HARD_LIMIT_S, &u->duration, err, sizeof err);
-    free(wav);
-    if (rc != 0) {
+    if (u->decode_rc != 0) {
+        const char *err = u->decode_err;
         int io = str_starts(err, "cannot write");
         api_error(r, openai_style, io ? 500 : 400, io ? NULL : "file", "%s%s%s%s",
                   io ? "" : "invalid audio file '", io ? "" : upload_filename(u), io ? "" : "': ", err);

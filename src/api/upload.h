@@ -6,8 +6,10 @@
  * filename, usually `file`; other fields are kept as text) or a raw audio body (any other
  * Content-Type; fields then come from the query string). In the handler, upload_finish
  * decodes and validates the audio (refusing empty, corrupt, non-audio and over-long files
- * with a 400 before any work is queued) and writes the 16 kHz mono WAV beside it. If the
- * request ends without upload_commit, the job directory is removed: nothing half-done stays.
+ * with a 400 before any work is queued) and writes the 16 kHz mono WAV beside it; the decode
+ * runs on the background pool (app.bg) while the request is suspended, never on an HTTP
+ * thread. If the request ends without upload_commit, the job directory is removed: nothing
+ * half-done stays.
  */
 #ifndef GS_API_UPLOAD_H
 #define GS_API_UPLOAD_H
@@ -18,7 +20,9 @@ typedef struct upload upload;
 
 int upload_body(http_req *r, const char *data, size_t n, void *app);
 /* Validate and decode. NULL after replying with an error (OpenAI's error shape when
- * openai_style). */
+ * openai_style), or while the decode runs: the request is then suspended and the handler
+ * runs again when it is over, and calls upload_finish again, which then returns the upload
+ * (or replies with the audio's error). Either way a NULL means: return at once. */
 upload *upload_finish(http_req *r, void *app, int openai_style);
 const char *upload_field(const upload *u, const char *name);
 const char *upload_id(const upload *u);
