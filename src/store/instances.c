@@ -93,7 +93,7 @@ static int find_one(store *st, instance_row *out, const char *where, const char 
     int found = -1;
     memset(out, 0, sizeof *out);
     store_lock(st);
-    if (sqlite3_prepare_v2(store_db(st), sql, -1, &s, NULL) == SQLITE_OK) {
+    if ((s = store_stmt(st, sql)) != NULL) {
         va_list ap;
         va_start(ap, fmt);
         bind_fmt(s, fmt, ap);
@@ -107,7 +107,7 @@ static int find_one(store *st, instance_row *out, const char *where, const char 
         }
     }
     if (found < 0) db_error(st, sql);
-    sqlite3_finalize(s);
+    store_stmt_done(st, s);
     store_unlock(st);
     free(sql);
     return found;
@@ -184,7 +184,7 @@ char *instances_setup_log(store *st, long long id)
     sqlite3_stmt *s = NULL;
     char *out = NULL;
     store_lock(st);
-    if (sqlite3_prepare_v2(store_db(st), sql, -1, &s, NULL) == SQLITE_OK) {
+    if ((s = store_stmt(st, sql)) != NULL) {
         sqlite3_bind_int64(s, 1, id);
         int rc = sqlite3_step(s);
         if (rc == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL)
@@ -194,7 +194,7 @@ char *instances_setup_log(store *st, long long id)
     } else {
         db_error(st, sql);
     }
-    sqlite3_finalize(s);
+    store_stmt_done(st, s);
     store_unlock(st);
     return out;
 }
@@ -232,7 +232,7 @@ int instances_list(store *st, instances_filter which, double since, size_t max,
     size_t cap = 0;
     int rc = -1;
     store_lock(st);
-    if (sqlite3_prepare_v2(store_db(st), sql, -1, &s, NULL) == SQLITE_OK) {
+    if ((s = store_stmt(st, sql)) != NULL) {
         if (which == INSTANCES_RECENT) sqlite3_bind_double(s, 1, since);
         int step = SQLITE_DONE;
         while ((max == 0 || *n < max) && (step = sqlite3_step(s)) == SQLITE_ROW) {
@@ -250,7 +250,7 @@ int instances_list(store *st, instances_filter which, double since, size_t max,
         *rows = NULL;
         *n = 0;
     }
-    sqlite3_finalize(s);
+    store_stmt_done(st, s);
     store_unlock(st);
     free(sql);
     return rc;
@@ -262,12 +262,12 @@ int instances_count(store *st, instances_filter which, double since)
     sqlite3_stmt *s = NULL;
     int n = -1;
     store_lock(st);
-    if (sqlite3_prepare_v2(store_db(st), sql, -1, &s, NULL) == SQLITE_OK) {
+    if ((s = store_stmt(st, sql)) != NULL) {
         if (which == INSTANCES_RECENT) sqlite3_bind_double(s, 1, since);
         if (sqlite3_step(s) == SQLITE_ROW) n = sqlite3_column_int(s, 0);
     }
     if (n < 0) db_error(st, sql);
-    sqlite3_finalize(s);
+    store_stmt_done(st, s);
     store_unlock(st);
     free(sql);
     return n;

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,14 @@ struct store {
     long long events_keep;  /* newest events rows kept (STORE_EVENTS_KEEP) */
     int events_every;       /* prune once per this many inserts (STORE_EVENTS_PRUNE_EVERY) */
     int tx_depth;           /* store_begin nesting, under lock */
+    /* prepared statements, kept by their SQL text (under lock): see store_stmt */
+    struct cached_stmt {
+        char *sql;
+        sqlite3_stmt *st;
+        bool busy;
+    } cache[STORE_STMT_CACHE];
+    int ncache;
+    unsigned long long prepares; /* sqlite3_prepare_v2 calls (tests look) */
 };
 
 /* Migrations: append only; migration N brings user_version from N-1 to N. */
@@ -171,6 +180,10 @@ fail:
 void store_close(store *s)
 {
     if (!s) return;
+    for (int i = 0; i < s->ncache; i++) {
+        sqlite3_finalize(s->cache[i].st);
+        free(s->cache[i].sql);
+    }
     if (s->db) sqlite3_close_v2(s->db);
     pthread_mutex_destroy(&s->lock);
     free(s);
@@ -237,11 +250,55 @@ int store_exec(store *s, const char *sql, char *err, size_t errlen)
     return rc;
 }
 
+sqlite3_stmt *store_stmt(store *s, const char *sql)
+{
+    for (int i = 0; i < s->ncache; i++) {
+        struct cached_stmt *c = &s->cache[i];
+        if (strcmp(c->sql, sql) != 0) continue;
+        if (c->busy) break; /* in use further up this thread's stack: a fresh one */
+        c->busy = true;
+        return c->st;
+    }
+    sqlite3_stmt *st = NULL;
+    s->prepares++;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        sqlite3_finalize(st);
+        return NULL;
+    }
+    bool known = false;
+    for (int i = 0; i < s->ncache; i++) known |= strcmp(s->cache[i].sql, sql) == 0;
+    if (!known && s->ncache < STORE_STMT_CACHE) {
+        s->cache[s->ncache++] = (struct cached_stmt){xstrdup(sql), st, true};
+    }
+    return st;
+}
+
+void store_stmt_done(store *s, sqlite3_stmt *st)
+{
+    if (!st) return;
+    for (int i = 0; i < s->ncache; i++) {
+        if (s->cache[i].st != st) continue;
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        s->cache[i].busy = false;
+        return;
+    }
+    sqlite3_finalize(st); /* not cached: a fresh one */
+}
+
+unsigned long long store_prepares(store *s)
+{
+    store_lock(s);
+    unsigned long long n = s->prepares;
+    store_unlock(s);
+    return n;
+}
+
 int store_vexecf(store *s, const char *sql, const char *fmt, va_list ap)
 {
-    sqlite3_stmt *st = NULL;
     store_lock(s);
-    int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+    sqlite3_stmt *st = store_stmt(s, sql);
+    int rc = st ? SQLITE_OK : SQLITE_ERROR;
     if (rc == SQLITE_OK) {
         for (int i = 0; fmt[i]; i++) {
             switch (fmt[i]) {
@@ -262,7 +319,7 @@ int store_vexecf(store *s, const char *sql, const char *fmt, va_list ap)
     int changed = -1;
     if (rc == SQLITE_DONE || rc == SQLITE_ROW) changed = sqlite3_changes(s->db);
     else LOG_E("store", "database error: %s (in: %.120s)", sqlite3_errmsg(s->db), sql);
-    sqlite3_finalize(st);
+    store_stmt_done(s, st);
     store_unlock(s);
     return changed;
 }

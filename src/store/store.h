@@ -50,6 +50,18 @@ int store_exec(store *s, const char *sql, char *err, size_t errlen);
 int store_execf(store *s, const char *sql, const char *fmt, ...);
 int store_vexecf(store *s, const char *sql, const char *fmt, va_list ap);
 
+/* Prepared statements kept by their SQL text, so that a statement run again is not parsed
+ * again (store_execf and the instances module use them). Store lock held around both calls:
+ * store_stmt returns a statement ready to bind (NULL on a prepare error: see
+ * sqlite3_errmsg); store_stmt_done resets it for the next caller. A statement already in use
+ * further up the same thread (the lock is recursive) is not handed out twice: that caller
+ * gets a fresh one, finalized by store_stmt_done. At most STORE_STMT_CACHE are kept. */
+#define STORE_STMT_CACHE 128
+sqlite3_stmt *store_stmt(store *s, const char *sql);
+void store_stmt_done(store *s, sqlite3_stmt *st);
+/* How many statements were prepared so far (the cache's misses). */
+unsigned long long store_prepares(store *s);
+
 /* Append an event; data_json may be NULL. Returns the event id (> 0) or -1. The table keeps
  * a bounded history: every STORE_EVENTS_PRUNE_EVERY-th insert (and store_open) deletes the
  * rows older than the newest STORE_EVENTS_KEEP (one range delete on the primary key), so it

@@ -109,3 +109,35 @@ TEST(store_events_bounded_keeps_newest)
     ASSERT_EQ(count(s, "SELECT max(id) FROM events"), top);
     store_close(s);
 }
+
+TEST(store_statements_are_prepared_once)
+{
+    char err[256];
+    store *s = store_open("data", err, sizeof err);
+    ASSERT_NOT_NULL(s);
+    ASSERT_EQ(store_exec(s, "CREATE TABLE t(a INTEGER, b TEXT)", err, sizeof err), 0);
+    unsigned long long p0 = store_prepares(s);
+    for (int i = 0; i < 50; i++)
+        ASSERT_EQ(store_execf(s, "INSERT INTO t(a, b) VALUES(?, ?)", "it", i, i % 2 ? "x" : NULL), 1);
+    ASSERT_EQ(store_prepares(s) - p0, 1); /* one parse for 50 runs */
+    ASSERT_EQ(count(s, "SELECT count(*) FROM t WHERE b IS NULL"), 25); /* bindings cleared */
+    /* the same statement in use further up this thread (the lock is recursive): a fresh one */
+    store_lock(s);
+    sqlite3_stmt *a = store_stmt(s, "SELECT a FROM t ORDER BY a");
+    ASSERT_NOT_NULL(a);
+    ASSERT_EQ(sqlite3_step(a), SQLITE_ROW);
+    sqlite3_stmt *b = store_stmt(s, "SELECT a FROM t ORDER BY a");
+    ASSERT_NOT_NULL(b);
+    ASSERT_TRUE(a != b);
+    ASSERT_EQ(sqlite3_step(b), SQLITE_ROW);
+    ASSERT_EQ(sqlite3_step(a), SQLITE_ROW);
+    ASSERT_EQ(sqlite3_column_int(a, 0), 1); /* a went on where it was */
+    store_stmt_done(s, b);
+    store_stmt_done(s, a);
+    ASSERT_TRUE(store_stmt(s, "SELECT a FROM t ORDER BY a") == a); /* the cached one again */
+    store_stmt_done(s, a);
+    ASSERT_NULL(store_stmt(s, "SELECT nonsense FROM nowhere"));
+    store_unlock(s);
+    ASSERT_EQ(store_execf(s, "UPDATE nowhere SET x=1", ""), -1);
+    store_close(s);
+}
