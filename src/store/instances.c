@@ -62,24 +62,6 @@ static void row_read(sqlite3_stmt *s, instance_row *r)
     r->seen_at = sqlite3_column_double(s, i++);
 }
 
-/* Binds by fmt (t text, l int64, d double; NULL text binds NULL). Lock held. */
-static void bind_fmt(sqlite3_stmt *s, const char *fmt, va_list ap)
-{
-    for (int i = 0; fmt[i]; i++) {
-        switch (fmt[i]) {
-        case 't': {
-            const char *x = va_arg(ap, const char *);
-            if (x) sqlite3_bind_text(s, i + 1, x, -1, SQLITE_TRANSIENT);
-            else sqlite3_bind_null(s, i + 1);
-            break;
-        }
-        case 'l': sqlite3_bind_int64(s, i + 1, va_arg(ap, long long)); break;
-        case 'd': sqlite3_bind_double(s, i + 1, va_arg(ap, double)); break;
-        default: LOG_E("store", "BUG: bad parameter letter '%c'", fmt[i]); break;
-        }
-    }
-}
-
 static void db_error(store *st, const char *sql)
 {
     LOG_E("store", "instances: %s (in: %.100s)", sqlite3_errmsg(store_db(st)), sql);
@@ -96,7 +78,7 @@ static int find_one(store *st, instance_row *out, const char *where, const char 
     if ((s = store_stmt(st, sql)) != NULL) {
         va_list ap;
         va_start(ap, fmt);
-        bind_fmt(s, fmt, ap);
+        store_bind(s, fmt, ap);
         va_end(ap);
         int rc = sqlite3_step(s);
         if (rc == SQLITE_ROW) {

@@ -294,26 +294,34 @@ unsigned long long store_prepares(store *s)
     return n;
 }
 
+void store_bind(sqlite3_stmt *st, const char *fmt, va_list ap)
+{
+    for (int i = 0; fmt[i]; i++) {
+        switch (fmt[i]) {
+        case 't': {
+            const char *x = va_arg(ap, const char *);
+            if (x) sqlite3_bind_text(st, i + 1, x, -1, SQLITE_TRANSIENT);
+            else sqlite3_bind_null(st, i + 1);
+            break;
+        }
+        case 'l': sqlite3_bind_int64(st, i + 1, va_arg(ap, long long)); break;
+        case 'i': sqlite3_bind_int(st, i + 1, va_arg(ap, int)); break;
+        case 'd': sqlite3_bind_double(st, i + 1, va_arg(ap, double)); break;
+        default: LOG_E("store", "BUG: bad parameter letter '%c'", fmt[i]); break;
+        }
+    }
+}
+
 int store_vexecf(store *s, const char *sql, const char *fmt, va_list ap)
 {
     store_lock(s);
     sqlite3_stmt *st = store_stmt(s, sql);
     int rc = st ? SQLITE_OK : SQLITE_ERROR;
     if (rc == SQLITE_OK) {
-        for (int i = 0; fmt[i]; i++) {
-            switch (fmt[i]) {
-            case 't': {
-                const char *x = va_arg(ap, const char *);
-                if (x) sqlite3_bind_text(st, i + 1, x, -1, SQLITE_TRANSIENT);
-                else sqlite3_bind_null(st, i + 1);
-                break;
-            }
-            case 'l': sqlite3_bind_int64(st, i + 1, va_arg(ap, long long)); break;
-            case 'i': sqlite3_bind_int(st, i + 1, va_arg(ap, int)); break;
-            case 'd': sqlite3_bind_double(st, i + 1, va_arg(ap, double)); break;
-            default: LOG_E("store", "BUG: bad parameter letter '%c' for: %s", fmt[i], sql); break;
-            }
-        }
+        va_list aq;
+        va_copy(aq, ap);
+        store_bind(st, fmt, aq);
+        va_end(aq);
         rc = sqlite3_step(st);
     }
     int changed = -1;

@@ -49,6 +49,8 @@ int store_exec(store *s, const char *sql, char *err, size_t errlen);
  * after logging the database error (these are bugs or I/O failures). Takes the store lock. */
 int store_execf(store *s, const char *sql, const char *fmt, ...);
 int store_vexecf(store *s, const char *sql, const char *fmt, va_list ap);
+/* Bind parameters by fmt as store_execf does, to a statement of the caller's. */
+void store_bind(sqlite3_stmt *st, const char *fmt, va_list ap);
 
 /* Prepared statements kept by their SQL text, so that a statement run again is not parsed
  * again (store_execf and the instances module use them). Store lock held around both calls:

@@ -7,6 +7,7 @@
 #define _GNU_SOURCE
 #include "test.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -42,6 +43,19 @@ void test_register(const char *name, const char *file, test_fn fn)
 }
 
 const char *test_tmpdir(void) { return tmpdir; }
+
+int test_temp_files(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) test_fail(__FILE__, __LINE__, "cannot read %s", dir);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        size_t l = strlen(e->d_name);
+        if (l > 4 && strcmp(e->d_name + l - 4, ".tmp") == 0) n++;
+    }
+    closedir(d);
+    return n;
+}
 
 void test_fail(const char *file, int line, const char *fmt, ...)
 {

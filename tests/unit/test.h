@@ -28,6 +28,9 @@ void test_register(const char *name, const char *file, test_fn fn);
 const char *test_tmpdir(void);
 void test_fail(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4), noreturn));
+/* How many entries of dir end in ".tmp" (temp files a writer left behind); fails the test
+ * when dir cannot be read. */
+int test_temp_files(const char *dir);
 void test_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 void test_skip_not_packaged(const char *what, const char *fmt, ...)
     __attribute__((format(printf, 2, 3), noreturn));

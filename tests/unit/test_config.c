@@ -289,19 +289,6 @@ TEST(config_set_is_safe_against_concurrent_readers)
 
 /* ---- .env edits through symlinks, and refusals of what is not a regular file ----------- */
 
-/* number of entries in dir whose name ends in ".tmp" (temp files left behind) */
-static int temp_files(const char *dir)
-{
-    DIR *d = opendir(dir);
-    ASSERT_NOT_NULL(d);
-    int n = 0;
-    for (struct dirent *e; (e = readdir(d));) {
-        size_t l = strlen(e->d_name);
-        if (l > 4 && strcmp(e->d_name + l - 4, ".tmp") == 0) n++;
-    }
-    closedir(d);
-    return n;
-}
 
 static char *slurp(const char *path)
 {
@@ -348,7 +335,7 @@ TEST(config_env_set_symlink_edits_target_keeping_mode_and_owner)
     free(t);
     ASSERT_EQ(stat("real.env", &st), 0);
     ASSERT_EQ(st.st_mode & 07777, 0640);
-    ASSERT_EQ(temp_files("."), 0);
+    ASSERT_EQ(test_temp_files("."), 0);
     /* an absolute link */
     char *abs = xasprintf("%s/real.env", test_tmpdir());
     ASSERT_EQ(symlink(abs, "abs.env"), 0);
@@ -358,7 +345,7 @@ TEST(config_env_set_symlink_edits_target_keeping_mode_and_owner)
     ASSERT_STR_EQ(t, "# keep me\nVAST_API_KEY=abc\nPORT=9\n");
     free(t);
     free(abs);
-    ASSERT_EQ(temp_files("."), 0);
+    ASSERT_EQ(test_temp_files("."), 0);
 }
 
 TEST(config_env_set_symlink_chain_relative_to_each_link)
@@ -378,9 +365,9 @@ TEST(config_env_set_symlink_chain_relative_to_each_link)
     char *t = slurp("conf/app.env");
     ASSERT_STR_EQ(t, "X=1\nY=2\n");
     free(t);
-    ASSERT_EQ(temp_files("."), 0);
-    ASSERT_EQ(temp_files("a"), 0);
-    ASSERT_EQ(temp_files("conf"), 0);
+    ASSERT_EQ(test_temp_files("."), 0);
+    ASSERT_EQ(test_temp_files("a"), 0);
+    ASSERT_EQ(test_temp_files("conf"), 0);
     /* a loop is an error naming the path, not a hang */
     ASSERT_EQ(symlink("loop2", "loop1"), 0);
     ASSERT_EQ(symlink("loop1", "loop2"), 0);
@@ -411,8 +398,8 @@ TEST(config_env_set_dangling_symlink_creates_target)
     ASSERT_CONTAINS(err, "No such file or directory");
     assert_link("bad.env", "nodir/x.env");
     ASSERT_EQ(access("nodir", F_OK), -1);
-    ASSERT_EQ(temp_files("."), 0);
-    ASSERT_EQ(temp_files("conf"), 0);
+    ASSERT_EQ(test_temp_files("."), 0);
+    ASSERT_EQ(test_temp_files("conf"), 0);
 }
 
 static void assert_refused(const char *path, const char *kind)
@@ -430,7 +417,7 @@ static void assert_refused(const char *path, const char *kind)
     ASSERT_EQ(after.st_mode, before.st_mode);
     ASSERT_EQ(after.st_rdev, before.st_rdev);
     ASSERT_EQ(after.st_mtime, before.st_mtime);
-    ASSERT_EQ(temp_files("."), 0);
+    ASSERT_EQ(test_temp_files("."), 0);
 }
 
 TEST(config_env_set_refuses_what_is_not_a_regular_file)
@@ -461,5 +448,5 @@ TEST(config_env_set_refuses_what_is_not_a_regular_file)
     ASSERT_NOT_NULL(c);
     ASSERT_NULL(config_str(c, CFG_VAST_INSTANCE_ID));
     config_free(c);
-    ASSERT_EQ(temp_files("."), 0);
+    ASSERT_EQ(test_temp_files("."), 0);
 }

@@ -7,18 +7,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int count_tmp(const char *dir)
-{
-    DIR *d = opendir(dir);
-    ASSERT_NOT_NULL(d);
-    int n = 0;
-    for (struct dirent *e; (e = readdir(d));) {
-        size_t l = strlen(e->d_name);
-        if (l > 4 && strcmp(e->d_name + l - 4, ".tmp") == 0) n++;
-    }
-    closedir(d);
-    return n;
-}
 
 TEST(util_write_file_atomic_follows_links_and_sets_mode)
 {
@@ -35,14 +23,14 @@ TEST(util_write_file_atomic_follows_links_and_sets_mode)
     free(t);
     ASSERT_EQ(stat("f.txt", &st), 0);
     ASSERT_EQ(st.st_mode & 07777, 0600); /* the mode asked for (private keys rely on it) */
-    ASSERT_EQ(count_tmp("."), 0);
+    ASSERT_EQ(test_temp_files("."), 0);
     /* write_file_replace itself never follows a link: it refuses one */
     errno = 0;
     ASSERT_EQ(write_file_replace("link.txt", "x", 1, 0600, -1, -1), -1);
     ASSERT_EQ(errno, EINVAL);
     ASSERT_EQ(lstat("link.txt", &st), 0);
     ASSERT_TRUE(S_ISLNK(st.st_mode));
-    ASSERT_EQ(count_tmp("."), 0);
+    ASSERT_EQ(test_temp_files("."), 0);
 }
 
 TEST(util_write_file_atomic_refuses_devices_fifos_dirs)
@@ -59,7 +47,7 @@ TEST(util_write_file_atomic_refuses_devices_fifos_dirs)
     ASSERT_EQ(lstat("p", &st), 0);
     ASSERT_TRUE(S_ISFIFO(st.st_mode));
     ASSERT_STR_EQ(file_kind(st.st_mode), "a fifo");
-    ASSERT_EQ(count_tmp("."), 0);
+    ASSERT_EQ(test_temp_files("."), 0);
     struct stat dn;
     ASSERT_EQ(stat("/dev/null", &dn), 0);
     if (mknod("null", S_IFCHR | 0666, dn.st_rdev) != 0)
@@ -72,7 +60,7 @@ TEST(util_write_file_atomic_refuses_devices_fifos_dirs)
     ASSERT_TRUE(S_ISCHR(st.st_mode));
     ASSERT_EQ(st.st_rdev, dn.st_rdev);
     ASSERT_STR_EQ(file_kind(st.st_mode), "a character device");
-    ASSERT_EQ(count_tmp("."), 0);
+    ASSERT_EQ(test_temp_files("."), 0);
 }
 
 TEST(util_tmpfile_beside_is_exclusive_and_unpredictable)
