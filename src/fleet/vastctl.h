@@ -1,7 +1,9 @@
 /* vastctl: the controller's shared Vast.ai state: the REST client built from the
  * configuration, the cached status of the instance named by VAST_INSTANCE_ID (kept fresh
  * by a background thread, so /api/gpu-status never waits on the API), and boots and
- * destroys that are persisted in the store and never rent twice.
+ * destroys that are persisted in the store and never rent twice. Its files: vastctl.c (the
+ * client, VAST_INSTANCE_ID, the poller), boot.c (boots and destroys), offers.c (pricing,
+ * budgets, JSON views), sharing fleet/vastctl_int.h.
  *
  * Contract:
  * - vastctl_new(cfg, st) after the store is open and before the HTTP server starts;
