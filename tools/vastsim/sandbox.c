@@ -176,13 +176,14 @@ static ino_t self_ns_ino(const char *which)
 /* ---- probe ---- */
 
 /* 1 when this process's root is not the root of its mount namespace (a chroot): a child
- * enters its own mount namespace (setns() sets its root to the namespace's) and compares. */
+ * enters its own mount namespace (setns() sets its root to the namespace's) and compares;
+ * 0 when it is; -1 when it cannot tell (no /proc, say), which counts as a chroot. */
 static int in_chroot(void)
 {
     struct stat before;
-    if (stat("/", &before) < 0) return 0;
+    if (stat("/", &before) < 0) return -1;
     int p[2];
-    if (pipe2(p, O_CLOEXEC) < 0) return 0;
+    if (pipe2(p, O_CLOEXEC) < 0) return -1;
     pid_t pid = fork();
     if (pid == 0) {
         child_reset_signals();
@@ -203,7 +204,7 @@ static int in_chroot(void)
         waitpid(pid, NULL, 0);
     }
     close(p[0]);
-    return r == 'y';
+    return r == 'y' ? 1 : r == 'n' ? 0 : -1;
 }
 
 void sandbox_probe(void)
@@ -227,12 +228,19 @@ void sandbox_probe(void)
         if (pid < 0 || waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
             g_sim.isolation = false;
             g_sim.isolation_reason = xstrdup("unshare(CLONE_NEWNET|CLONE_NEWNS) failed");
-        } else if (in_chroot()) {
-            g_sim.isolation = false;
-            g_sim.isolation_reason = xstrdup(
-                "vastsim runs inside a chroot: entering an instance's mount namespace would land "
-                "in this machine's real root, not the chroot (use pivot_root or a container)");
-            LOG_E(SIM_TAG, "refusing namespace isolation: %s", g_sim.isolation_reason);
+        } else {
+            int c = in_chroot();
+            if (c != 0) {
+                g_sim.isolation = false;
+                g_sim.isolation_reason = xstrdup(
+                    c > 0 ? "vastsim runs inside a chroot: entering an instance's mount namespace "
+                            "would land in this machine's real root, not the chroot (use "
+                            "pivot_root or a container)"
+                          : "cannot tell whether vastsim runs inside a chroot (is /proc "
+                            "mounted?): entering instance namespaces could land in this "
+                            "machine's real root");
+                LOG_E(SIM_TAG, "refusing namespace isolation: %s", g_sim.isolation_reason);
+            }
         }
     }
     if (g_sim.isolation) {
