@@ -127,7 +127,7 @@ struct race { metrics_family *c, *h; };
 static void *hammer(void *arg)
 {
     struct race *r = arg;
-    char v[8];
+    char v[16];
     for (int i = 0; i < 20000; i++) {
         snprintf(v, sizeof v, "%d", i % 50);
         metrics_add(metrics_series_get(r->c, (const char *const[]){v}), 1);
@@ -149,7 +149,7 @@ TEST(metrics_updates_from_many_threads_add_up)
     for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
     uint64_t total = 0;
     for (int i = 0; i < 50; i++) {
-        char v[8];
+        char v[16];
         snprintf(v, sizeof v, "%d", i);
         uint64_t n = metrics_value(metrics_series_get(r.c, (const char *const[]){v}));
         ASSERT_EQ(n, 4 * 20000 / 50);
