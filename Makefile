@@ -45,7 +45,7 @@ ALL_CFLAGS := -std=gnu11 $(WARN) $(CFLAGS) $(DEFS) -Isrc $(PKG_CFLAGS) -MMD -MP 
 LDLIBS  := $(PKG_LIBS) -lpthread -ldl -lm
 
 # ---- the lean worker: its sources, libraries and bundle
-WORKER_SRCS := src/core/util.c src/core/log.c src/core/err.c src/core/config.c src/core/gpu.c src/http/http.c \
+WORKER_SRCS := src/core/util.c src/core/log.c src/core/err.c src/core/config.c src/core/gpu.c src/core/metrics.c src/http/http.c \
                src/transcript/transcript.c $(sort $(wildcard src/engine/*.c)) \
                src/vast/vast.c src/vast/vast_http.c src/vast/vast_json.c \
                src/worker/worker.c src/cli/worker.c src/worker/main.c

@@ -193,6 +193,7 @@ static int cmd_serve(int argc, char **argv)
         .port = (int)config_int(cfg, CFG_PORT),
         .web_dir = config_str(cfg, CFG_WEB_DIR),
         .api_token = config_str(cfg, CFG_API_TOKEN),
+        .metrics_token = config_str(cfg, CFG_METRICS_TOKEN),
         .threads = http_threads(),
         .version = GS_VERSION,
     };

@@ -57,6 +57,9 @@ void api_reply_transcript(http_req *r, const transcript *t, enum transcript_form
 void api_cost(http_req *r, void *app);
 void api_vast_keepalive(http_req *r, void *app);
 
+/* metrics.c: GET /metrics (Prometheus text format; HTTP_ROUTE_METRICS auth) */
+void api_metrics(http_req *r, void *app);
+
 /* events.c */
 void api_events(http_req *r, void *app);
 

@@ -184,6 +184,13 @@ const http_route api_routes[] = {
     {"GET", "/openapi.json", api_openapi, HTTP_ROUTE_PUBLIC, NULL, "meta",
      "this OpenAPI description", NULL},
     {"GET", "/docs", api_docs, HTTP_ROUTE_PUBLIC, NULL, "meta", "API documentation page", NULL},
+    {"GET", "/metrics", api_metrics, HTTP_ROUTE_METRICS, NULL, "meta",
+     "Prometheus metrics (text format 0.0.4): jobs, queue, audio and GPU seconds, retries, "
+     "instances, tunnels, cost and budgets, Vast API calls, HTTP requests and latency; "
+     "open on loopback without tokens, else Bearer API_TOKEN or METRICS_TOKEN",
+     "{\"responses\":{\"200\":{\"description\":\"the metrics\",\"content\":{"
+     "\"text/plain; version=0.0.4; charset=utf-8\":{\"schema\":{\"type\":\"string\"}}}},"
+     "\"401\":{\"description\":\"a token is configured and was not sent\"}}}"},
     {"GET", "/api/gpu-status", api_gpu_status, 0, NULL, "gpu",
      "whether a GPU (local or Vast.ai) is available", GPU_STATUS_SCHEMA},
     {"GET", "/api/config", api_config, 0, NULL, "meta",

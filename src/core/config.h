@@ -47,6 +47,8 @@ enum cfg_type { CFG_T_STR, CFG_T_SECRET, CFG_T_INT, CFG_T_NUM, CFG_T_BOOL, CFG_T
     X(OPENAI_API_KEY, CFG_T_SECRET, NULL, 0, 0, NULL, "OpenAI API key (optional fallback)")    \
     X(OPENAI_BASE_URL, CFG_T_STR, "https://api.openai.com/v1", 0, 0, NULL, "OpenAI API base")  \
     X(API_TOKEN, CFG_T_SECRET, NULL, 0, 0, NULL, "Bearer token required on /api and /v1")     \
+    X(METRICS_TOKEN, CFG_T_SECRET, NULL, 0, 0, NULL,                                           \
+      "Bearer token GET /metrics accepts (besides API_TOKEN); when set, /metrics needs one")   \
     X(MAX_UPLOAD_MB, CFG_T_INT, "2048", 1, 1048576, NULL, "largest accepted upload (MB)")     \
     X(WORKER_URL, CFG_T_STR, NULL, 0, 0, NULL,                                                 \
       "a gpuscribe worker of your own to send jobs to (e.g. http://127.0.0.1:8765 via ssh -L)") \

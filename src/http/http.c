@@ -2,6 +2,7 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "core/config.h"
+#include "core/metrics.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -28,6 +29,7 @@ struct http_server {
     void *app;
     char *web_dir;      /* realpath, or NULL */
     char *api_token;
+    char *metrics_token;
     char *version;
     int port;
     int loopback;
@@ -66,6 +68,8 @@ struct http_req {
     int deferred_status;
     size_t drained;
     int responded;
+    int status;          /* the reply's status, once responded */
+    int is_static;       /* served from the static directory */
     void *ctx;
     void (*ctx_free)(void *);
     char *hname[MAX_EXTRA_HEADERS], *hval[MAX_EXTRA_HEADERS];
@@ -177,6 +181,50 @@ void http_add_header(http_req *r, const char *name, const char *value)
     r->nheaders++;
 }
 
+/* ---- request metrics ----------------------------------------------------------------------- */
+
+static metrics_family *m_requests, *m_duration;
+static pthread_once_t m_once = PTHREAD_ONCE_INIT;
+
+static void metrics_init(void)
+{
+    static const double buckets[] = {.001, .005, .01, .05, .1, .5, 1, 5};
+    m_requests = metrics_counter(metrics_default(), "gpuscribe_http_requests_total",
+                                 "HTTP requests answered, by route pattern, method and status "
+                                 "code.",
+                                 3, (const char *const[]){"route", "method", "code"});
+    m_duration = metrics_histogram(metrics_default(), "gpuscribe_http_request_duration_seconds",
+                                   "Time from a request's arrival to its reply, by "
+                                   "route pattern, method and status class (2xx, 4xx, 5xx).",
+                                   3, (const char *const[]){"route", "method", "status_class"},
+                                   buckets, (int)ARRAY_LEN(buckets));
+}
+
+/* a bounded set of method names (the request's own is the client's choice) */
+static const char *method_label(const char *m)
+{
+    static const char *const known[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"};
+    for (size_t i = 0; i < ARRAY_LEN(known); i++)
+        if (strcmp(m, known[i]) == 0) return known[i];
+    return "other";
+}
+
+/* Counted when the reply is queued, so a client that has its answer sees it counted; the
+ * duration is the time to the reply (a file's or a stream's transfer is not in it). */
+static void record_request(http_req *r)
+{
+    pthread_once(&m_once, metrics_init);
+    /* the route's pattern, never the raw path (unbounded, and it may carry ids) */
+    const char *route = r->route ? r->route->pattern : r->is_static ? "static" : "unmatched";
+    const char *method = method_label(r->method);
+    char code[12], cls[12];
+    snprintf(code, sizeof code, "%d", r->status);
+    snprintf(cls, sizeof cls, "%dxx", r->status / 100 % 10);
+    metrics_add(metrics_series_get(m_requests, (const char *const[]){route, method, code}), 1);
+    metrics_observe(metrics_series_get(m_duration, (const char *const[]){route, method, cls}),
+                    now_mono() - r->t0);
+}
+
 static void send_response(http_req *r, int status, struct MHD_Response *resp, const char *ctype)
 {
     if (r->responded) {
@@ -185,6 +233,8 @@ static void send_response(http_req *r, int status, struct MHD_Response *resp, co
         return;
     }
     r->responded = 1;
+    r->status = status;
+    record_request(r);
     if (ctype) MHD_add_response_header(resp, "Content-Type", ctype);
     if (r->in_body) {
         /* libmicrohttpd cannot queue a reply while the body is arriving: keep it for the
@@ -613,12 +663,27 @@ static void route_request(http_req *r)
         }
     }
 
-    if (is_api && s->api_token && !(r->route && (r->route->flags & HTTP_ROUTE_PUBLIC))) {
+    /* the Bearer token: on /api/ and /v1/ (API_TOKEN), and on HTTP_ROUTE_METRICS routes
+     * wherever they are (API_TOKEN or METRICS_TOKEN); open when no token applies */
+    int metrics_route = r->route && (r->route->flags & HTTP_ROUTE_METRICS);
+    int public_route = r->route && (r->route->flags & HTTP_ROUTE_PUBLIC);
+    const char *tok_metrics = metrics_route ? s->metrics_token : NULL;
+    if (((is_api && !public_route) || metrics_route) && (s->api_token || tok_metrics)) {
         const char *auth = http_header(r, "Authorization");
-        if (!auth || strncasecmp(auth, "Bearer ", 7) != 0 || !ct_equal(auth + 7, s->api_token)) {
+        int ok = 0;
+        if (auth && strncasecmp(auth, "Bearer ", 7) == 0) {
+            /* both compared, so the time taken does not tell which one matched */
+            int a = s->api_token ? ct_equal(auth + 7, s->api_token) : 0;
+            int m = tok_metrics ? ct_equal(auth + 7, tok_metrics) : 0;
+            ok = a | m;
+        }
+        if (!ok) {
             r->pending_status = 401;
-            r->pending_msg = xstrdup("missing or invalid API token (send Authorization: Bearer "
-                                     "<API_TOKEN>)");
+            r->pending_msg = xstrdup(metrics_route
+                                         ? "missing or invalid token (send Authorization: Bearer "
+                                           "<METRICS_TOKEN or API_TOKEN>)"
+                                         : "missing or invalid API token (send Authorization: "
+                                           "Bearer <API_TOKEN>)");
             http_add_header(r, "WWW-Authenticate", "Bearer");
             return;
         }
@@ -735,6 +800,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!r->responded && !r->suspended)
             http_reply_error(r, 500, "internal error: handler gave no reply");
     } else {
+        r->is_static = 1;
         serve_static(r);
     }
     return MHD_YES;
@@ -779,6 +845,8 @@ http_server *http_server_start(const http_config *cfg, const http_route *routes,
     s->nroutes = nroutes;
     s->app = app;
     s->api_token = cfg->api_token ? xstrdup(cfg->api_token) : NULL;
+    s->metrics_token = cfg->metrics_token ? xstrdup(cfg->metrics_token) : NULL;
+    pthread_once(&m_once, metrics_init); /* the families show before the first request */
     s->version = xstrdup(cfg->version ? cfg->version : "dev");
     s->loopback = config_host_is_loopback(cfg->host);
     if (cfg->web_dir) {
@@ -842,6 +910,7 @@ void http_server_stop(http_server *s)
     pthread_mutex_destroy(&s->lock);
     free(s->web_dir);
     free(s->api_token);
+    free(s->metrics_token);
     free(s->version);
     free(s);
 }
@@ -891,8 +960,9 @@ json_t *http_server_openapi(const http_server *s)
         if (!json_object_get(responses, "200") && !json_object_get(responses, "202") &&
             !json_object_get(responses, "201"))
             json_object_set_new(responses, "200", json_pack("{s:s}", "description", "success"));
-        if (!(rt->flags & HTTP_ROUTE_PUBLIC) &&
-            (str_starts(rt->pattern, "/api/") || str_starts(rt->pattern, "/v1/")))
+        if ((!(rt->flags & HTTP_ROUTE_PUBLIC) &&
+             (str_starts(rt->pattern, "/api/") || str_starts(rt->pattern, "/v1/"))) ||
+            (rt->flags & HTTP_ROUTE_METRICS))
             json_object_set_new(op, "security", json_pack("[{s:[]}]", "bearer"));
         char m[16];
         size_t k = 0;

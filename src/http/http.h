@@ -10,9 +10,17 @@
  *
  * Before a handler runs the server checks, in order: Host is a loopback name when listening
  * on loopback (DNS rebinding), Origin matches Host on state-changing methods, and the
- * Bearer token on /api/ and /v1/ when one is configured. Failures, unknown routes (404),
+ * Bearer token on /api/ and /v1/ when one is configured (and on HTTP_ROUTE_METRICS routes
+ * when an API or metrics token is). Failures, unknown routes (404),
  * wrong methods (405 with Allow) and oversized bodies (413) all answer JSON {"error": "..."}.
  * GET requests no route claims are served from the static directory (traversal refused).
+ *
+ * Every answered request is counted in the default metrics registry (core/metrics.h):
+ * gpuscribe_http_requests_total{route,method,code} and the latency histogram
+ * gpuscribe_http_request_duration_seconds{route,method,status_class}, labelled with the
+ * route's pattern ("static" for files, "unmatched" for the rest), never the raw path;
+ * counted when the reply is queued (the duration is the time to the reply: a streamed
+ * file's or event stream's transfer is not in it).
  *
  * Threads: handlers run on MHD's pool threads, several at once; they must not block for
  * long.
@@ -37,6 +45,9 @@ typedef int (*http_body_fn)(http_req *r, const char *data, size_t n, void *app);
 enum {
     HTTP_ROUTE_STREAM = 1 << 0, /* body goes to body_fn chunk by chunk */
     HTTP_ROUTE_PUBLIC = 1 << 1, /* no Bearer token needed even under /api/ */
+    /* behind the Bearer token wherever it is: API_TOKEN or, when set, the metrics token
+     * (either is accepted); open only when neither is configured */
+    HTTP_ROUTE_METRICS = 1 << 2,
 };
 
 typedef struct http_route {
@@ -55,6 +66,7 @@ typedef struct http_config {
     int port;              /* 0 = ephemeral */
     const char *web_dir;   /* static files; NULL = none */
     const char *api_token; /* NULL = no auth */
+    const char *metrics_token; /* also accepted on HTTP_ROUTE_METRICS routes; NULL = none */
     unsigned threads;      /* pool size (default 2) */
     const char *version;
 } http_config;

@@ -252,6 +252,44 @@ void jobs_counts(jobs *j, int *queued, int *running)
     store_unlock(j->st);
 }
 
+json_t *jobs_stats_json(jobs *j)
+{
+    json_t *states = json_object();
+    static const char *const all[] = {"queued", "running", "done", "failed", "cancelled"};
+    for (size_t i = 0; i < ARRAY_LEN(all); i++) json_object_set_new(states, all[i], json_integer(0));
+    json_t *totals = json_array();
+    double queued_audio = 0;
+    long long retries = 0;
+    store_lock(j->st);
+    sqlite3_stmt *st = prep(j, "SELECT state, count(*), coalesce(sum(audio_duration),0) FROM jobs "
+                               "GROUP BY state");
+    while (st && sqlite3_step(st) == SQLITE_ROW) {
+        const char *state = (const char *)sqlite3_column_text(st, 0);
+        if (!state) continue;
+        json_object_set_new(states, state, json_integer(sqlite3_column_int64(st, 1)));
+        if (!strcmp(state, "queued")) queued_audio = sqlite3_column_double(st, 2);
+    }
+    sqlite3_finalize(st);
+    st = prep(j, "SELECT engine, backend, jobs, audio_s, gpu_s FROM job_totals "
+                 "ORDER BY engine, backend");
+    while (st && sqlite3_step(st) == SQLITE_ROW) {
+        const char *e = (const char *)sqlite3_column_text(st, 0);
+        const char *b = (const char *)sqlite3_column_text(st, 1);
+        json_array_append_new(totals, json_pack("{s:s,s:s,s:I,s:f,s:f}", "engine", e ? e : "",
+                                                "backend", b ? b : "", "jobs",
+                                                (json_int_t)sqlite3_column_int64(st, 2),
+                                                "audio_s", sqlite3_column_double(st, 3),
+                                                "gpu_s", sqlite3_column_double(st, 4)));
+    }
+    sqlite3_finalize(st);
+    st = prep(j, "SELECT value FROM job_counters WHERE name='retries'");
+    if (st && sqlite3_step(st) == SQLITE_ROW) retries = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    store_unlock(j->st);
+    return json_pack("{s:o,s:f,s:I,s:o}", "states", states, "queued_audio_s", queued_audio,
+                     "retries", (json_int_t)retries, "totals", totals);
+}
+
 static char *job_state(jobs *j, const char *id)
 {
     char *s = NULL;

@@ -105,4 +105,12 @@ void jobs_set_remote(jobs *j, const jobs_remote *r);
 /* Counts for status displays. */
 void jobs_counts(jobs *j, int *queued, int *running);
 
+/* What GET /metrics shows of the queue, from the store (never waits on a peer; new
+ * reference): {"states": {state: jobs} (every state, 0 included), "queued_audio_s",
+ * "retries" (runs beyond each job's first, ever), "totals": [{"engine", "backend", "jobs",
+ * "audio_s", "gpu_s"}] (done jobs ever, by engine and backend)}. The retries and totals
+ * only grow: they are kept by the store (job_totals, job_counters), so deleting a finished
+ * job does not lower them and they survive restarts. */
+json_t *jobs_stats_json(jobs *j);
+
 #endif

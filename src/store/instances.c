@@ -255,6 +255,27 @@ int instances_count(store *st, instances_filter which, double since)
     return n;
 }
 
+int instances_count_by_state(store *st, void (*fn)(void *ud, const char *state, long long n),
+                             void *ud)
+{
+    static const char sql[] = "SELECT state, count(*) FROM instances GROUP BY state ORDER BY state";
+    sqlite3_stmt *s = NULL;
+    int rc = -1;
+    store_lock(st);
+    if (sqlite3_prepare_v2(store_db(st), sql, -1, &s, NULL) == SQLITE_OK) {
+        int r;
+        while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+            const char *state = (const char *)sqlite3_column_text(s, 0);
+            fn(ud, state ? state : "", sqlite3_column_int64(s, 1));
+        }
+        if (r == SQLITE_DONE) rc = 0;
+    }
+    if (rc < 0) db_error(st, sql);
+    sqlite3_finalize(s);
+    store_unlock(st);
+    return rc;
+}
+
 /* ---------------------------------------------------------------- boots */
 
 long long instances_insert_boot(store *st, long long offer_id, const char *idem_key,

@@ -92,6 +92,10 @@ int instances_list(store *st, instances_filter which, double since, size_t max,
                    instance_row **rows, size_t *n);
 /* How many rows match which; -1 on a store error. */
 int instances_count(store *st, instances_filter which, double since);
+/* Every row counted by state: fn(ud, state, rows) once per state present (by name), called
+ * with the store lock held (fn must take no lock). 0, or -1 on a store error. */
+int instances_count_by_state(store *st, void (*fn)(void *ud, const char *state, long long n),
+                             void *ud);
 
 /* ---- boots */
 

@@ -90,6 +90,34 @@ static const char *migrations[] = {
      * estimate), and a fast lookup of open ledger intervals */
     "ALTER TABLE instances ADD COLUMN seen_at REAL;"
     "CREATE INDEX ledger_open ON ledger(end_ts) WHERE end_ts IS NULL;",
+    /* 4: metrics (GET /metrics): totals that only grow, kept by triggers, so deleting a
+     * finished job never takes its audio or GPU time out of the counters. job_totals: done
+     * jobs by engine and backend; job_counters: 'retries' (runs beyond each job's first:
+     * a claim of a job that had run before). Seeded from the jobs there are. */
+    "CREATE TABLE job_totals ("
+    "  engine TEXT NOT NULL, backend TEXT NOT NULL,"
+    "  jobs INTEGER NOT NULL DEFAULT 0, audio_s REAL NOT NULL DEFAULT 0,"
+    "  gpu_s REAL NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (engine, backend)"
+    ");"
+    "CREATE TABLE job_counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL DEFAULT 0);"
+    "INSERT INTO job_totals SELECT coalesce(engine,''), coalesce(backend,''), count(*),"
+    "  coalesce(sum(audio_duration),0), coalesce(sum(gpu_seconds),0) FROM jobs"
+    "  WHERE state='done' GROUP BY 1, 2;"
+    "INSERT INTO job_counters VALUES ('retries',"
+    "  (SELECT coalesce(sum(max(attempts-1,0)),0) FROM jobs));"
+    "CREATE TRIGGER job_totals_done AFTER UPDATE OF state ON jobs"
+    "  WHEN NEW.state='done' AND OLD.state IS NOT 'done' BEGIN"
+    "  INSERT OR IGNORE INTO job_totals(engine, backend)"
+    "    VALUES (coalesce(NEW.engine,''), coalesce(NEW.backend,''));"
+    "  UPDATE job_totals SET jobs=jobs+1, audio_s=audio_s+coalesce(NEW.audio_duration,0),"
+    "    gpu_s=gpu_s+coalesce(NEW.gpu_seconds,0)"
+    "    WHERE engine=coalesce(NEW.engine,'') AND backend=coalesce(NEW.backend,'');"
+    "  END;"
+    "CREATE TRIGGER job_counters_retry AFTER UPDATE OF attempts ON jobs"
+    "  WHEN NEW.attempts > OLD.attempts AND OLD.attempts >= 1 BEGIN"
+    "  UPDATE job_counters SET value=value+NEW.attempts-OLD.attempts WHERE name='retries';"
+    "  END;",
 };
 
 static int run_sql(sqlite3 *db, const char *sql, char *err, size_t errlen)

@@ -5,6 +5,7 @@
 #include "vast/vast_int.h"
 
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/util.h"
 
 #include <curl/curl.h>
@@ -325,9 +326,61 @@ static long backoff_ms(const vast_client *c, int attempt /* 1-based, just failed
     return (long)j;
 }
 
+/* ---- metrics: every call, its retries and how it failed, in the default registry */
+
+static metrics_family *m_calls, *m_errors, *m_retries;
+
+__attribute__((constructor)) static void vast_metrics_init(void)
+{
+    metrics_registry *reg = metrics_default();
+    m_calls = metrics_counter(reg, "gpuscribe_vast_api_calls_total",
+                              "Vast.ai API calls (each with its retries counted once), by HTTP "
+                              "method.", 1, (const char *const[]){"method"});
+    m_errors = metrics_counter(reg, "gpuscribe_vast_api_errors_total",
+                               "Vast.ai API calls that ended in an error (after retries), by "
+                               "HTTP method and error kind.",
+                               2, (const char *const[]){"method", "kind"});
+    m_retries = metrics_counter(reg, "gpuscribe_vast_api_retries_total",
+                                "Vast.ai API attempts beyond each call's first (429, 5xx, "
+                                "connection errors), by HTTP method.",
+                                1, (const char *const[]){"method"});
+}
+
+static const char *method_label(const char *m)
+{
+    static const char *const known[] = {"GET", "POST", "PUT", "DELETE"};
+    for (size_t i = 0; i < ARRAY_LEN(known); i++)
+        if (!strcmp(m, known[i])) return known[i];
+    return "other";
+}
+
+static int request(vast_client *c, const char *method, const char *path_query,
+                   const json_t *body, enum vast_retry_mode mode, json_t **out,
+                   vast_error *err, int *attempts);
+
 int vast_request(vast_client *c, const char *method, const char *path_query,
                  const json_t *body, enum vast_retry_mode mode, json_t **out,
                  vast_error *err)
+{
+    vast_error own;
+    if (!err) err = &own; /* the kind is counted even when the caller does not want it */
+    int attempts = 0;
+    int rc = request(c, method, path_query, body, mode, out, err, &attempts);
+    const char *m = method_label(method);
+    metrics_add(metrics_series_get(m_calls, (const char *const[]){m}), 1);
+    if (attempts > 1)
+        metrics_add(metrics_series_get(m_retries, (const char *const[]){m}),
+                    (uint64_t)(attempts - 1));
+    if (rc != 0)
+        metrics_add(metrics_series_get(m_errors, (const char *const[]){
+                                                     m, vast_err_kind_name(err->kind)}),
+                    1);
+    return rc;
+}
+
+static int request(vast_client *c, const char *method, const char *path_query,
+                   const json_t *body, enum vast_retry_mode mode, json_t **out,
+                   vast_error *err, int *attempts)
 {
     if (out) *out = NULL;
     if (err) memset(err, 0, sizeof *err);
@@ -361,6 +414,7 @@ int vast_request(vast_client *c, const char *method, const char *path_query,
         buf_release(&a.sink.b);
         sleep_ms(backoff_ms(c, n, &seed));
     }
+    *attempts = n;
     free(url);
     free(payload);
 

@@ -1,6 +1,7 @@
 #include "test.h"
 #include "http/http.h"
 #include "core/util.h"
+#include "core/metrics.h"
 
 #include <curl/curl.h>
 #include <strings.h>
@@ -49,6 +50,12 @@ static void h_stream(http_req *r, void *app)
 
 static void h_silent(http_req *r, void *app) { (void)r; (void)app; }
 
+static void h_ok(http_req *r, void *app)
+{
+    (void)app;
+    http_reply_data(r, 200, "text/plain", "ok\n", 3);
+}
+
 static const http_route routes[] = {
     {"GET", "/api/items/{id}", h_item, 0, NULL, "t", "item", NULL},
     {"DELETE", "/api/items/{id}", h_item, 0, NULL, "t", "delete item", NULL},
@@ -56,6 +63,7 @@ static const http_route routes[] = {
     {"POST", "/api/upload", h_stream, HTTP_ROUTE_STREAM, stream_body, "t", "upload", NULL},
     {"GET", "/api/open", h_item, HTTP_ROUTE_PUBLIC, NULL, "t", "open", NULL},
     {"GET", "/api/silent", h_silent, 0, NULL, "t", "forgets to reply", NULL},
+    {"GET", "/metrics", h_ok, HTTP_ROUTE_METRICS, NULL, "t", "metrics", NULL},
 };
 
 struct resp { long status; buf body; char allow[64]; };
@@ -112,14 +120,20 @@ static json_t *call(int port, const char *method, const char *path, const char *
     return j;
 }
 
-static http_server *start(const char *token, const char *web)
+static http_server *start_tokens(const char *token, const char *metrics_token, const char *web)
 {
     char err[256];
-    http_config cfg = {.host = "127.0.0.1", .port = 0, .api_token = token, .web_dir = web, .threads = 2};
+    http_config cfg = {.host = "127.0.0.1", .port = 0, .api_token = token,
+                       .metrics_token = metrics_token, .web_dir = web, .threads = 2};
     http_server *s = http_server_start(&cfg, routes, ARRAY_LEN(routes), NULL, err, sizeof err);
     ASSERT_NOT_NULL(s);
     ASSERT_TRUE(http_server_port(s) > 0);
     return s;
+}
+
+static http_server *start(const char *token, const char *web)
+{
+    return start_tokens(token, NULL, web);
 }
 
 #define STR(j, k) json_string_value(json_object_get((j), (k)))
@@ -313,7 +327,7 @@ TEST(http_openapi_from_routes)
     http_server *s = start(NULL, NULL);
     json_t *o = http_server_openapi(s);
     json_t *paths = json_object_get(o, "paths");
-    ASSERT_EQ(json_object_size(paths), 5);
+    ASSERT_EQ(json_object_size(paths), 6);
     json_t *item = json_object_get(json_object_get(paths, "/api/items/{id}"), "get");
     ASSERT_NOT_NULL(item);
     json_t *p0 = json_array_get(json_object_get(item, "parameters"), 0);
@@ -339,4 +353,89 @@ TEST(http_bind_failure_is_reported)
     ASSERT_NULL(http_server_start(&bad, routes, ARRAY_LEN(routes), NULL, err, sizeof err));
     ASSERT_CONTAINS(err, "cannot resolve HOST");
     http_server_stop(a);
+}
+
+static long status_of(int port, const char *path, const char *header)
+{
+    long st = 0;
+    json_decref(call(port, "GET", path, NULL, NULL, 0, header, &st));
+    return st;
+}
+
+TEST(http_metrics_route_auth)
+{
+    /* no token at all (loopback): open */
+    http_server *s = start_tokens(NULL, NULL, NULL);
+    ASSERT_EQ(status_of(http_server_port(s), "/metrics", NULL), 200);
+    http_server_stop(s);
+
+    /* API_TOKEN only: /metrics is behind it, although it is not under /api/ */
+    s = start_tokens("api-tok-1", NULL, NULL);
+    int port = http_server_port(s);
+    ASSERT_EQ(status_of(port, "/metrics", NULL), 401);
+    ASSERT_EQ(status_of(port, "/metrics", "Authorization: Bearer wrong"), 401);
+    ASSERT_EQ(status_of(port, "/metrics", "Authorization: Bearer api-tok-1"), 200);
+    http_server_stop(s);
+
+    /* METRICS_TOKEN (with or without API_TOKEN): either token opens /metrics; the metrics
+     * token opens nothing else */
+    s = start_tokens("api-tok-1", "met-tok-2", NULL);
+    port = http_server_port(s);
+    ASSERT_EQ(status_of(port, "/metrics", NULL), 401);
+    ASSERT_EQ(status_of(port, "/metrics", "Authorization: Bearer met-tok-"), 401);
+    ASSERT_EQ(status_of(port, "/metrics", "Authorization: Bearer met-tok-2"), 200);
+    ASSERT_EQ(status_of(port, "/metrics", "Authorization: Bearer api-tok-1"), 200);
+    ASSERT_EQ(status_of(port, "/api/items/1", "Authorization: Bearer met-tok-2"), 401);
+    ASSERT_EQ(status_of(port, "/api/items/1", "Authorization: Bearer api-tok-1"), 200);
+    http_server_stop(s);
+
+    s = start_tokens(NULL, "met-tok-2", NULL);
+    port = http_server_port(s);
+    ASSERT_EQ(status_of(port, "/metrics", NULL), 401);
+    ASSERT_EQ(status_of(port, "/metrics", "Authorization: Bearer met-tok-2"), 200);
+    ASSERT_EQ(status_of(port, "/api/items/1", NULL), 200); /* no API_TOKEN: /api/ stays open */
+    http_server_stop(s);
+
+    /* the OpenAPI description marks it as needing the bearer token */
+    s = start_tokens("api-tok-1", NULL, NULL);
+    json_t *doc = http_server_openapi(s);
+    ASSERT_NOT_NULL(json_object_get(json_object_get(json_object_get(json_object_get(doc, "paths"),
+                                                                    "/metrics"), "get"),
+                                    "security"));
+    json_decref(doc);
+    http_server_stop(s);
+}
+
+TEST(http_requests_are_counted_by_route_pattern)
+{
+    http_server *s = start(NULL, NULL);
+    int port = http_server_port(s);
+    ASSERT_EQ(status_of(port, "/api/items/secret-id-1", NULL), 200);
+    ASSERT_EQ(status_of(port, "/api/items/secret-id-2", NULL), 200);
+    ASSERT_EQ(status_of(port, "/api/nothing/here", NULL), 404);
+    long st;
+    json_decref(call(port, "BREW", "/api/items/x", NULL, NULL, 0, NULL, &st));
+    ASSERT_EQ(st, 405);
+    http_server_stop(s);
+    buf b;
+    buf_init(&b, 1 << 20);
+    ASSERT_EQ(metrics_render(metrics_default(), &b), 0);
+    char *out = buf_take(&b);
+    ASSERT_CONTAINS(out, "# TYPE gpuscribe_http_requests_total counter\n");
+    ASSERT_CONTAINS(out, "# TYPE gpuscribe_http_request_duration_seconds histogram\n");
+    ASSERT_CONTAINS(out, "gpuscribe_http_requests_total{route=\"/api/items/{id}\",method=\"GET\","
+                         "code=\"200\"} 2\n");
+    ASSERT_CONTAINS(out, "gpuscribe_http_requests_total{route=\"unmatched\",method=\"GET\","
+                         "code=\"404\"} 1\n");
+    /* an unknown method is "other", not the client's text */
+    ASSERT_CONTAINS(out, "gpuscribe_http_requests_total{route=\"unmatched\",method=\"other\","
+                         "code=\"405\"} 1\n");
+    ASSERT_CONTAINS(out, "gpuscribe_http_request_duration_seconds_count{route=\"/api/items/{id}\","
+                         "method=\"GET\",status_class=\"2xx\"} 2\n");
+    ASSERT_CONTAINS(out, "gpuscribe_http_request_duration_seconds_bucket{route=\"/api/items/{id}\","
+                         "method=\"GET\",status_class=\"2xx\",le=\"+Inf\"} 2\n");
+    /* never the raw path */
+    ASSERT_TRUE(strstr(out, "secret-id") == NULL);
+    ASSERT_TRUE(strstr(out, "BREW") == NULL);
+    free(out);
 }

@@ -327,3 +327,28 @@ TEST(instances_failed_always_carries_a_reason)
     ASSERT_STR_EQ(r.error, "setup.sh exited 3");
     store_close(st);
 }
+
+struct by_state { char seen[256]; };
+
+static void add_state(void *ud, const char *state, long long n)
+{
+    struct by_state *b = ud;
+    size_t l = strlen(b->seen);
+    snprintf(b->seen + l, sizeof b->seen - l, "%s=%lld;", state, n);
+}
+
+TEST(instances_count_by_state_counts_every_row)
+{
+    store *st = open_st();
+    struct by_state b = {""};
+    ASSERT_EQ(instances_count_by_state(st, add_state, &b), 0);
+    ASSERT_STR_EQ(b.seen, "");
+    char label[64];
+    long long r1 = instances_insert_boot(st, 1, NULL, "gpuscribe", 0, 0, 0, 1000, label, sizeof label);
+    ASSERT_TRUE(instances_insert_boot(st, 2, NULL, "gpuscribe", 0, 0, 0, 1000, label, sizeof label) > 0);
+    ASSERT_TRUE(instances_insert_boot(st, 3, NULL, "gpuscribe", 0, 0, 0, 1000, label, sizeof label) > 0);
+    ASSERT_EQ(instances_boot_failed(st, r1, "no", 1001), 1);
+    ASSERT_EQ(instances_count_by_state(st, add_state, &b), 0);
+    ASSERT_STR_EQ(b.seen, "creating=2;failed=1;");
+    store_close(st);
+}

@@ -19,7 +19,7 @@ TEST(store_open_migrates_and_reopens)
     char err[256];
     store *s = store_open("data/sub", err, sizeof err);
     ASSERT_NOT_NULL(s);
-    ASSERT_EQ(store_schema_version(s), 3);
+    ASSERT_EQ(store_schema_version(s), 4);
     ASSERT_EQ(count(s, "SELECT count(*) FROM pragma_table_info('instances') WHERE name IN ('instance_api_key','keepalive_until','destroy_reason')"), 3);
     ASSERT_EQ(count(s, "SELECT count(*) FROM sqlite_master WHERE type='table' AND name IN ('instances','jobs','events','ledger')"), 4);
     sqlite3_stmt *st = NULL;
@@ -107,6 +107,56 @@ TEST(store_events_bounded_keeps_newest)
     ASSERT_NOT_NULL(s);
     ASSERT_EQ(count(s, "SELECT count(*) FROM events"), STORE_EVENTS_KEEP);
     ASSERT_EQ(count(s, "SELECT max(id) FROM events"), top);
+    store_close(s);
+}
+
+static double num(store *s, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    double v = -1;
+    if (sqlite3_prepare_v2(store_db(s), sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_double(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+TEST(store_job_totals_only_grow)
+{
+    char err[256];
+    store *s = store_open("data", err, sizeof err);
+    ASSERT_NOT_NULL(s);
+    ASSERT_EQ(count(s, "SELECT value FROM job_counters WHERE name='retries'"), 0);
+    ASSERT_EQ(store_execf(s, "INSERT INTO jobs(id, state, created_at, audio_duration) "
+                             "VALUES('a','queued',1,30), ('b','queued',2,12.5)", ""), 2);
+    /* first run: no retry; a run interrupted by a stop gives its attempt back (not a retry) */
+    ASSERT_EQ(store_execf(s, "UPDATE jobs SET state='running', attempts=attempts+1", ""), 2);
+    ASSERT_EQ(store_execf(s, "UPDATE jobs SET state='queued', attempts=max(attempts-1,0) "
+                             "WHERE id='b'", ""), 1);
+    ASSERT_EQ(store_execf(s, "UPDATE jobs SET state='running', attempts=attempts+1 WHERE id='b'", ""), 1);
+    ASSERT_EQ(count(s, "SELECT value FROM job_counters WHERE name='retries'"), 0);
+    /* a's worker failed: queued again and run a second time (one retry) */
+    ASSERT_EQ(store_execf(s, "UPDATE jobs SET state='queued' WHERE id='a'", ""), 1);
+    ASSERT_EQ(store_execf(s, "UPDATE jobs SET state='running', attempts=attempts+1 WHERE id='a'", ""), 1);
+    ASSERT_EQ(count(s, "SELECT value FROM job_counters WHERE name='retries'"), 1);
+    ASSERT_EQ(store_execf(s, "UPDATE jobs SET state='done', engine='whisper', backend='remote', "
+                             "gpu_seconds=3.5 WHERE id='a'", ""), 1);
+    ASSERT_EQ(store_execf(s, "UPDATE jobs SET state='done', engine='sphinx', backend='local' "
+                             "WHERE id='b'", ""), 1);
+    /* an update that leaves a done job done counts nothing again */
+    ASSERT_EQ(store_execf(s, "UPDATE jobs SET state='done' WHERE id='b'", ""), 1);
+    ASSERT_EQ(count(s, "SELECT jobs FROM job_totals WHERE engine='whisper' AND backend='remote'"), 1);
+    ASSERT_NEAR(num(s, "SELECT audio_s FROM job_totals WHERE engine='whisper'"), 30, 1e-9);
+    ASSERT_NEAR(num(s, "SELECT gpu_s FROM job_totals WHERE engine='whisper'"), 3.5, 1e-9);
+    ASSERT_EQ(count(s, "SELECT jobs FROM job_totals WHERE engine='sphinx' AND backend='local'"), 1);
+    ASSERT_NEAR(num(s, "SELECT audio_s FROM job_totals WHERE engine='sphinx'"), 12.5, 1e-9);
+    /* deleting finished jobs does not lower the totals; they survive a reopen */
+    ASSERT_EQ(store_execf(s, "DELETE FROM jobs", ""), 2);
+    store_close(s);
+    s = store_open("data", err, sizeof err);
+    ASSERT_NOT_NULL(s);
+    ASSERT_EQ(count(s, "SELECT sum(jobs) FROM job_totals"), 2);
+    ASSERT_NEAR(num(s, "SELECT sum(audio_s) FROM job_totals"), 42.5, 1e-9);
+    ASSERT_EQ(count(s, "SELECT value FROM job_counters WHERE name='retries'"), 1);
     store_close(s);
 }
 

@@ -8,6 +8,7 @@
 
 #include "core/log.h"
 #include "core/util.h"
+#include "core/metrics.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -894,6 +895,18 @@ TEST(vast_retries_are_bounded)
     ASSERT_EQ(e.kind, VAST_ERR_SERVER);
     ASSERT_EQ(nreq(), 9);
     teardown(c);
+    /* the calls, their retries and their errors by kind, counted (this test's process only) */
+    buf b;
+    buf_init(&b, 1 << 20);
+    ASSERT_EQ(metrics_render(metrics_default(), &b), 0);
+    char *out = buf_take(&b);
+    ASSERT_CONTAINS(out, "# TYPE gpuscribe_vast_api_calls_total counter\n");
+    ASSERT_CONTAINS(out, "gpuscribe_vast_api_calls_total{method=\"DELETE\"} 5\n");
+    ASSERT_CONTAINS(out, "gpuscribe_vast_api_retries_total{method=\"DELETE\"} 4\n");
+    ASSERT_CONTAINS(out, "gpuscribe_vast_api_errors_total{method=\"DELETE\",kind=\"server\"} 2\n");
+    ASSERT_CONTAINS(out, "gpuscribe_vast_api_errors_total{method=\"DELETE\",kind=\"rate_limit\"} 1\n");
+    ASSERT_CONTAINS(out, "gpuscribe_vast_api_errors_total{method=\"DELETE\",kind=\"bad_request\"} 1\n");
+    free(out);
 }
 
 TEST(vast_auth_error_any_status)
