@@ -526,7 +526,7 @@ TEST(ssh_exec_lines_status_stdin_timeout)
     rc = sshc_exec(c, "sleep 30", NULL, 0, NULL, NULL, 1, &st, err, sizeof err);
     ASSERT_EQ(rc, SSHC_ERR_TIMEOUT);
     ASSERT_CONTAINS(err, "timed out");
-    rc = sshc_exec(c, "echo still", NULL, 0, NULL, NULL, 5, &st, err, sizeof err);
+    rc = sshc_exec(c, "echo still", NULL, 0, NULL, NULL, 30, &st, err, sizeof err);
     ASSERT_EQ(rc, 0);
     ASSERT_EQ(st, 0);
     /* quoting through the remote shell */
