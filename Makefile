@@ -36,9 +36,24 @@ PKGS    += parakeet
 DEFS    += -DHAVE_PARAKEET=1
 endif
 
+# FFmpeg and pocketsphinx are compiled against (their -dev headers) but not linked: the
+# controller opens them with dlopen on first use (src/audio/ffmpeg_dl.c,
+# src/engine/sphinx_dl.c), by the sonames the -dev packages' .so links point at, read here.
+DL_PKGS := libavformat libavcodec libswresample libavutil pocketsphinx sphinxbase
+soname = $(shell f=$$(readlink -f "$$(pkg-config --variable=libdir $(1))/$(2).so") && \
+                 objdump -p "$$f" 2>/dev/null | awk '$$1 == "SONAME" { print $$2 }')
+
 ifneq ($(WORKER_ONLY),1)
 PKG_CFLAGS := $(patsubst -I%,-isystem %,$(shell pkg-config --cflags $(PKGS)))
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
+PKG_LIBS   := $(shell pkg-config --libs $(filter-out $(DL_PKGS),$(PKGS)))
+SONAMES := AVUTIL=$(call soname,libavutil,libavutil) AVCODEC=$(call soname,libavcodec,libavcodec) \
+           AVFORMAT=$(call soname,libavformat,libavformat) \
+           SWRESAMPLE=$(call soname,libswresample,libswresample) \
+           SPHINXBASE=$(call soname,sphinxbase,libsphinxbase) \
+           POCKETSPHINX=$(call soname,pocketsphinx,libpocketsphinx)
+$(foreach s,$(SONAMES),$(if $(filter %=,$(s)),$(error cannot read the soname for $(s): \
+    is its -dev package installed (and objdump, from binutils)?)))
+DEFS += -DGS_SPHINX_DLOPEN=1 $(foreach s,$(SONAMES),-DGS_SONAME_$(firstword $(subst =, ,$(s)))=\"$(lastword $(subst =, ,$(s)))\")
 endif
 ALL_CFLAGS := -std=gnu11 $(WARN) $(CFLAGS) $(DEFS) -Isrc $(PKG_CFLAGS) -MMD -MP \
               -DGS_VERSION=\"$(VERSION)\" -DGS_SRCDIR=\"$(CURDIR)\"

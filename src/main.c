@@ -107,8 +107,18 @@ static void fleet_remote_failure(void *ud, long long row, const char *why)
 #define BG_QUEUE 256   /* more wait their turn; beyond that, 503 busy */
 
 /* The HTTP pool: handlers never wait on peers, so threads are for CPU: two per core. */
+/* MHD's epoll thread pool: 2 per core (4..32). GS_HTTP_THREADS=N or =per-connection
+ * overrides it, for measurements (bench/lean.sh compares the modes). */
 static unsigned http_threads(void)
 {
+    const char *e = getenv("GS_HTTP_THREADS");
+    if (e && !strcmp(e, "per-connection")) return HTTP_THREAD_PER_CONNECTION;
+    if (e && *e) {
+        char *end;
+        long v = strtol(e, &end, 10);
+        if (!*end && v >= 1 && v <= 64) return (unsigned)v;
+        LOG_W("main", "GS_HTTP_THREADS=%s ignored (want 1..64 or per-connection)", e);
+    }
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     n = n > 0 ? 2 * n : 4;
     return (unsigned)(n < 4 ? 4 : n > 32 ? 32 : n);

@@ -301,6 +301,10 @@ upload *upload_finish(http_req *r, void *appv, int openai_style)
         }
         return NULL;
     }
+    if (u->decode_rc == AUDIO_ERR_UNAVAILABLE) { /* the server's fault: FFmpeg is missing */
+        api_error(r, openai_style, 500, NULL, "the server cannot decode audio: %s", u->decode_err);
+        return NULL;
+    }
     if (u->decode_rc != 0) {
         const char *err = u->decode_err;
         int io = str_starts(err, "cannot write");

@@ -4,12 +4,7 @@
 #include "core/log.h"
 #include "core/util.h"
 
-#include <libavcodec/avcodec.h>
-#include <libavformat/avformat.h>
-#include <libavutil/avstring.h>
-#include <libavutil/channel_layout.h>
-#include <libavutil/opt.h>
-#include <libswresample/swresample.h>
+#include "audio/ffmpeg_dl.h"   /* FFmpeg: headers at build time, the libraries by dlopen */
 
 #include <ctype.h>
 #include <errno.h>
@@ -58,7 +53,7 @@ static void av_log_cb(void *avcl, int level, const char *fmt, va_list vl)
     if (level > AV_LOG_WARNING || log_get_level() < LOG_DEBUG) return;
     char line[512];
     int print_prefix = 1;
-    av_log_format_line2(avcl, level, fmt, vl, line, (int)sizeof line, &print_prefix);
+    gs_ff.av_log_format_line2(avcl, level, fmt, vl, line, (int)sizeof line, &print_prefix);
     size_t n = strlen(line);
     while (n && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = '\0';
     if (n) LOG_D("ffmpeg", "%s", line);
@@ -68,8 +63,8 @@ static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
 static void init_once(void)
 {
-    av_log_set_level(AV_LOG_WARNING);
-    av_log_set_callback(av_log_cb);
+    gs_ff.av_log_set_level(AV_LOG_WARNING);
+    gs_ff.av_log_set_callback(av_log_cb);
 }
 
 /* ---- decoder state */
@@ -88,6 +83,7 @@ struct dec {
     AVChannelLayout in_layout;  /* what swr was set up for */
     int in_fmt, in_rate;
     int ndecerr;
+    int loaded;             /* FFmpeg loaded (gs_ff usable) */
 };
 
 struct out {
@@ -153,16 +149,21 @@ static int deny_io_open(AVFormatContext *s, AVIOContext **pb, const char *url, i
 
 static void dec_close(struct dec *d)
 {
-    swr_free(&d->swr);
-    av_frame_free(&d->frm);
-    av_packet_free(&d->pkt);
-    avcodec_free_context(&d->cc);
-    avformat_close_input(&d->ic);
-    if (d->pb) {
-        av_freep(&d->pb->buffer);
-        avio_context_free(&d->pb);
+    if (!d->loaded) { /* FFmpeg could not be loaded: nothing of it was allocated */
+        if (d->fd >= 0) close(d->fd);
+        d->fd = -1;
+        return;
     }
-    av_channel_layout_uninit(&d->in_layout);
+    gs_ff.swr_free(&d->swr);
+    gs_ff.av_frame_free(&d->frm);
+    gs_ff.av_packet_free(&d->pkt);
+    gs_ff.avcodec_free_context(&d->cc);
+    gs_ff.avformat_close_input(&d->ic);
+    if (d->pb) {
+        gs_ff.av_freep(&d->pb->buffer);
+        gs_ff.avio_context_free(&d->pb);
+    }
+    gs_ff.av_channel_layout_uninit(&d->in_layout);
     if (d->fd >= 0) close(d->fd);
     d->fd = -1;
 }
@@ -182,6 +183,8 @@ static int dec_open(struct dec *d, const char *path, char *err, size_t errlen)
     memset(d, 0, sizeof *d);
     d->fd = -1;
     d->stream = -1;
+    if (ffmpeg_dl_load(err, errlen) != 0) return AUDIO_ERR_UNAVAILABLE;
+    d->loaded = 1;
     pthread_once(&g_once, init_once);
 
     if (!path || !*path) {
@@ -209,42 +212,42 @@ static int dec_open(struct dec *d, const char *path, char *err, size_t errlen)
     }
     d->size = (int64_t)sb.st_size;
 
-    unsigned char *iobuf = av_malloc(IO_BUF_SIZE);
+    unsigned char *iobuf = gs_ff.av_malloc(IO_BUF_SIZE);
     if (!iobuf) goto oom;
-    d->pb = avio_alloc_context(iobuf, IO_BUF_SIZE, 0, d, io_read, NULL, io_seek);
+    d->pb = gs_ff.avio_alloc_context(iobuf, IO_BUF_SIZE, 0, d, io_read, NULL, io_seek);
     if (!d->pb) {
-        av_free(iobuf);
+        gs_ff.av_free(iobuf);
         goto oom;
     }
 
     /* Probe from the content alone: an empty name gives no extension hint. */
     const AVInputFormat *fmt = NULL;
-    int r = av_probe_input_buffer2(d->pb, &fmt, "", NULL, 0, 0);
+    int r = gs_ff.av_probe_input_buffer2(d->pb, &fmt, "", NULL, 0, 0);
     if (r < 0 || !fmt) {
         if (!read_failed(d, err, errlen)) set_err(err, errlen, "unrecognised or corrupt audio data");
         return -1;
     }
-    if (av_match_list(fmt->name, FORMAT_WHITELIST, ',') <= 0) {
+    if (gs_ff.av_match_list(fmt->name, FORMAT_WHITELIST, ',') <= 0) {
         LOG_D("audio", "%s: refused container '%s'", path, fmt->name);
         set_err(err, errlen, "unrecognised or corrupt audio data");
         return -1;
     }
 
-    d->ic = avformat_alloc_context();
+    d->ic = gs_ff.avformat_alloc_context();
     if (!d->ic) goto oom;
     d->ic->pb = d->pb;
     d->ic->flags |= AVFMT_FLAG_CUSTOM_IO;
     d->ic->io_open = deny_io_open;
     AVDictionary *opts = NULL;
-    av_dict_set(&opts, "format_whitelist", FORMAT_WHITELIST, 0);
-    r = avformat_open_input(&d->ic, "", fmt, &opts);   /* frees ic on failure */
-    av_dict_free(&opts);
+    gs_ff.av_dict_set(&opts, "format_whitelist", FORMAT_WHITELIST, 0);
+    r = gs_ff.avformat_open_input(&d->ic, "", fmt, &opts);   /* frees ic on failure */
+    gs_ff.av_dict_free(&opts);
     if (r < 0) {
         if (r == AVERROR(ENOMEM)) goto oom;
         if (!read_failed(d, err, errlen)) set_err(err, errlen, "unrecognised or corrupt audio data");
         return -1;
     }
-    r = avformat_find_stream_info(d->ic, NULL);
+    r = gs_ff.avformat_find_stream_info(d->ic, NULL);
     if (r < 0) {
         if (r == AVERROR(ENOMEM)) goto oom;
         if (!read_failed(d, err, errlen)) set_err(err, errlen, "unrecognised or corrupt audio data");
@@ -256,12 +259,12 @@ static int dec_open(struct dec *d, const char *path, char *err, size_t errlen)
         return -1;
     }
     const AVCodec *codec = NULL;
-    r = av_find_best_stream(d->ic, AVMEDIA_TYPE_AUDIO, -1, -1, &codec, 0);
+    r = gs_ff.av_find_best_stream(d->ic, AVMEDIA_TYPE_AUDIO, -1, -1, &codec, 0);
     if (r == AVERROR_DECODER_NOT_FOUND) {
         const char *name = "unknown";
         for (unsigned i = 0; i < d->ic->nb_streams; i++)
             if (d->ic->streams[i]->codecpar->codec_type == AVMEDIA_TYPE_AUDIO) {
-                name = avcodec_get_name(d->ic->streams[i]->codecpar->codec_id);
+                name = gs_ff.avcodec_get_name(d->ic->streams[i]->codecpar->codec_id);
                 break;
             }
         set_err(err, errlen, "unsupported audio codec: %s", name);
@@ -312,14 +315,15 @@ int audio_probe(const char *path, audio_info *info, char *err, size_t errlen)
 {
     struct dec d;
     memset(info, 0, sizeof *info);
-    if (dec_open(&d, path, err, errlen) != 0) {
+    int r = dec_open(&d, path, err, errlen);
+    if (r != 0) {
         dec_close(&d);
-        return -1;
+        return r == AUDIO_ERR_UNAVAILABLE ? r : -1;
     }
     const AVCodecParameters *par = d.ic->streams[d.stream]->codecpar;
     info->duration_s = dec_duration(&d, &info->duration_estimated);
     copy_name(info->format, sizeof info->format, d.ic->iformat->name);
-    copy_name(info->codec, sizeof info->codec, avcodec_get_name(par->codec_id));
+    copy_name(info->codec, sizeof info->codec, gs_ff.avcodec_get_name(par->codec_id));
     info->src_rate = par->sample_rate;
     info->src_channels = par->ch_layout.nb_channels;
     dec_close(&d);
@@ -347,7 +351,7 @@ static int resample(struct dec *d, struct out *o, const uint8_t **data, int nin,
                     size_t errlen)
 {
     for (;;) {
-        int want = swr_get_out_samples(d->swr, nin);
+        int want = gs_ff.swr_get_out_samples(d->swr, nin);
         if (want < 0) {
             set_err(err, errlen, "unrecognised or corrupt audio data");
             return -1;
@@ -358,7 +362,7 @@ static int resample(struct dec *d, struct out *o, const uint8_t **data, int nin,
             return -1;
         }
         uint8_t *dst = (uint8_t *)(o->s + o->n);
-        int got = swr_convert(d->swr, &dst, want, data, nin);
+        int got = gs_ff.swr_convert(d->swr, &dst, want, data, nin);
         if (got < 0) {
             set_err(err, errlen, "unrecognised or corrupt audio data");
             return -1;
@@ -377,53 +381,53 @@ static int put_frame(struct dec *d, struct out *o, const AVFrame *f, char *err, 
 {
     if (f->nb_samples <= 0) return 0;
     AVChannelLayout lay = {0};
-    int r = f->ch_layout.nb_channels > 0 ? av_channel_layout_copy(&lay, &f->ch_layout)
-                                          : av_channel_layout_copy(&lay, &d->cc->ch_layout);
+    int r = f->ch_layout.nb_channels > 0 ? gs_ff.av_channel_layout_copy(&lay, &f->ch_layout)
+                                          : gs_ff.av_channel_layout_copy(&lay, &d->cc->ch_layout);
     if (r < 0) {
-        av_channel_layout_uninit(&lay);
+        gs_ff.av_channel_layout_uninit(&lay);
         set_err(err, errlen, "out of memory");
         return -1;
     }
     if (lay.nb_channels <= 0 || f->sample_rate <= 0 || f->format < 0) {
-        av_channel_layout_uninit(&lay);
+        gs_ff.av_channel_layout_uninit(&lay);
         set_err(err, errlen, "unrecognised or corrupt audio data");
         return -1;
     }
     if (lay.order == AV_CHANNEL_ORDER_UNSPEC) {
         int nch = lay.nb_channels;
-        av_channel_layout_uninit(&lay);
-        av_channel_layout_default(&lay, nch);
+        gs_ff.av_channel_layout_uninit(&lay);
+        gs_ff.av_channel_layout_default(&lay, nch);
     }
-    if (d->swr && (av_channel_layout_compare(&lay, &d->in_layout) != 0 ||
+    if (d->swr && (gs_ff.av_channel_layout_compare(&lay, &d->in_layout) != 0 ||
                    f->format != d->in_fmt || f->sample_rate != d->in_rate)) {
         /* Parameters changed mid-stream: drain the old resampler, then start afresh. */
         LOG_D("audio", "stream parameters changed mid-stream (%d Hz -> %d Hz)", d->in_rate,
               f->sample_rate);
         if (resample(d, o, NULL, 0, err, errlen) != 0) {
-            av_channel_layout_uninit(&lay);
+            gs_ff.av_channel_layout_uninit(&lay);
             return -1;
         }
-        swr_free(&d->swr);
+        gs_ff.swr_free(&d->swr);
     }
     if (!d->swr) {
         AVChannelLayout mono = AV_CHANNEL_LAYOUT_MONO;
-        r = swr_alloc_set_opts2(&d->swr, &mono, AV_SAMPLE_FMT_S16, AUDIO_RATE, &lay,
+        r = gs_ff.swr_alloc_set_opts2(&d->swr, &mono, AV_SAMPLE_FMT_S16, AUDIO_RATE, &lay,
                                 (enum AVSampleFormat)f->format, f->sample_rate, 0, NULL);
-        if (r >= 0) r = swr_init(d->swr);
+        if (r >= 0) r = gs_ff.swr_init(d->swr);
         if (r < 0) {
-            swr_free(&d->swr);
-            av_channel_layout_uninit(&lay);
+            gs_ff.swr_free(&d->swr);
+            gs_ff.av_channel_layout_uninit(&lay);
             set_err(err, errlen, r == AVERROR(ENOMEM) ? "out of memory"
                                                        : "unrecognised or corrupt audio data");
             return -1;
         }
-        av_channel_layout_uninit(&d->in_layout);
+        gs_ff.av_channel_layout_uninit(&d->in_layout);
         d->in_layout = lay;   /* ownership moves */
         lay = (AVChannelLayout){0};
         d->in_fmt = f->format;
         d->in_rate = f->sample_rate;
     }
-    av_channel_layout_uninit(&lay);
+    gs_ff.av_channel_layout_uninit(&lay);
     return resample(d, o, (const uint8_t **)f->extended_data, f->nb_samples, err, errlen);
 }
 
@@ -431,7 +435,7 @@ static int put_frame(struct dec *d, struct out *o, const AVFrame *f, char *err, 
 static int drain(struct dec *d, struct out *o, char *err, size_t errlen)
 {
     for (;;) {
-        int r = avcodec_receive_frame(d->cc, d->frm);
+        int r = gs_ff.avcodec_receive_frame(d->cc, d->frm);
         if (r == AVERROR(EAGAIN) || r == AVERROR_EOF) return 0;
         if (r == AVERROR(ENOMEM)) {
             set_err(err, errlen, "out of memory");
@@ -442,7 +446,7 @@ static int drain(struct dec *d, struct out *o, char *err, size_t errlen)
             return 0;
         }
         r = put_frame(d, o, d->frm, err, errlen);
-        av_frame_unref(d->frm);
+        gs_ff.av_frame_unref(d->frm);
         if (r != 0) return -1;
     }
 }
@@ -463,23 +467,23 @@ static int decode_all(struct dec *d, double max_s, struct out *o, char *err, siz
     }
 
     const AVStream *st = d->ic->streams[d->stream];
-    const AVCodec *codec = avcodec_find_decoder(st->codecpar->codec_id);
+    const AVCodec *codec = gs_ff.avcodec_find_decoder(st->codecpar->codec_id);
     if (!codec) {
-        set_err(err, errlen, "unsupported audio codec: %s", avcodec_get_name(st->codecpar->codec_id));
+        set_err(err, errlen, "unsupported audio codec: %s", gs_ff.avcodec_get_name(st->codecpar->codec_id));
         return -1;
     }
-    d->cc = avcodec_alloc_context3(codec);
-    d->pkt = av_packet_alloc();
-    d->frm = av_frame_alloc();
+    d->cc = gs_ff.avcodec_alloc_context3(codec);
+    d->pkt = gs_ff.av_packet_alloc();
+    d->frm = gs_ff.av_frame_alloc();
     if (!d->cc || !d->pkt || !d->frm) {
         set_err(err, errlen, "out of memory");
         return -1;
     }
-    int r = avcodec_parameters_to_context(d->cc, st->codecpar);
+    int r = gs_ff.avcodec_parameters_to_context(d->cc, st->codecpar);
     if (r >= 0) {
         d->cc->pkt_timebase = st->time_base;
         d->cc->thread_count = 1;
-        r = avcodec_open2(d->cc, codec, NULL);
+        r = gs_ff.avcodec_open2(d->cc, codec, NULL);
     }
     if (r < 0) {
         set_err(err, errlen, r == AVERROR(ENOMEM) ? "out of memory"
@@ -489,14 +493,14 @@ static int decode_all(struct dec *d, double max_s, struct out *o, char *err, siz
 
     int demux_err = 0;
     for (;;) {
-        r = av_read_frame(d->ic, d->pkt);
+        r = gs_ff.av_read_frame(d->ic, d->pkt);
         if (r < 0) {
             if (r != AVERROR_EOF) demux_err = r;
             break;
         }
         int fail = 0;
         if (d->pkt->stream_index == d->stream) {
-            r = avcodec_send_packet(d->cc, d->pkt);
+            r = gs_ff.avcodec_send_packet(d->cc, d->pkt);
             if (r == AVERROR(ENOMEM)) {
                 set_err(err, errlen, "out of memory");
                 fail = 1;
@@ -506,7 +510,7 @@ static int decode_all(struct dec *d, double max_s, struct out *o, char *err, siz
                 fail = 1;
             }
         }
-        av_packet_unref(d->pkt);
+        gs_ff.av_packet_unref(d->pkt);
         if (fail) return -1;
     }
     if (read_failed(d, err, errlen)) return -1;
@@ -516,11 +520,11 @@ static int decode_all(struct dec *d, double max_s, struct out *o, char *err, siz
     }
     if (demux_err) {
         char msg[AV_ERROR_MAX_STRING_SIZE];
-        av_strerror(demux_err, msg, sizeof msg);
+        gs_ff.av_strerror(demux_err, msg, sizeof msg);
         LOG_D("audio", "demuxer stopped early: %s", msg);
     }
     /* Flush the decoder, then the resampler. */
-    if (avcodec_send_packet(d->cc, NULL) >= 0 && drain(d, o, err, errlen) != 0) return -1;
+    if (gs_ff.avcodec_send_packet(d->cc, NULL) >= 0 && drain(d, o, err, errlen) != 0) return -1;
     if (d->swr && resample(d, o, NULL, 0, err, errlen) != 0) return -1;
 
     if (out_flush(o) != 0) {
@@ -555,7 +559,7 @@ int audio_decode_file(const char *path, double max_duration_s, audio_pcm *out, c
     dec_close(&d);
     if (r != 0) {
         free(o.s);
-        return -1;
+        return r == AUDIO_ERR_UNAVAILABLE ? r : -1;
     }
     if (o.cap > o.n + AUDIO_RATE) {   /* give back an over-estimate */
         int16_t *s = realloc(o.s, o.n * sizeof *s);

@@ -22,6 +22,10 @@
  *   duration is known, and stops while decoding otherwise (0.5 s of slack for codec
  *   priming/padding). max_duration_s <= 0 means AUDIO_HARD_LIMIT_S. Memory used is about
  *   32 KB per second of audio plus FFmpeg's working set (~30 MB).
+ * - FFmpeg is not linked: it is opened with dlopen on the first probe or decode
+ *   (audio/ffmpeg_dl.h). When it cannot be loaded every function here returns
+ *   AUDIO_ERR_UNAVAILABLE with e.g. "FFmpeg's libavformat.so.59 is not installed: apt install
+ *   libavformat59" in err: the server's fault, not the file's.
  * - FFmpeg's own log output is routed to our log at debug level (tag "ffmpeg").
  * Thread-safe: every call is independent (no shared state besides the one-time log hook).
  */
@@ -33,6 +37,7 @@
 
 #define AUDIO_RATE 16000
 #define AUDIO_HARD_LIMIT_S (24.0 * 3600.0)
+#define AUDIO_ERR_UNAVAILABLE (-2)   /* FFmpeg's libraries cannot be loaded (see above) */
 
 typedef struct audio_pcm {
     int16_t *samples;   /* heap, mono, AUDIO_RATE Hz; release with audio_pcm_release */
@@ -50,7 +55,7 @@ typedef struct audio_info {
 } audio_info;
 
 /* Probe without decoding the whole file: container, codec, duration, source rate/channels.
- * 0 on success; -1 with a message in err on failure. */
+ * 0 on success; -1 with a message in err on failure (AUDIO_ERR_UNAVAILABLE: no FFmpeg). */
 int audio_probe(const char *path, audio_info *info, char *err, size_t errlen);
 
 /* Decode the whole file (first/best audio stream) to AUDIO_RATE mono s16 into *out (zeroed

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -25,6 +26,7 @@ struct events {
     struct store *st;
     events_sub *subs;
     unsigned long long next_id;
+    atomic_ullong generation;   /* events published so far (events_generation) */
     double heartbeat_s;
     int stopping;
     int have_thread;
@@ -120,6 +122,7 @@ void events_free(events *bus)
 
 void events_publish(events *bus, const char *type, json_t *data, int persist)
 {
+    atomic_fetch_add(&bus->generation, 1); /* the state it reports has already changed */
     if (!data) data = json_object();
     char *js = json_dumps(data, JSON_COMPACT | JSON_REAL_PRECISION(12));
     json_decref(data);
@@ -139,6 +142,11 @@ void events_publish(events *bus, const char *type, json_t *data, int persist)
     pthread_mutex_unlock(&bus->lock);
     free(msg);
     free(safe);
+}
+
+unsigned long long events_generation(events *bus)
+{
+    return bus ? atomic_load(&bus->generation) : 0;
 }
 
 events_sub *events_subscribe(events *bus, size_t max_buffer, void (*wake)(void *ud), void *ud)

@@ -35,5 +35,8 @@ events_sub *events_subscribe(events *bus, size_t max_buffer, void (*wake)(void *
 long events_read(events_sub *sub, char *out, size_t max);
 void events_unsubscribe(events_sub *sub);
 size_t events_subscriber_count(events *bus);
+/* How many events have been published (a change counter: caches of views that events report
+ * on, such as /api/gpu-status, compare it). Lock-free; 0 for a NULL bus. */
+unsigned long long events_generation(events *bus);
 
 #endif

@@ -30,9 +30,9 @@ const struct engine_vtbl *const engine_sphinx_vtbl = NULL;
 #include <strings.h>
 #include <sys/stat.h>
 
-#include <pocketsphinx.h>
+#include "engine/sphinx_dl.h" /* pocketsphinx: dlopen in the controller, linked in the worker */
+
 #include <pthread.h>
-#include <sphinxbase/err.h>
 
 #define DEFAULT_MODEL_DIR "/usr/share/pocketsphinx/model/en-us"
 #define FRAME 160               /* samples per 10 ms analysis frame */
@@ -65,8 +65,8 @@ static void sphinx_close(void *vst)
 {
     struct sphinx *s = vst;
     if (!s) return;
-    if (s->ps) ps_free(s->ps);
-    if (s->cfg) cmd_ln_free_r(s->cfg);
+    if (s->ps) gs_sp.ps_free(s->ps);
+    if (s->cfg) gs_sp.cmd_ln_free_r(s->cfg);
     free(s->hmm);
     free(s->lm);
     free(s->dict);
@@ -78,7 +78,7 @@ static void sphinx_close(void *vst)
  * it, so two engines opening at once (JOBS_CONCURRENCY > 1) raced on that FILE (found by
  * make tsan-test). Logging is switched off once instead. */
 static pthread_once_t quiet_once = PTHREAD_ONCE_INIT;
-static void quiet_sphinx(void) { err_set_logfp(NULL); }
+static void quiet_sphinx(void) { gs_sp.err_set_logfp(NULL); }
 
 static struct sphinx *sphinx_open_one(const char *model, char **model_out, char *err,
                                       size_t errlen)
@@ -101,19 +101,19 @@ static struct sphinx *sphinx_open_one(const char *model, char **model_out, char 
         snprintf(err, errlen, "pocketsphinx grammar %s not found", jsgf);
         goto fail;
     }
-    s->cfg = cmd_ln_init(NULL, ps_args(), TRUE, "-hmm", s->hmm, jsgf ? "-jsgf" : "-lm",
+    s->cfg = gs_sp.cmd_ln_init(NULL, gs_sp.ps_args(), TRUE, "-hmm", s->hmm, jsgf ? "-jsgf" : "-lm",
                          jsgf ? s->jsgf : s->lm, "-dict", s->dict, NULL);
     if (!s->cfg) {
         snprintf(err, errlen, "pocketsphinx: bad configuration");
         goto fail;
     }
-    s->ps = ps_init(s->cfg);
+    s->ps = gs_sp.ps_init(s->cfg);
     if (!s->ps) {
         snprintf(err, errlen, "pocketsphinx: cannot load the model in %s%s%s", dir,
                  jsgf ? " with grammar " : "", jsgf ? jsgf : "");
         goto fail;
     }
-    s->frate = (int)cmd_ln_int32_r(s->cfg, "-frate");
+    s->frate = (int)gs_sp.cmd_ln_int_r(s->cfg, "-frate");
     if (s->frate <= 0) s->frate = 100;
     if (model_out) *model_out = xstrdup(dir);
     return s;
@@ -139,6 +139,7 @@ static void sphinx_pool_close(void *vst)
 static void *sphinx_pool_open(const char *model, int slots, struct engine_info *info,
                               char *err, size_t errlen)
 {
+    if (sphinx_dl_load(err, errlen) != 0) return NULL; /* "... is not installed: apt install ..." */
     pthread_once(&quiet_once, quiet_sphinx);
     struct sphinx_pool *p = xcalloc(1, sizeof *p);
     p->slot = xcalloc((size_t)slots, sizeof *p->slot);
@@ -293,7 +294,7 @@ static int decode_piece(struct sphinx *s, transcript *t, const int16_t *pcm, pie
                         char *err, size_t errlen)
 {
     ps_decoder_t *ps = s->ps;
-    if (ps_start_utt(ps) < 0) {
+    if (gs_sp.ps_start_utt(ps) < 0) {
         snprintf(err, errlen, "pocketsphinx: cannot start an utterance");
         return -1;
     }
@@ -309,19 +310,19 @@ static int decode_piece(struct sphinx *s, transcript *t, const int16_t *pcm, pie
         int v = pcm[p.start + i] + (int)((rng >> 16) % 3) - 1; /* -1, 0 or +1 */
         d[i] = (int16_t)(v > INT16_MAX ? INT16_MAX : v < INT16_MIN ? INT16_MIN : v);
     }
-    int rc = ps_process_raw(ps, d, len, FALSE, TRUE);
+    int rc = gs_sp.ps_process_raw(ps, d, len, FALSE, TRUE);
     free(d);
     if (rc < 0) {
-        ps_end_utt(ps);
+        gs_sp.ps_end_utt(ps);
         snprintf(err, errlen, "pocketsphinx: decoding failed");
         return -1;
     }
-    if (ps_end_utt(ps) < 0) {
+    if (gs_sp.ps_end_utt(ps) < 0) {
         snprintf(err, errlen, "pocketsphinx: cannot end the utterance");
         return -1;
     }
     double off = (double)p.start / ENGINE_SAMPLE_RATE;
-    logmath_t *lmath = ps_get_logmath(ps);
+    logmath_t *lmath = gs_sp.ps_get_logmath(ps);
     transcript_segment *seg = NULL;
     buf text;
     buf_init(&text, 0);
@@ -329,14 +330,14 @@ static int decode_piece(struct sphinx *s, transcript *t, const int16_t *pcm, pie
     /* first pass: words into a scratch list (the segment text is known only at the end) */
     struct w { char *word; double start, end, conf; } *words = NULL;
     size_t nw = 0, cap = 0;
-    for (ps_seg_t *it = ps_seg_iter(ps); it; it = ps_seg_next(it)) {
-        const char *w = ps_seg_word(it);
+    for (ps_seg_t *it = gs_sp.ps_seg_iter(ps); it; it = gs_sp.ps_seg_next(it)) {
+        const char *w = gs_sp.ps_seg_word(it);
         if (is_filler(w)) continue;
         int sf = 0, ef = 0;
         int32 ascr, lscr, lback;
-        ps_seg_frames(it, &sf, &ef);
-        int32 post = ps_seg_prob(it, &ascr, &lscr, &lback);
-        double conf = logmath_exp(lmath, post);
+        gs_sp.ps_seg_frames(it, &sf, &ef);
+        int32 post = gs_sp.ps_seg_prob(it, &ascr, &lscr, &lback);
+        double conf = gs_sp.logmath_exp(lmath, post);
         if (!isfinite(conf) || conf < 0) conf = -1;
         if (conf > 1) conf = 1;
         if (nw == cap) {

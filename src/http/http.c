@@ -857,10 +857,15 @@ http_server *http_server_start(const http_config *cfg, const http_route *routes,
     pthread_mutex_init(&s->lock, NULL);
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
                      MHD_ALLOW_SUSPEND_RESUME;
+    unsigned pool = cfg->threads ? cfg->threads : 2u;
+    if (pool == HTTP_THREAD_PER_CONNECTION) { /* MHD: no epoll and no pool in this mode */
+        flags = (flags & ~(unsigned)MHD_USE_EPOLL) | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL;
+        pool = 0;
+    }
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
     s->d = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, s,
                             MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-                            MHD_OPTION_THREAD_POOL_SIZE, cfg->threads ? cfg->threads : 2u,
+                            MHD_OPTION_THREAD_POOL_SIZE, pool,
                             MHD_OPTION_CONNECTION_LIMIT, 1024u,
                             MHD_OPTION_PER_IP_CONNECTION_LIMIT, 0u,
                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32 * 1024,

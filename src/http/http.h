@@ -61,13 +61,16 @@ typedef struct http_route {
     const char *openapi;  /* optional JSON object merged into the OpenAPI operation */
 } http_route;
 
+#define HTTP_THREAD_PER_CONNECTION 0xffffffffu
+
 typedef struct http_config {
     const char *host;      /* address to bind */
     int port;              /* 0 = ephemeral */
     const char *web_dir;   /* static files; NULL = none */
     const char *api_token; /* NULL = no auth */
     const char *metrics_token; /* also accepted on HTTP_ROUTE_METRICS routes; NULL = none */
-    unsigned threads;      /* pool size (default 2) */
+    unsigned threads;      /* epoll thread pool size (default 2); HTTP_THREAD_PER_CONNECTION:
+                            * a thread per connection instead (poll; for measurements) */
     const char *version;
 } http_config;
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The lean worker and its source bundle: build/gpuscribe-worker links none of FFmpeg's
-# libraries, libssh or SQLite; the bundle (what the controller sends to instances) unpacked
+# libraries, libssh or SQLite; the controller links neither FFmpeg nor pocketsphinx (it opens
+# them on first use) and still decodes uploads; the bundle (what the controller sends to instances) unpacked
 # into an empty directory builds the worker there with `make worker` alone, holds exactly the
 # worker's sources (no test, tool or controller file), and is deterministic (the same source
 # gives the same sha256, which is what instances are stamped with).
@@ -16,7 +17,47 @@ check "the worker links libmicrohttpd, jansson and libcurl" bash -c "grep -q lib
 check "the worker links no FFmpeg library" bash -c "! grep -qE '^libav|^libsw' <<<'$libs'"
 check "the worker links no libssh" bash -c "! grep -qE '^libssh\\.so' <<<'$libs'"
 check "the worker links no SQLite" bash -c "! grep -q '^libsqlite3' <<<'$libs'"
-check "the controller does link them (the check can see them)" bash -c "ldd '$ROOT/build/gpuscribe' | grep -q libavformat && ldd '$ROOT/build/gpuscribe' | grep -q 'libssh\\.so' && ldd '$ROOT/build/gpuscribe' | grep -q libsqlite3"
+check "the controller does link libssh and SQLite (the check can see them)" bash -c "ldd '$ROOT/build/gpuscribe' | grep -q 'libssh\\.so' && ldd '$ROOT/build/gpuscribe' | grep -q libsqlite3"
+# the controller opens FFmpeg and pocketsphinx with dlopen on first use (issue 15): linking
+# them mapped ~150 libraries into every idle server
+for bin in "$ROOT/build/gpuscribe" "$GS_BIN"; do
+    clibs=$(ldd "$bin" | awk '{print $1}')
+    check "$(basename "$(dirname "$bin")")/$(basename "$bin") links no FFmpeg library" bash -c "! grep -qE '^libav|^libsw' <<<'$clibs'"
+    check "$(basename "$(dirname "$bin")")/$(basename "$bin") links no pocketsphinx" bash -c "! grep -qE '^libpocketsphinx|^libsphinx' <<<'$clibs'"
+done
+# ... and still decodes uploads (FFmpeg loaded on the first one), reports a missing FFmpeg as
+# the server's fault (500, with the package to install) and a missing pocketsphinx as the
+# local job's error
+python3 - "$TDIR/tone.wav" <<'PY'
+import math, struct, sys, wave
+w = wave.open(sys.argv[1], "wb"); w.setnchannels(2); w.setsampwidth(2); w.setframerate(44100)
+w.writeframes(b"".join(struct.pack("<hh", v, v) for v in
+              (int(8000 * math.sin(i * 0.0627)) for i in range(44100))))
+w.close()
+PY
+start_server
+req GET /healthz
+pid_maps=$(cat /proc/"$SERVER_PID"/maps 2>/dev/null)
+check "an idle controller has not mapped FFmpeg or pocketsphinx" bash -c "! grep -qE 'libavformat|libpocketsphinx' <<<'$pid_maps'"
+req POST /api/jobs -F "file=@$TDIR/tone.wav"
+expect "the controller decodes an upload (FFmpeg loaded on first use)" 202 '.audio_duration > 0.9 and .audio_duration < 1.1'
+check "FFmpeg is mapped after the first upload" grep -q libavformat /proc/"$SERVER_PID"/maps
+stop_server
+start_server GS_FFMPEG_SONAME_TEST=libavformat.so.999 GS_SPHINX_SONAME_TEST=libpocketsphinx.so.999
+req POST /api/jobs -F "file=@$TDIR/tone.wav"
+expect "no FFmpeg: the upload gets a 500 naming the package" 500 '.error | contains("FFmpeg'"'"'s libavformat.so.999 is not installed: apt install libavformat999")'
+req POST /v1/audio/transcriptions -F "file=@$TDIR/tone.wav" -F model=whisper-1
+expect "no FFmpeg: the OpenAI-style upload gets a 500 too" 500 '.error.message | contains("apt install libavformat999")'
+stop_server
+start_server GS_SPHINX_SONAME_TEST=libpocketsphinx.so.999
+req POST /api/jobs -F "file=@$TDIR/tone.wav"
+expect "no pocketsphinx: the upload is accepted" 202
+ID=$(jget .id)
+state=$(wait_job "$ID" 60)
+req GET "/api/jobs/$ID"
+check "no pocketsphinx: the local job fails with the package to install" \
+    bash -c '[ "$1" = failed ] && grep -q "libpocketsphinx.so.999 is not installed: apt install libpocketsphinx999" <<<"$2"' _ "$state" "$(jget .error)"
+stop_server
 out=$("$W" version --features)
 check "the worker reports its engines" grep -qw sphinx <<<"$out"
 

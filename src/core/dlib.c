@@ -1,0 +1,50 @@
+/* dlib: dlopen by soname with actionable errors. Contract in dlib.h. */
+#include "core/dlib.h"
+
+#include <ctype.h>
+#include <dlfcn.h>
+#include <stdio.h>
+#include <string.h>
+
+void dlib_package(const char *soname, char *out, size_t n)
+{
+    if (!n) return;
+    const char *so = strstr(soname, ".so");
+    if (!so) {
+        snprintf(out, n, "%s", soname);
+        return;
+    }
+    int base = (int)(so - soname);
+    const char *ver = so[3] == '.' ? so + 4 : "";
+    int dash = base > 0 && isdigit((unsigned char)soname[base - 1]) && *ver;
+    snprintf(out, n, "%.*s%s%s", base, soname, dash ? "-" : "", ver);
+}
+
+void *dlib_open(const char *soname, const char *what, char *err, size_t errlen)
+{
+    void *h = dlopen(soname, RTLD_NOW | RTLD_LOCAL);
+    if (h) return h;
+    const char *why = dlerror();
+    if (!why) why = "unknown error";
+    if (!err || !errlen) return NULL;
+    /* glibc says "<name>: cannot open shared object file: No such file or directory" */
+    if (strstr(why, "cannot open shared object file")) {
+        char pkg[128];
+        dlib_package(soname, pkg, sizeof pkg);
+        snprintf(err, errlen, "%s's %s is not installed: apt install %s", what, soname, pkg);
+    } else {
+        snprintf(err, errlen, "cannot load %s's %s: %s", what, soname, why);
+    }
+    return NULL;
+}
+
+void *dlib_sym(void *h, const char *soname, const char *what, const char *name, char *err,
+               size_t errlen)
+{
+    dlerror();
+    void *p = dlsym(h, name);
+    if (!p && err && errlen)
+        snprintf(err, errlen, "%s's %s has no symbol %s (another version than the one "
+                 "gpuscribe was built for?)", what, soname, name);
+    return p;
+}
