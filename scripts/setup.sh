@@ -13,7 +13,8 @@ pkgs=(build-essential pkg-config
 test_pkgs=(openssh-server debootstrap curl jq espeak-ng sox ffmpeg wrk time iproute2 util-linux procps pocketsphinx-testdata python3
            sqlite3 clang libclang-rt-dev valgrind    # sqlite3: bad-input suite; clang + libFuzzer: make fuzz; valgrind: make valgrind-test
            chromium nodejs                           # browser tests (tests/browser: playwright-core from npm)
-           prometheus)                               # promtool: the metrics suite checks GET /metrics
+           prometheus                                # promtool: the metrics suite checks GET /metrics
+           debhelper)                                # test_package: dpkg-buildpackage (dpkg-dev comes with build-essential)
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TEST=0

@@ -328,6 +328,15 @@ out:
 
 int main(int argc, char **argv)
 {
+    /* hidden: what `make doc` writes (build/gpuscribe.1, build/gpuscribe.bash) */
+    if (argc == 3 && strcmp(argv[1], "help") == 0 && strcmp(argv[2], "--man") == 0) {
+        cli_print_man(stdout);
+        return fflush(stdout) == 0 ? 0 : 1;
+    }
+    if (argc == 3 && strcmp(argv[1], "help") == 0 && strcmp(argv[2], "--bash-completion") == 0) {
+        cli_print_bash_completion(stdout);
+        return fflush(stdout) == 0 ? 0 : 1;
+    }
     if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||
         strcmp(argv[1], "-h") == 0) {
         usage(stdout);

@@ -4,11 +4,18 @@
 #ifndef GS_CLI_H
 #define GS_CLI_H
 
+#include <stdio.h>
+
 /* worker.c: `gpuscribe worker --listen 127.0.0.1:PORT [--engine E] [--model M]` */
 int cli_worker(int argc, char **argv);
 /* transcribe.c: `gpuscribe transcribe FILE [--format F] [--language L] [-o OUT] [--server URL]` */
 int cli_transcribe(int argc, char **argv);
 /* vast.c: `gpuscribe vast search|boot|list|destroy ...` against the Vast.ai API */
 int cli_vast(int argc, char **argv);
+
+/* doc.c: gpuscribe(1) in roff and the bash completion script, from the settings table
+ * (`gpuscribe help --man`, `gpuscribe help --bash-completion`) */
+void cli_print_man(FILE *out);
+void cli_print_bash_completion(FILE *out);
 
 #endif

@@ -19,6 +19,9 @@
 #ifndef GS_SRCDIR
 #define GS_SRCDIR "."
 #endif
+#ifndef GS_SHAREDIR
+#define GS_SHAREDIR "/usr/share/gpuscribe"
+#endif
 
 struct cfg_def {
     const char *name;
@@ -353,7 +356,7 @@ config *config_load(int argc, char **argv, char ***rest, char *err, size_t errle
         set_raw(c, CFG_DATA_DIR, d, CFG_SRC_DEFAULT);
         free(d);
     }
-    if (!c->val[CFG_WEB_DIR]) set_raw(c, CFG_WEB_DIR, GS_SRCDIR "/web", CFG_SRC_DEFAULT);
+    if (!c->val[CFG_WEB_DIR]) set_raw(c, CFG_WEB_DIR, config_default_web_dir(), CFG_SRC_DEFAULT);
 
     for (int i = 0; i < CFG_COUNT; i++)
         if (defs[i].type == CFG_T_SECRET && c->val[i]) log_add_secret(c->val[i]);
@@ -376,6 +379,17 @@ void config_free(config *c)
     free(c->retired);
     free(c->env_path);
     free(c);
+}
+
+const char *config_pick_web_dir(const char *src_web, const char *installed_web)
+{
+    struct stat st;
+    return stat(src_web, &st) == 0 && S_ISDIR(st.st_mode) ? src_web : installed_web;
+}
+
+const char *config_default_web_dir(void)
+{
+    return config_pick_web_dir(GS_SRCDIR "/web", GS_SHAREDIR "/web");
 }
 
 static void help_left(enum cfg_id id, char *left, size_t n)
@@ -404,6 +418,64 @@ void config_print_help(FILE *out)
         fputc('\n', out);
     }
     fprintf(out, "  %-*s  %s\n", w, "--env-file PATH", "read settings from PATH instead of ./.env");
+}
+
+/* roff text: a leading '.' or '\'' would be a request, a backslash an escape, '-' a hyphen */
+static void roff_text(FILE *out, const char *s)
+{
+    if (*s == '.' || *s == '\'') fputs("\\&", out);
+    for (; *s; s++) {
+        if (*s == '\\') fputs("\\e", out);
+        else if (*s == '-') fputs("\\-", out);
+        else fputc(*s, out);
+    }
+}
+
+void config_print_man_options(FILE *out)
+{
+    char flag[64];
+    for (int i = 0; i < CFG_COUNT; i++) {
+        flag_name((enum cfg_id)i, flag, sizeof flag);
+        fputs(".TP\n", out);
+        if (defs[i].type == CFG_T_SECRET) {
+            fprintf(out, ".B %s\n", defs[i].name);
+        } else {
+            fputs(".BR \"", out);
+            roff_text(out, "--");
+            roff_text(out, flag);
+            fprintf(out, "\" \" \\fIVALUE\\fR, \" %s\n", defs[i].name);
+        }
+        roff_text(out, defs[i].help);
+        if (i == CFG_WEB_DIR) roff_text(out, " (" GS_SHAREDIR "/web)");
+        if (defs[i].type == CFG_T_SECRET) {
+            fputs(".\nEnvironment or env file only: secrets are not accepted as flags.\n", out);
+        } else if (defs[i].type == CFG_T_ENUM) {
+            fputs(": one of ", out);
+            roff_text(out, defs[i].choices);
+            fputs(" (default: ", out);
+            roff_text(out, defs[i].def);
+            fputs(").\n", out);
+        } else if (defs[i].def) {
+            fputs(" (default: ", out);
+            roff_text(out, defs[i].def);
+            fputs(").\n", out);
+        } else {
+            fputs(".\n", out);
+        }
+    }
+    fputs(".TP\n.BI \"\\-\\-env\\-file \" PATH\nRead settings from PATH instead of ./.env "
+          "(PATH must then be readable).\n", out);
+}
+
+void config_print_flags(FILE *out)
+{
+    char flag[64];
+    for (int i = 0; i < CFG_COUNT; i++) {
+        if (defs[i].type == CFG_T_SECRET) continue;
+        flag_name((enum cfg_id)i, flag, sizeof flag);
+        fprintf(out, "--%s ", flag);
+    }
+    fputs("--env-file", out);
 }
 
 json_t *config_dump_json(const config *c)

@@ -25,7 +25,8 @@ enum cfg_type { CFG_T_STR, CFG_T_SECRET, CFG_T_INT, CFG_T_NUM, CFG_T_BOOL, CFG_T
     X(PORT, CFG_T_INT, "8000", 0, 65535, NULL, "TCP port to listen on (0 = any free port)")   \
     X(DATA_DIR, CFG_T_STR, NULL, 0, 0, NULL,                                                   \
       "state directory (SQLite store, uploads, SSH key); default $XDG_DATA_HOME/gpuscribe")    \
-    X(WEB_DIR, CFG_T_STR, NULL, 0, 0, NULL, "static web UI directory; default the built-in web/") \
+    X(WEB_DIR, CFG_T_STR, NULL, 0, 0, NULL,                                                    \
+      "static web UI directory; default the source tree's web/, else the installed one")      \
     X(VAST_API_KEY, CFG_T_SECRET, NULL, 0, 0, NULL,                                            \
       "Vast.ai API key (also read from the vast CLI's key file)")                              \
     X(VAST_URL, CFG_T_STR, "https://console.vast.ai", 0, 0, NULL, "Vast.ai API base URL")     \
@@ -98,6 +99,17 @@ void config_set(config *c, enum cfg_id id, const char *value);
 
 /* Every option with its flag, default and meaning. */
 void config_print_help(FILE *out);
+/* The same options as roff (.TP paragraphs) for the OPTIONS section of gpuscribe(1). */
+void config_print_man_options(FILE *out);
+/* The options' flags (not the secrets': they are no flags) and --env-file, on one line,
+ * separated by spaces, no newline: what the bash completion offers. */
+void config_print_flags(FILE *out);
+/* WEB_DIR's default: GS_SRCDIR/web when it is a directory (a development build, run from its
+ * tree or not), else GS_SHAREDIR/web (an installed build: /usr/share/gpuscribe/web); that is
+ * config_pick_web_dir(GS_SRCDIR "/web", GS_SHAREDIR "/web"), which returns one of its
+ * arguments. */
+const char *config_default_web_dir(void);
+const char *config_pick_web_dir(const char *src_web, const char *installed_web);
 /* The effective configuration as JSON; secrets show only whether they are set. */
 struct json_t *config_dump_json(const config *c);
 

@@ -16,6 +16,9 @@
 #include <unistd.h>
 
 #define REMOTE_DIR "/workspace/gpuscribe"
+#ifndef GS_SHAREDIR
+#define GS_SHAREDIR "/usr/share/gpuscribe"
+#endif
 
 typedef struct exec_ctx {
     inst *in;
@@ -72,8 +75,10 @@ int fleet_find_worker_payload(const char *exe, const char *srcdir, fleet_payload
 {
     memset(out, 0, sizeof *out);
     char *d = dir_of(exe);
+    /* beside the binary (build/), its parent, the source tree's build/, the installed data
+     * directory (the package's /usr/share/gpuscribe) */
     char *dirs[] = {xstrdup(d), xasprintf("%s/..", d), xasprintf("%s/build", srcdir),
-                    xstrdup("/usr/share/gpuscribe")};
+                    xstrdup(GS_SHAREDIR), xstrdup("/usr/share/gpuscribe")};
     free(d);
     int rc = -1;
     for (size_t i = 0; i < ARRAY_LEN(dirs) && rc != 0; i++) {
@@ -96,7 +101,7 @@ int fleet_find_worker_payload(const char *exe, const char *srcdir, fleet_payload
     }
     if (rc != 0)
         snprintf(err, errlen, "no worker source bundle (gpuscribe-src.tar.gz with gpuscribe-src.id) "
-                 "beside %s or in %s/build: run make", exe, srcdir);
+                 "beside %s, in %s/build or in " GS_SHAREDIR ": run make", exe, srcdir);
     for (size_t i = 0; i < ARRAY_LEN(dirs); i++) free(dirs[i]);
     return rc;
 }
@@ -139,19 +144,18 @@ static void on_setup_line(void *ud, int is_stderr, const char *line)
     }
 }
 
+/* remote/setup.sh: in the source tree, beside the binary or its parent, or installed */
 static char *setup_path(fleet *f)
 {
-    char *p = xasprintf("%s/remote/setup.sh", f->srcdir);
-    if (access(p, R_OK) == 0) return p;
-    free(p);
     char *dir = dir_of(f->exe);
-    p = xasprintf("%s/remote/setup.sh", dir);
-    if (access(p, R_OK) != 0) {
-        free(p);
-        p = xasprintf("%s/../remote/setup.sh", dir);
-        if (access(p, R_OK) != 0) SAFE_FREE(p);
-    }
+    char *cand[] = {xasprintf("%s/remote/setup.sh", f->srcdir), xasprintf("%s/remote/setup.sh", dir),
+                    xasprintf("%s/../remote/setup.sh", dir), xstrdup(GS_SHAREDIR "/remote/setup.sh")};
     free(dir);
+    char *p = NULL;
+    for (size_t i = 0; i < ARRAY_LEN(cand); i++) {
+        if (!p && access(cand[i], R_OK) == 0) p = cand[i];
+        else free(cand[i]);
+    }
     return p;
 }
 
@@ -224,8 +228,8 @@ static int upload_files(inst *in, char *err, size_t errlen)
     }
     char *sp = setup_path(f);
     if (!sp) {
-        snprintf(err, errlen, "remote/setup.sh not found (looked in %s/remote and beside %s); set "
-                 "GS_SRCDIR", f->srcdir, f->exe);
+        snprintf(err, errlen, "remote/setup.sh not found (looked in %s/remote, beside %s and in "
+                 GS_SHAREDIR "/remote); set GS_SRCDIR", f->srcdir, f->exe);
         return -2;
     }
     rc = sshc_upload(in->ssh, sp, REMOTE_DIR "/setup.sh", 0755, err, errlen);

@@ -44,6 +44,73 @@ TEST(config_defaults)
     config_free(c);
 }
 
+/* WEB_DIR: the source tree's web/ for a development build (this one), else the installed one */
+TEST(config_web_dir_default)
+{
+    char err[512];
+    setenv("HOME", test_tmpdir(), 1);
+    char *argv[] = {"serve"};
+    config *c = load(argv, 1, err);
+    ASSERT_NOT_NULL(c);
+    ASSERT_STR_EQ(config_str(c, CFG_WEB_DIR), GS_SRCDIR "/web");
+    ASSERT_EQ(config_source(c, CFG_WEB_DIR), CFG_SRC_DEFAULT);
+    ASSERT_STR_EQ(config_default_web_dir(), GS_SRCDIR "/web");
+    config_free(c);
+    /* a tree without web/ (the package's build: SRCDIR is no tree) or with a file there */
+    ASSERT_STR_EQ(config_pick_web_dir("nope/web", "/usr/share/gpuscribe/web"), "/usr/share/gpuscribe/web");
+    write_text("web", "not a directory");
+    ASSERT_STR_EQ(config_pick_web_dir("web", "/usr/share/gpuscribe/web"), "/usr/share/gpuscribe/web");
+    ASSERT_EQ(unlink("web"), 0);
+    ASSERT_EQ(mkdir("web", 0700), 0);
+    ASSERT_STR_EQ(config_pick_web_dir("web", "/usr/share/gpuscribe/web"), "web");
+    /* a flag still wins */
+    char *argv2[] = {"serve", "--web-dir", "/srv/ui"};
+    c = load(argv2, 3, err);
+    ASSERT_NOT_NULL(c);
+    ASSERT_STR_EQ(config_str(c, CFG_WEB_DIR), "/srv/ui");
+    config_free(c);
+}
+
+/* gpuscribe(1)'s options and the completion's flags come from the table: every setting */
+TEST(config_man_and_flags_list_every_setting)
+{
+    char *man = NULL, *flags = NULL;
+    size_t nm = 0, nf = 0;
+    FILE *f = open_memstream(&man, &nm);
+    config_print_man_options(f);
+    fclose(f);
+    f = open_memstream(&flags, &nf);
+    config_print_flags(f);
+    fclose(f);
+    ASSERT_CONTAINS(man, ".B VAST_API_KEY\n");
+    ASSERT_CONTAINS(man, ".BR \"\\-\\-data\\-dir\" \" \\fIVALUE\\fR, \" DATA_DIR\n");
+    ASSERT_CONTAINS(man, "(default: 8000).");
+    ASSERT_CONTAINS(man, "one of error|warn|info|debug (default: info).");
+    ASSERT_CONTAINS(man, "\\-\\-env\\-file");
+    ASSERT_CONTAINS(flags, "--data-dir ");
+    ASSERT_CONTAINS(flags, "--env-file");
+    ASSERT_TRUE(strstr(flags, "--vast-api-key") == NULL); /* a secret is no flag */
+    ASSERT_TRUE(strstr(flags, "--api-token") == NULL);
+    ASSERT_TRUE(strchr(flags, '\n') == NULL);
+    for (int i = 0; i < CFG_COUNT; i++) {
+        char *line = xasprintf(" %s\n", config_name((enum cfg_id)i)); /* ".BR ... NAME" / ".B NAME" */
+        ASSERT_CONTAINS(man, line);
+        free(line);
+    }
+    /* no line may start a roff request by accident: every line is a request we wrote or text
+     * that does not start with '.' or '\'' */
+    int requests = 0;
+    for (char *l = man; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+        if (*l == '.') {
+            ASSERT_TRUE(!strncmp(l, ".TP\n", 4) || !strncmp(l, ".B ", 3) || !strncmp(l, ".BR ", 4) ||
+                        !strncmp(l, ".BI ", 4));
+            requests++;
+        }
+    ASSERT_TRUE(requests >= 2 * CFG_COUNT);
+    free(man);
+    free(flags);
+}
+
 TEST(config_precedence)
 {
     char err[512];
