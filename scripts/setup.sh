@@ -25,13 +25,17 @@ if [ "${1:-}" = "--test" ]; then
     command -v npm >/dev/null || pkgs+=(npm)
 fi
 
-# tests/browser/node_modules (playwright-core, pinned by package-lock.json; no browser download)
+# tests/browser/node_modules: playwright-core at the version package-lock.json pins (1.61, the
+# newest release that runs on node 18, Debian 12's own nodejs; no browser download: the tests
+# drive Debian's chromium). Reinstalled when what is there is another version.
 npm_step() {
     [ "$TEST" = 1 ] || return 0
-    [ -d "$ROOT/tests/browser/node_modules/playwright-core" ] && return 0
-    echo "setup: installing tests/browser's npm packages" >&2
-    (cd "$ROOT/tests/browser" &&
-        { npm ci --no-audit --no-fund --loglevel=error || npm install --no-audit --no-fund --loglevel=error; })
+    local dir=$ROOT/tests/browser want have
+    want=$(sed -n '/"node_modules\/playwright-core"/,/}/s/.*"version": "\([^"]*\)".*/\1/p' "$dir/package-lock.json" | head -n 1)
+    have=$(sed -n 's/^  "version": "\([^"]*\)".*/\1/p' "$dir/node_modules/playwright-core/package.json" 2>/dev/null | head -n 1)
+    [ -n "$have" ] && [ "$have" = "$want" ] && return 0
+    echo "setup: installing tests/browser's npm packages (playwright-core $want${have:+, replacing $have})" >&2
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
 }
 
 missing=()

@@ -48,6 +48,7 @@ void api_jobs_get(http_req *r, void *app);
 void api_jobs_delete(http_req *r, void *app);
 void api_jobs_transcript(http_req *r, void *app);
 void api_jobs_audio(http_req *r, void *app);
+void api_jobs_peaks(http_req *r, void *app);
 json_t *api_job_options(http_req *r, const struct upload *u, int openai_style);
 int api_submit_upload(http_req *r, struct app *a, struct upload *u, json_t *opts, int openai_style);
 #include "transcript/transcript.h"
@@ -55,6 +56,7 @@ void api_reply_transcript(http_req *r, const transcript *t, enum transcript_form
 
 /* cost.c */
 void api_cost(http_req *r, void *app);
+void api_cost_history(http_req *r, void *app);
 void api_vast_keepalive(http_req *r, void *app);
 
 /* metrics.c: GET /metrics (Prometheus text format; HTTP_ROUTE_METRICS auth) */

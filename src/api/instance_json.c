@@ -1,6 +1,7 @@
 #include "api/instance_json.h"
 
 #include "core/util.h"
+#include "fleet/remote_setup.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,55 @@ static json_t *log_json(const char *sl)
     return log;
 }
 
+/* The boot as a timeline: {"created_at", "running_at", "ready_at", "total_s", "done",
+ * "stages": [{"name", "seconds", "what"}]}: Vast starting the container (created ->
+ * running), setup.sh's timed steps (its GPUSCRIBE-STEP lines, in order), and the rest of
+ * created -> ready (or now, while booting): SSH, the upload, the worker's start and health.
+ * The stages' seconds add up to total_s. */
+static json_t *boot_json(const instance_row *r, const char *sl, double now)
+{
+    bool done = r->ready_at > 0;
+    double end = done ? r->ready_at : now;
+    if (end < r->created_at) end = r->created_at;
+    json_t *stages = json_array();
+    double rent = r->running_at > 0 ? r->running_at - r->created_at : end - r->created_at;
+    if (rent < 0) rent = 0;
+    if (rent > end - r->created_at) rent = end - r->created_at;
+    json_array_append_new(stages, json_pack("{s:s,s:f,s:s}", "name", "rent", "seconds", rent,
+                                            "what", "Vast.ai starts the container"));
+    double steps = 0;
+    json_t *sj = json_array();
+    for (const char *p = sl; p && *p;) {
+        const char *e = strchr(p, '\n');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        char *line = xstrndup(p, n), name[32];
+        double secs;
+        if (fleet_parse_step(line, name, sizeof name, &secs)) {
+            json_array_append_new(sj, json_pack("{s:s,s:f,s:s}", "name", name, "seconds", secs,
+                                                "what", "setup.sh step"));
+            steps += secs;
+        }
+        free(line);
+        p += n + (e ? 1 : 0);
+    }
+    if (r->running_at > 0) {
+        double rest = end - r->running_at - steps;
+        json_array_append_new(stages, json_pack("{s:s,s:f,s:s}", "name", "connect", "seconds",
+                                                rest > 0 ? rest : 0.0, "what",
+                                                "SSH, upload, worker start and health check"));
+    }
+    json_array_extend(stages, sj);
+    json_decref(sj);
+    double total = 0;
+    size_t i;
+    json_t *st;
+    json_array_foreach(stages, i, st) total += json_real_value(json_object_get(st, "seconds"));
+    return json_pack("{s:f,s:o,s:o,s:f,s:b,s:o}", "created_at", r->created_at, "running_at",
+                     r->running_at > 0 ? json_real(r->running_at) : json_null(), "ready_at",
+                     done ? json_real(r->ready_at) : json_null(), "total_s", total, "done", done,
+                     "stages", stages);
+}
+
 json_t *api_instance_json(fleet *f, const char *vast_id)
 {
     fleet_instance_view v;
@@ -52,6 +102,7 @@ json_t *api_instance_json(fleet *f, const char *vast_id)
     json_object_set_new(j, "percent", json_integer(r->percent));
     json_object_set_new(j, "error", str_or_null(r->error));
     json_object_set_new(j, "log", log_json(v.setup_log));
+    json_object_set_new(j, "boot", boot_json(r, v.setup_log, now_wall()));
     json_object_set_new(j, "gpu_name", str_or_null(r->gpu_name));
     json_object_set_new(j, "num_gpus", r->num_gpus > 0 ? json_integer(r->num_gpus) : json_null());
     json_object_set_new(j, "dph_total", r->dph_total > 0 ? json_real(r->dph_total) : json_null());

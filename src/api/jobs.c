@@ -3,11 +3,14 @@
 #include "api/upload.h"
 #include "app.h"
 #include "audio/audio.h"
+#include "audio/peaks.h"
+#include "core/log.h"
 #include "core/util.h"
 #include "engine/engine.h"
 #include "jobs/jobs.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -246,4 +249,110 @@ void api_jobs_audio(http_req *r, void *appv)
         return;
     }
     http_reply_fd(r, 200, mime, fd, (size_t)st.st_size);
+}
+
+/* ---- GET /api/jobs/{id}/peaks?n=N: the waveform outline of the job's 16 kHz mono audio.wav,
+ * computed on the background pool (the file may be hours long) and cached beside it as
+ * peaks-N.json (used while it is newer than audio.wav; it goes with the job's directory). */
+
+#define PEAKS_DEFAULT_N 800
+
+typedef struct peaks_job {
+    char *dir;        /* DATA_DIR/jobs/<id> */
+    char id[40];
+    size_t n;
+    json_t *result;   /* the reply, or NULL: status/err */
+    int status;
+    char err[256];
+} peaks_job;
+
+static void peaks_job_free(void *p)
+{
+    peaks_job *j = p;
+    free(j->dir);
+    json_decref(j->result);
+    free(j);
+}
+
+static void peaks_work(void *p)
+{
+    peaks_job *j = p;
+    char *wav = xasprintf("%s/audio.wav", j->dir);
+    char *cache = xasprintf("%s/peaks-%zu.json", j->dir, j->n);
+    struct stat ws, cs;
+    if (stat(wav, &ws) != 0) {
+        j->status = 404;
+        snprintf(j->err, sizeof j->err, "no audio for job %s", j->id);
+        goto out;
+    }
+    if (stat(cache, &cs) == 0 && S_ISREG(cs.st_mode) &&
+        (cs.st_mtim.tv_sec > ws.st_mtim.tv_sec ||
+         (cs.st_mtim.tv_sec == ws.st_mtim.tv_sec && cs.st_mtim.tv_nsec >= ws.st_mtim.tv_nsec))) {
+        json_t *c = json_load_file(cache, 0, NULL);
+        if (json_is_object(c) && json_is_array(json_object_get(c, "min"))) {
+            json_object_set_new(c, "cached", json_true());
+            j->result = c;
+            goto out;
+        }
+        json_decref(c); /* unreadable: computed again and replaced */
+    }
+    audio_peaks pk;
+    char err[128];
+    if (audio_peaks_file(wav, j->n, &pk, err, sizeof err) != 0) {
+        j->status = 500;
+        snprintf(j->err, sizeof j->err, "cannot read the audio of job %s: %s", j->id, err);
+        goto out;
+    }
+    json_t *mn = json_array(), *mx = json_array();
+    for (size_t i = 0; i < pk.n; i++) {
+        json_array_append_new(mn, json_integer(pk.min[i]));
+        json_array_append_new(mx, json_integer(pk.max[i]));
+    }
+    json_t *res = json_pack("{s:s,s:I,s:i,s:I,s:f,s:o,s:o}", "job_id", j->id, "n", (json_int_t)pk.n,
+                            "rate", pk.rate, "samples", (json_int_t)pk.nsamples, "duration",
+                            pk.rate > 0 ? (double)pk.nsamples / pk.rate : 0.0, "min", mn, "max", mx);
+    audio_peaks_release(&pk);
+    char *text = res ? json_dumps(res, JSON_COMPACT) : NULL;
+    if (text && write_file_atomic(cache, text, strlen(text), 0600) != 0)
+        LOG_W("api", "job %s: cannot cache its peaks in %s", j->id, cache);
+    free(text);
+    if (res) json_object_set_new(res, "cached", json_false());
+    j->result = res;
+    if (!res) {
+        j->status = 500;
+        snprintf(j->err, sizeof j->err, "out of memory");
+    }
+out:
+    free(wav);
+    free(cache);
+}
+
+void api_jobs_peaks(http_req *r, void *appv)
+{
+    app *a = appv;
+    peaks_job *done = api_deferred(r);
+    if (done) {
+        if (done->result) http_reply_json(r, 200, json_incref(done->result));
+        else http_reply_error(r, done->status, "%s", done->err);
+        return;
+    }
+    const char *id = http_param(r, "id");
+    json_t *job = valid_id(id) ? jobs_get_json(a->jobs, id) : NULL;
+    if (!job) {
+        http_reply_error(r, 404, "no such job: %s", id);
+        return;
+    }
+    json_decref(job);
+    long n = PEAKS_DEFAULT_N;
+    const char *ns = http_query(r, "n");
+    if (ns && (parse_long(ns, &n) != 0 || n < PEAKS_MIN_N || n > PEAKS_MAX_N)) {
+        http_reply_error(r, 400, "n must be an integer from %d to %d (peaks across the audio)",
+                         PEAKS_MIN_N, PEAKS_MAX_N);
+        return;
+    }
+    peaks_job *j = xcalloc(1, sizeof *j);
+    snprintf(j->id, sizeof j->id, "%s", id);
+    j->n = (size_t)n;
+    j->dir = xasprintf("%s/jobs/%s", config_str(a->cfg, CFG_DATA_DIR), id);
+    api_defer(r, a, j, peaks_work, peaks_job_free);
 }

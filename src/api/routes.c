@@ -179,6 +179,32 @@
     "\"type\":\"object\",\"required\":[\"file\"],\"properties\":{" UPLOAD_FIELDS "}}}}},"         \
     "\"responses\":{\"200\":{\"description\":\"the transcript in response_format\"}}}"
 
+#define JOB_PEAKS_DOC                                                                        \
+    "{\"parameters\":[{\"name\":\"n\",\"in\":\"query\",\"schema\":{\"type\":\"integer\","   \
+    "\"minimum\":16,\"maximum\":4000,\"default\":800},\"description\":\"(min, max) pairs across " \
+    "the audio\"}],\"responses\":{"                                                          \
+    JSON_RESP("200", "the waveform outline of the job's 16 kHz mono audio (cached beside it)", \
+              "{\"type\":\"object\",\"properties\":{\"job_id\":{\"type\":\"string\"},\"n\":{" \
+              "\"type\":\"integer\"},\"rate\":{\"type\":\"integer\"},\"samples\":{\"type\":"     \
+              "\"integer\"},\"duration\":" NUM ",\"min\":{\"type\":\"array\",\"items\":{\"type\":"  \
+              "\"integer\"}},\"max\":{\"type\":\"array\",\"items\":{\"type\":\"integer\"}},"      \
+              "\"cached\":{\"type\":\"boolean\"}}}") ","                                          \
+    JSON_RESP("400", "n is not an integer from 16 to 4000", ERR_SCHEMA) ","                    \
+    JSON_RESP("404", "no such job, or no audio for it", ERR_SCHEMA) "}}"
+
+#define COST_HISTORY_DOC                                                                     \
+    "{\"parameters\":[{\"name\":\"days\",\"in\":\"query\",\"schema\":{\"type\":\"integer\","  \
+    "\"minimum\":1,\"maximum\":366,\"default\":14}}],\"responses\":{"                         \
+    JSON_RESP("200", "spending per local day (oldest first) and per instance, from the ledger", \
+              "{\"type\":\"object\",\"properties\":{\"days\":{\"type\":\"integer\"},\"per_day\":{" \
+              "\"type\":\"array\",\"items\":{\"type\":\"object\",\"properties\":{\"date\":{\"type\":" \
+              "\"string\"},\"start\":" NUM ",\"end\":" NUM ",\"total\":" NUM ",\"instances\":{"     \
+              "\"type\":\"object\",\"additionalProperties\":" NUM "}}}},\"instances\":{\"type\":"      \
+              "\"array\",\"items\":{\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"string\"}," \
+              "\"label\":{\"type\":\"string\",\"nullable\":true},\"total\":" NUM "}}},\"total\":" NUM \
+              "}}") ","                                                                        \
+    JSON_RESP("400", "days is not an integer from 1 to 366", ERR_SCHEMA) "}}"
+
 const http_route api_routes[] = {
     {"GET", "/healthz", api_healthz, HTTP_ROUTE_PUBLIC, NULL, "meta", "liveness probe", NULL},
     {"GET", "/openapi.json", api_openapi, HTTP_ROUTE_PUBLIC, NULL, "meta",
@@ -204,6 +230,8 @@ const http_route api_routes[] = {
     {"GET", "/api/jobs/{id}/transcript", api_jobs_transcript, 0, NULL, "jobs",
      "the transcript of a done job", JOB_TRANSCRIPT_DOC},
     {"GET", "/api/jobs/{id}/audio", api_jobs_audio, 0, NULL, "jobs", "the uploaded audio", NULL},
+    {"GET", "/api/jobs/{id}/peaks", api_jobs_peaks, 0, NULL, "jobs",
+     "the waveform of the job's audio: n (min, max) pairs of 16-bit samples", JOB_PEAKS_DOC},
     {"GET", "/api/events", api_events, 0, NULL, "events",
      "Server-Sent Events: job.created, job.progress, job.state, job.deleted, instance.state; "
      "heartbeats", NULL},
@@ -226,6 +254,8 @@ const http_route api_routes[] = {
     {"GET", "/api/cost", api_cost, 0, NULL, "cost",
      "running cost per instance, totals (today, month, all time), cost per audio hour, budgets",
      COST_SCHEMA},
+    {"GET", "/api/cost/history", api_cost_history, 0, NULL, "cost",
+     "spending per day and per instance over the last N days (the ledger)", COST_HISTORY_DOC},
 };
 
 const size_t api_nroutes = ARRAY_LEN(api_routes);

@@ -317,6 +317,56 @@ double ledger_window(store *st, double from, double to)
     return total;
 }
 
+json_t *ledger_daily_json(store *st, double now, int days)
+{
+    if (days < 1) days = 1;
+    double *start = xcalloc((size_t)days + 1, sizeof *start);
+    start[days] = now;
+    start[days - 1] = ledger_day_start(now);
+    for (int d = days - 2; d >= 0; d--) /* the day before: DST days are 23 or 25 hours */
+        start[d] = ledger_day_start(start[d + 1] - 1);
+    json_t *out = json_array();
+    json_t **rows = xcalloc((size_t)days, sizeof *rows);
+    double *total = xcalloc((size_t)days, sizeof *total);
+    for (int d = 0; d < days; d++) rows[d] = json_object();
+    sqlite3_stmt *s = NULL;
+    store_lock(st);
+    if (sqlite3_prepare_v2(store_db(st), "SELECT instance_id, rate_per_hour, start_ts, end_ts FROM"
+                           " ledger WHERE start_ts < ? AND (end_ts IS NULL OR end_ts > ?)", -1, &s,
+                           NULL) == SQLITE_OK) {
+        sqlite3_bind_double(s, 1, now);
+        sqlite3_bind_double(s, 2, start[0]);
+        while (sqlite3_step(s) == SQLITE_ROW) {
+            char key[24];
+            snprintf(key, sizeof key, "%lld", (long long)sqlite3_column_int64(s, 0));
+            double rate = sqlite3_column_double(s, 1), a = sqlite3_column_double(s, 2);
+            double b = sqlite3_column_type(s, 3) == SQLITE_NULL ? now : sqlite3_column_double(s, 3);
+            for (int d = 0; d < days; d++) {
+                double c = ledger_cost(rate, ledger_overlap(a, b, start[d], start[d + 1]));
+                if (c <= 0) continue;
+                total[d] += c;
+                json_t *have = json_object_get(rows[d], key);
+                json_object_set_new(rows[d], key, json_real(c + (have ? json_real_value(have) : 0)));
+            }
+        }
+    }
+    sqlite3_finalize(s);
+    store_unlock(st);
+    for (int d = 0; d < days; d++) {
+        char date[16];
+        time_t t = (time_t)start[d];
+        struct tm tm;
+        localtime_r(&t, &tm);
+        strftime(date, sizeof date, "%Y-%m-%d", &tm);
+        json_array_append_new(out, json_pack("{s:s,s:f,s:f,s:f,s:o}", "date", date, "start", start[d],
+                                             "end", start[d + 1], "total", total[d], "rows", rows[d]));
+    }
+    free(rows);
+    free(total);
+    free(start);
+    return out;
+}
+
 double ledger_burn_rate(store *st)
 {
     sqlite3_stmt *s = NULL;

@@ -76,6 +76,10 @@ typedef struct ledger_usage {
 int ledger_instance(store *st, long long row, double now, ledger_usage *u);
 /* Cost of every interval (all instances) inside [from, to). */
 double ledger_window(store *st, double from, double to);
+/* Spending per local day, the last `days` days up to now, oldest first (new reference):
+ * [{"date": "YYYY-MM-DD", "start", "end" (Unix s; the last ends now), "total",
+ *   "rows": {"<instance row>": cost}}] (rows with no cost that day left out). */
+json_t *ledger_daily_json(store *st, double now, int days);
 /* $ per hour of every open interval together. */
 double ledger_burn_rate(store *st);
 

@@ -7,6 +7,7 @@
 #include "store/instances.h"
 
 #include <ctype.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -40,6 +41,24 @@ int fleet_parse_progress(const char *line, int *pct, char *stage, size_t stagele
     while (*end == ' ') end++;
     *pct = (int)v;
     snprintf(stage, stagelen, "%s", end);
+    return 1;
+}
+
+int fleet_parse_step(const char *line, char *name, size_t namelen, double *seconds)
+{
+    static const char tag[] = "GPUSCRIBE-STEP ";
+    if (strncmp(line, tag, sizeof tag - 1) != 0) return 0;
+    const char *p = line + sizeof tag - 1;
+    size_t n = strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-");
+    if (n == 0 || n > 31 || n >= namelen || p[n] != ' ') return 0;
+    char *end;
+    double v = strtod(p + n + 1, &end);
+    if (end == p + n + 1 || !isfinite(v) || v < 0) return 0;
+    while (*end == ' ' || *end == '\r') end++;
+    if (*end) return 0;
+    memcpy(name, p, n);
+    name[n] = '\0';
+    *seconds = v;
     return 1;
 }
 

@@ -26,6 +26,10 @@
 
 /* Parse "GPUSCRIBE-PROGRESS <pct> <stage>": 1 with *pct and stage filled, 0 otherwise. */
 int fleet_parse_progress(const char *line, int *pct, char *stage, size_t stagelen);
+/* Parse "GPUSCRIBE-STEP <name> <seconds>" (setup.sh's timed install steps: packages, build,
+ * worker, models): 1 with name and *seconds filled, 0 otherwise (name: 1-31 characters of
+ * [A-Za-z0-9_.-]; seconds: a finite number >= 0). */
+int fleet_parse_step(const char *line, char *name, size_t namelen, double *seconds);
 /* One KEY=VALUE line for the worker's env file, quoted as config.c's .env reader expects
  * (double quotes with \" \\ \n escapes when needed). Caller frees. */
 char *fleet_env_line(const char *key, const char *value);

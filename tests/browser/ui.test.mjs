@@ -243,6 +243,54 @@ test('instance panel: GPU, state, uptime and cost', async () => {
   if (reachedReady) assert.equal(await inst.getAttribute('data-state'), 'ready');
 });
 
+test('instance panel: the boot as a timeline of its stages, with their durations', async () => {
+  const inst = page.locator(`#instances .instance[data-id="${instanceId}"]`);
+  if (reachedReady) await page.waitForSelector(`#instances .instance[data-id="${instanceId}"] .boot-fig[data-done="1"]`, { timeout: 15000 });
+  else await inst.locator('.boot-fig').waitFor();
+  const view = await json(`${BASE}/api/vast/instances/${instanceId}`);
+  assert.ok(view.boot && Array.isArray(view.boot.stages), 'the instance view has boot.stages');
+  const stages = view.boot.stages;
+  assert.equal(stages[0].name, 'rent');
+  const sum = stages.reduce((a, st) => a + st.seconds, 0);
+  assert.ok(Math.abs(sum - view.boot.total_s) < 0.01, `stages add up to total_s (${sum} vs ${view.boot.total_s})`);
+  if (reachedReady) {
+    assert.equal(view.boot.done, true);
+    assert.ok(stages.some((st) => ['worker', 'models', 'build', 'packages'].includes(st.name)), `a setup.sh step: ${JSON.stringify(stages)}`);
+    assert.ok(Math.abs(view.boot.total_s - (view.boot.ready_at - view.boot.created_at)) < 0.05, 'created -> ready');
+  }
+  // one rect and one legend entry per stage, in order, with the server's seconds
+  const drawn = await inst.locator('.boot-fig').evaluate((f) => ({
+    rects: [...f.querySelectorAll('svg rect.boot-stage')].map((r) => ({ name: r.dataset.name, seconds: r.dataset.seconds, x: Number(r.getAttribute('x')), w: Number(r.getAttribute('width')) })),
+    items: [...f.querySelectorAll('.boot-stages li')].map((li) => li.dataset.name),
+    viewBox: f.querySelector('svg').getAttribute('viewBox'),
+  }));
+  assert.deepEqual(drawn.rects.map((r) => r.name), stages.map((st) => st.name));
+  assert.deepEqual(drawn.items, stages.map((st) => st.name));
+  if (reachedReady) assert.deepEqual(drawn.rects.map((r) => r.seconds), stages.map((st) => st.seconds.toFixed(2)));
+  for (let k = 1; k < drawn.rects.length; k++) assert.ok(drawn.rects[k].x >= drawn.rects[k - 1].x, 'stages laid one after another');
+  await inst.screenshot({ path: `${SHOTS}/05b-desktop-boot-timeline.png` });
+});
+
+test('spending chart: per day and instance, from /api/cost/history', async () => {
+  await page.waitForSelector('#spending:not([hidden]) svg.cost-chart rect.cost-bar', { timeout: 40000 });
+  const hist = await json(`${BASE}/api/cost/history?days=14`);
+  assert.equal(hist.per_day.length, 14);
+  assert.ok(hist.instances.some((i) => i.id === String(instanceId)), 'the booted instance has spent something');
+  const drawn = await page.locator('#spending').evaluate((el) => ({
+    days: [...el.querySelectorAll('g.cost-dayg')].map((g) => g.dataset.date),
+    bars: [...el.querySelectorAll('rect.cost-bar')].map((r) => `${r.dataset.date}/${r.dataset.instance}`),
+    legend: [...el.querySelectorAll('.chart-legend li')].map((li) => li.dataset.instance),
+    label: el.querySelector('svg').getAttribute('aria-label'),
+  }));
+  assert.deepEqual(drawn.days, hist.per_day.map((d) => d.date), 'one bar group per day, oldest first');
+  const want = hist.per_day.flatMap((d) => Object.entries(d.instances).filter(([, c]) => c > 0).map(([id]) => `${d.date}/${id}`));
+  assert.deepEqual(drawn.bars.sort(), want.sort(), 'one bar per day and instance that spent');
+  assert.deepEqual(drawn.legend, hist.instances.map((i) => i.id));
+  assert.ok(drawn.bars.includes(`${hist.per_day[13].date}/${instanceId}`), 'today: the instance');
+  assert.match(drawn.label, /last 14 days/);
+  await page.locator('#gpu').screenshot({ path: `${SHOTS}/05c-desktop-spending.png` });
+});
+
 let jobId = null;
 
 test('transcribe: upload with progress, live job, transcript view', async () => {
@@ -278,7 +326,29 @@ test('transcribe: upload with progress, live job, transcript view', async () => 
   await target.click();
   await page.waitForFunction((f) => { const a = document.querySelector('#tr-audio'); return !a.paused && a.currentTime >= f; }, from, { timeout: 10000 });
   assert.ok(await page.evaluate((f) => document.querySelector('#tr-audio').currentTime >= f, from));
+  // the waveform: the server's peaks, the segments laid on it, a click on one plays it
+  await page.waitForSelector('#tr-wave:not([hidden]) svg.wave path.wave-peaks');
+  const peaks = await json(`${BASE}/api/jobs/${jobId}/peaks?n=800`);
+  assert.ok(peaks.n > 100 && peaks.duration > 1, `peaks: ${peaks.n} over ${peaks.duration} s`);
+  const w = await page.evaluate(() => {
+    const svg = document.querySelector('#tr-wave svg');
+    return {
+      viewBox: svg.getAttribute('viewBox'), points: (svg.querySelector('.wave-peaks').getAttribute('d').match(/[ML]/g) || []).length,
+      segs: [...svg.querySelectorAll('rect.wave-seg')].map((r) => [Number(r.dataset.start), Number(r.dataset.end), Number(r.getAttribute('x'))]),
+      list: [...document.querySelectorAll('#tr-segments .segment')].map((li) => [Number(li.dataset.start), Number(li.dataset.end)]),
+    };
+  });
+  assert.equal(w.viewBox, `0 0 ${Math.round(peaks.duration * 1000) / 1000} 100`, 'x in seconds of the audio');
+  assert.equal(w.points, 2 * peaks.n + 2, 'the outline through every max and every min');
+  assert.deepEqual(w.segs.map(([a, b]) => [a, b]), w.list, 'one rect per segment, at its times');
+  const k = w.segs.length > 1 ? w.segs.length - 1 : 0;
+  await page.locator('#tr-wave rect.wave-seg').nth(k).click();
+  await page.waitForFunction((f) => { const a = document.querySelector('#tr-audio'); return !a.paused && a.currentTime >= f; }, w.segs[k][0], { timeout: 10000 });
+  assert.equal(await page.locator('#tr-wave rect.wave-seg.active').getAttribute('data-i'), String(k));
+  assert.equal(await page.locator('#tr-segments .segment.selected').getAttribute('data-i'), String(k));
+  await page.waitForFunction(() => Number(document.querySelector('#tr-wave .wave-head').getAttribute('x1')) > 0);
   await shot(page, '07-desktop-transcript');
+  await page.locator('#transcript').screenshot({ path: `${SHOTS}/07b-desktop-waveform.png` });
   await page.evaluate(() => document.querySelector('#tr-audio').pause());
   assert.equal(new URL(page.url()).hash, `#/jobs/${jobId}`);
 });

@@ -31,6 +31,28 @@ TEST(provision_progress_lines)
     ASSERT_STR_EQ(stage, "");
 }
 
+TEST(provision_step_lines)
+{
+    char name[32];
+    double secs = -1;
+    ASSERT_EQ(fleet_parse_step("GPUSCRIBE-STEP packages 12.34", name, sizeof name, &secs), 1);
+    ASSERT_STR_EQ(name, "packages");
+    ASSERT_NEAR(secs, 12.34, 1e-9);
+    ASSERT_EQ(fleet_parse_step("GPUSCRIBE-STEP models 0.00\r", name, sizeof name, &secs), 1);
+    ASSERT_STR_EQ(name, "models");
+    ASSERT_NEAR(secs, 0, 1e-9);
+    ASSERT_EQ(fleet_parse_step("GPUSCRIBE-STEP build -1", name, sizeof name, &secs), 0);
+    ASSERT_EQ(fleet_parse_step("GPUSCRIBE-STEP build x", name, sizeof name, &secs), 0);
+    ASSERT_EQ(fleet_parse_step("GPUSCRIBE-STEP build 3 extra", name, sizeof name, &secs), 0);
+    ASSERT_EQ(fleet_parse_step("GPUSCRIBE-STEP build", name, sizeof name, &secs), 0);
+    ASSERT_EQ(fleet_parse_step("GPUSCRIBE-STEP b<a>d 3", name, sizeof name, &secs), 0);
+    ASSERT_EQ(fleet_parse_step("GPUSCRIBE-STEP inf inf", name, sizeof name, &secs), 0);
+    ASSERT_EQ(fleet_parse_step("GPUSCRIBE-PROGRESS 70 installing", name, sizeof name, &secs), 0);
+    ASSERT_EQ(fleet_parse_step("GPUSCRIBE-STEP a-very-long-step-name-of-40-chars-x 1", name,
+                               sizeof name, &secs), 0);
+    ASSERT_EQ(fleet_parse_step("GPUSCRIBE-STEP worker 1.5", name, 4, &secs), 0); /* no room */
+}
+
 TEST(provision_env_line_round_trips)
 {
     const char *vals[] = {"plain-value_1.2", "with space", "q\"uo'te", "back\\slash", "$HOME `x`",

@@ -3,6 +3,7 @@
 import { api, hasRoute, ApiError, authIsBlocked } from './api.js';
 import { h, $, fmtDuration, fmtMoney, fmtRate, fmtClock, nowEpoch, toast } from './util.js';
 import { confirmDialog } from './dialog.js';
+import { costChart, bootTimeline } from './charts.js';
 
 export const TRANSITIONAL = new Set(['requested', 'creating', 'loading', 'ssh_wait', 'installing',
   'starting_worker', 'destroying']);
@@ -113,8 +114,12 @@ export async function refreshInstances() {
   if (hasRoute('GET', '/api/cost')) {
     try { gpu.cost = await api('GET', '/api/cost'); } catch { gpu.cost = null; }
   }
+  if (hasRoute('GET', '/api/cost/history')) {
+    try { gpu.history = await api('GET', `/api/cost/history?days=${HISTORY_DAYS}`); } catch { gpu.history = null; }
+  }
   gpu.emit();
 }
+const HISTORY_DAYS = 14;
 
 export async function refreshAll() {
   await refreshStatus();
@@ -205,6 +210,21 @@ function renderCard() {
   if (gpu.others) parts.push(`${gpu.others} other instance${gpu.others > 1 ? 's' : ''} on this Vast.ai account ${gpu.others > 1 ? 'were' : 'was'} not started by gpuscribe.`);
   note.hidden = !parts.length;
   note.textContent = parts.join(' ');
+  renderSpending();
+}
+
+/** Spending per day and instance (GET /api/cost/history), once anything was ever rented. */
+let spendingKey = '';
+function renderSpending() {
+  const box = $('#spending'), hist = gpu.history;
+  const show = !!hist && (gpu.hasKey || hist.total > 0);
+  box.hidden = !show;
+  if (!show) return;
+  const key = JSON.stringify([hist.per_day?.map((d) => [d.date, Object.entries(d.instances || {}).map(([k, v]) => [k, v.toFixed(4)])]), hist.instances?.map((i) => i.label)]);
+  if (key === spendingKey) return;
+  spendingKey = key;
+  $('#spending-total').textContent = `${fmtMoney(hist.total || 0)} in ${hist.days} days`;
+  $('#spending-chart').replaceChildren(costChart(hist));
 }
 
 /** where jobs go while no GPU is connected */
@@ -241,6 +261,7 @@ function buildInstance(inst) {
       h('p.inst-stage.hint')),
     h('div.inst-idle', { role: 'status' }),
     h('p.inst-error.alert', { role: 'alert' }),
+    h('div.inst-boot'),
     h('div.inst-actions', null,
       h('button.btn.small.inst-show', { type: 'button', onclick: () => openBootProgress(inst.id) }, 'Show progress'),
       h('button.btn.small.inst-keep', { type: 'button', onclick: () => keepAlive(inst.id) }, 'Keep alive'),
@@ -291,6 +312,16 @@ function updateInstance(el, inst) {
   } else idle.hidden = true;
   el.querySelector('.inst-keep').hidden = !(canKeep && Number.isFinite(at) && at > 0 && inst.warning);
   el.querySelector('.inst-destroy').disabled = inst.state === 'destroying';
+  // the boot as a timeline of its stages (the server's "boot"), redrawn when it changes
+  const bootBox = el.querySelector('.inst-boot');
+  const b = inst.boot;
+  const stages = b && Array.isArray(b.stages) ? b.stages : [];
+  bootBox.hidden = !stages.length;
+  const key = stages.length ? JSON.stringify([b.done, stages.map((st) => [st.name, Math.round(st.seconds)])]) : '';
+  if (bootBox.dataset.key !== key) {
+    bootBox.dataset.key = key;
+    bootBox.replaceChildren(...(stages.length ? [bootTimeline(b)] : []));
+  }
 }
 
 /** The idle-warning banner, when the server warns that an idle instance will be destroyed. */

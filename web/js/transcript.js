@@ -3,6 +3,7 @@
 import { api, getToken, fetchBlob } from './api.js';
 import { h, $, fmtClock, fmtDuration, toast } from './util.js';
 import { getJob } from './jobs.js';
+import { waveform } from './charts.js';
 
 let current = null;     // job id shown
 let segments = [];      // [{start, end, text, el}]
@@ -11,6 +12,7 @@ let matches = [];       // <mark> elements
 let matchAt = -1;
 let audioUrl = null;    // object URL when a token is in use
 let stopAt = null;      // pause at the end of a clicked segment
+let wave = null;        // the waveform (charts.js), once its peaks and the segments are in
 
 export function initTranscript() {
   $('#tr-close').addEventListener('click', () => close(true));
@@ -29,6 +31,7 @@ export function initTranscript() {
     const now = audio.currentTime;
     if (stopAt !== null && now >= stopAt) { audio.pause(); stopAt = null; }
     markPlaying(now);
+    wave?.setTime(now);
   });
   audio.addEventListener('seeking', () => { if (stopAt !== null && audio.currentTime > stopAt) stopAt = null; });
   document.addEventListener('job-deleted', (e) => { if (e.detail === current) close(true); });
@@ -47,6 +50,11 @@ export async function open(id, { focus = true } = {}) {
   $('#tr-title').textContent = job?.filename || 'Transcript';
   $('#tr-meta').textContent = 'Loading…';
   $('#tr-segments').replaceChildren();
+  wave = null;
+  $('#tr-wave').replaceChildren();
+  $('#tr-wave').hidden = true;
+  // the waveform's peaks come from the server (computed once, cached beside the audio)
+  const peaks = api('GET', `/api/jobs/${id}/peaks?n=800`).catch(() => null);
   $('#tr-search').value = '';
   $('#tr-count').textContent = '';
   for (const [f, ext] of [['txt', 'txt'], ['srt', 'srt'], ['vtt', 'vtt'], ['json', 'verbose_json']]) {
@@ -63,6 +71,8 @@ export async function open(id, { focus = true } = {}) {
     const t = await api('GET', `/api/jobs/${id}/transcript?format=verbose_json`);
     if (current !== id) return;
     render(t, job);
+    const p = await peaks;
+    if (current === id && p && p.n > 0) renderWave(p);
   } catch (e) {
     if (current !== id) return;
     $('#tr-meta').textContent = `The transcript cannot be shown: ${e.message}`;
@@ -74,6 +84,7 @@ export async function open(id, { focus = true } = {}) {
 
 export function close(clearHash) {
   current = null;
+  wave = null;
   const sec = $('#transcript');
   sec.hidden = true;
   delete sec.dataset.job;
@@ -132,6 +143,7 @@ function render(t, job) {
     if (!seg) return;
     if (window.getSelection()?.toString()) return; // selecting text, not seeking
     const s = segments[Number(seg.dataset.i)];
+    selectSegment(Number(seg.dataset.i), false);
     play(word ? Number(word.dataset.start) : s.start, s.end);
   };
   const lang = t.language ? `${t.language[0].toUpperCase()}${t.language.slice(1)}` : null;
@@ -144,6 +156,29 @@ function render(t, job) {
   ].filter(Boolean);
   $('#tr-meta').textContent = parts.join(' · ');
   if (!segments.length) list.replaceChildren(h('li.empty', null, 'No speech was found in this audio.'));
+}
+
+/** The waveform, its segments laid on it: a click on a segment plays it and highlights it in
+ * the list; elsewhere it plays from there. */
+function renderWave(p) {
+  const box = $('#tr-wave');
+  wave = waveform(p, segments, (t, i) => {
+    if (i >= 0) { selectSegment(i, true); play(segments[i].start, segments[i].end); } else play(t, null);
+  });
+  box.replaceChildren(wave.el);
+  box.hidden = false;
+  wave.setTime($('#tr-audio').currentTime || 0);
+}
+
+/** Highlight segment i in the list and on the waveform (scrolled into view when asked). */
+function selectSegment(i, scroll) {
+  for (const el of document.querySelectorAll('#tr-segments .segment.selected')) el.classList.remove('selected');
+  const s = segments[i];
+  if (s?.el) {
+    s.el.classList.add('selected');
+    if (scroll) s.el.scrollIntoView({ block: 'nearest' });
+  }
+  wave?.select(i);
 }
 
 async function play(from, to) {
@@ -186,6 +221,7 @@ function markPlaying(now) {
   }
   for (const w of document.querySelectorAll('#tr-segments .word.playing')) w.classList.remove('playing');
   const seg = segments.find((s) => now >= s.start && now < s.end);
+  if (seg && wave) wave.select(segments.indexOf(seg));
   if (seg?.el) {
     for (const w of seg.el.querySelectorAll('.word')) {
       if (now >= Number(w.dataset.start) && now < Number(w.dataset.end)) w.classList.add('playing');
