@@ -104,7 +104,7 @@ obj = $(patsubst %.c,$(1)/obj/%.o,$(2))
 
 MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all asan test unit itest bench demo clean setup fuzz valgrind-test worker doc install
+.PHONY: all asan test unit itest bench demo clean setup fuzz valgrind-test worker print-sonames doc install
 all: build/gpuscribe build/gpuscribe-worker build/gpuscribe-src.tar.gz build/vastsim
 
 worker: build/gpuscribe-worker
@@ -150,6 +150,10 @@ build/gpuscribe.1: build/gpuscribe
 build/gpuscribe.bash: build/gpuscribe
 	@$(if $(Q),echo '  GEN     $@')
 	$(Q)build/gpuscribe help --bash-completion >$@.tmp && mv -f $@.tmp $@
+
+# the sonames the controller opens with dlopen (debian/rules turns them into Depends)
+print-sonames:
+	@echo $(foreach s,$(SONAMES),$(lastword $(subst =, ,$(s))))
 
 doc: build/gpuscribe.1 build/gpuscribe.bash
 

@@ -65,7 +65,9 @@ check "the binary embeds no build path" bash -c "! grep -qa -- '$BUILD' '$SRC/bu
 field() { dpkg-deb -f "$DEB" "$1"; }
 check "control: gpuscribe $VERSION (VERSION) $ARCH" test "$(field Package) $(field Version) $(field Architecture)" = "gpuscribe $VERSION $ARCH"
 depends=$(field Depends)
-for d in libmicrohttpd12 libssh-4 libavformat59 libsqlite3-0 adduser ca-certificates; do
+# libav*, libpocketsphinx and libsphinxbase are opened with dlopen: ${dlopen:Depends}
+for d in libmicrohttpd12 libssh-4 libavformat59 libavcodec59 libswresample4 libavutil57 \
+         libpocketsphinx3 libsphinxbase3 libsqlite3-0 adduser ca-certificates; do
     check "Depends: $d" grep -qE "(^|, )$d( |,|\$)" <<<"$depends"
 done
 contents=$(dpkg-deb -c "$DEB" | awk '{print $6}' | sed 's|^\./|/|')
@@ -204,6 +206,18 @@ else
     chk "config: WEB_DIR /usr/share/gpuscribe/web, DATA_DIR $data_dir" \
         test "$(jq -r '.WEB_DIR + " " + .DATA_DIR' <<<"$cfg")" = "/usr/share/gpuscribe/web $data_dir"
     chk "it runs as $user (uid $uid)" bash -c "grep -qE '^Uid:\s+$uid\s' '$R/proc/$spid/status'"
+    # FFmpeg and pocketsphinx are opened on first use: the Depends must have brought them
+    espeak-ng -v en-us -w "$T/s.wav" "hello world" 2>/dev/null
+    jid=$(curl -s -F "file=@$T/s.wav" "$url/api/jobs" | jq -r '.id // empty')
+    jst=none
+    for _ in $(seq 1 600); do
+        [ -n "$jid" ] || break
+        jst=$(curl -s "$url/api/jobs/$jid" | jq -r .state)
+        case $jst in done|failed) break;; esac
+        sleep 0.1
+    done
+    chk "an upload is decoded (FFmpeg) and transcribed (pocketsphinx) by the installed service ($jst)" \
+        test "$jst" = done
     for _ in $(seq 1 100); do grep -q "^VAST_INSTANCE_ID=" "$R$env_file" || break; sleep 0.1; done
     if ! grep -q "^VAST_INSTANCE_ID=" "$R$env_file" && grep -q "VAST_INSTANCE_ID removed from $env_file" "$T/serve.log"; then
         ok "the service removed the vanished VAST_INSTANCE_ID from its env file"
