@@ -104,7 +104,7 @@ obj = $(patsubst %.c,$(1)/obj/%.o,$(2))
 
 MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all asan test unit itest bench demo clean setup fuzz valgrind-test worker print-sonames doc install
+.PHONY: all asan test unit itest bench demo clean setup fuzz valgrind-test worker print-dlopen-libs doc install
 all: build/gpuscribe build/gpuscribe-worker build/gpuscribe-src.tar.gz build/vastsim
 
 worker: build/gpuscribe-worker
@@ -151,9 +151,11 @@ build/gpuscribe.bash: build/gpuscribe
 	@$(if $(Q),echo '  GEN     $@')
 	$(Q)build/gpuscribe help --bash-completion >$@.tmp && mv -f $@.tmp $@
 
-# the sonames the controller opens with dlopen (debian/rules turns them into Depends)
-print-sonames:
-	@echo $(foreach s,$(SONAMES),$(lastword $(subst =, ,$(s))))
+# the libraries the controller opens with dlopen, as paths (debian/rules: Depends)
+print-dlopen-libs:
+	@for p in $(DL_PKGS); do d=$$(pkg-config --variable=libdir $$p); \
+	  for s in $(foreach s,$(SONAMES),$(lastword $(subst =, ,$(s)))); do \
+	    [ -e "$$d/$$s" ] && echo "$$d/$$s"; done; done | sort -u
 
 doc: build/gpuscribe.1 build/gpuscribe.bash
 

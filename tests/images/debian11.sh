@@ -28,6 +28,9 @@ if [ -x "$dest/usr/bin/gcc" ] && [ -f "$dest/.gpuscribe-image" ]; then echo "$de
 command -v debootstrap >/dev/null || { echo "debian11.sh: debootstrap is missing (scripts/setup.sh --test)" >&2; exit 1; }
 mirror=${GS_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 mkdir -p "$cache"
+exec 9>"$cache/.debian11.lock"   # one maker at a time (tests/run-all.sh makes it ahead)
+flock 9
+if [ -x "$dest/usr/bin/gcc" ] && [ -f "$dest/.gpuscribe-image" ]; then echo "$dest"; exit 0; fi
 tmp=$(mktemp -d "$cache/.debian11-XXXXXX")
 cleanup() { [ -n "${tmp:-}" ] && [ -d "$tmp" ] && rm -rf --one-file-system "$tmp"; }
 trap cleanup EXIT

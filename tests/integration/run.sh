@@ -11,8 +11,10 @@ for t in test_*.sh; do
     [ -n "${1:-}" ] && [[ "$t" != *"$1"* ]] && continue
     matched=$((matched + 1))
     echo "== $t"
+    t0=$SECONDS
     out=$(bash "$t" 2>&1); rc=$?
     echo "$out"
+    echo "($t: $((SECONDS - t0)) s)"
     if [ "$devnull_ok" = 1 ] && [ ! -c /dev/null ]; then
         devnull_ok=0
         if ! grep -q '^FAIL [^:]*: /dev/null' <<<"$out"; then

@@ -80,8 +80,15 @@ done
 
 # ---------------------------------------------------------------- 2. the Debian 12 root
 mapfile -t deps < <(dpkg-deb -f "$DEB" Depends | tr ',' '\n' | sed -E 's/\|.*//; s/\(.*\)//; s/[[:space:]]//g' | grep .)
+# the root holds a fixed list (tests/run-all.sh makes it ahead, in the background): every
+# Depends must be on it
+mapfile -t root_pkgs < <(grep -v '^#' "$ROOT/tests/images/debian12.pkgs" | grep .)
+missing=()
+for d in "${deps[@]}"; do printf '%s\n' "${root_pkgs[@]}" | grep -qx -- "$d" || missing+=("$d"); done
+check "every Depends is in the root's list (tests/images/debian12.pkgs)${missing[*]:+; missing: ${missing[*]}}" \
+    test "${#missing[@]}" -eq 0
 t0=$(date +%s)
-IMG=$("$ROOT/tests/images/debian12.sh" "${deps[@]}" 2>"$TDIR/image.log")
+IMG=$("$ROOT/tests/images/debian12.sh" "${root_pkgs[@]}" 2>"$TDIR/image.log")
 if [ -z "$IMG" ] || [ ! -x "$IMG/usr/bin/apt-get" ]; then
     fail "a Debian 12 root" "tests/images/debian12.sh failed:"; sed 's/^/    | /' "$TDIR/image.log"
     finish; exit
