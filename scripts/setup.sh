@@ -32,7 +32,9 @@ npm_step() {
     [ "$TEST" = 1 ] || return 0
     local dir=$ROOT/tests/browser want have
     want=$(sed -n '/"node_modules\/playwright-core"/,/}/s/.*"version": "\([^"]*\)".*/\1/p' "$dir/package-lock.json" | head -n 1)
-    have=$(sed -n 's/^  "version": "\([^"]*\)".*/\1/p' "$dir/node_modules/playwright-core/package.json" 2>/dev/null | head -n 1)
+    have=""   # (none on a fresh clone: sed must not fail the script under set -e/pipefail)
+    [ -f "$dir/node_modules/playwright-core/package.json" ] &&
+        have=$(sed -n 's/^  "version": "\([^"]*\)".*/\1/p' "$dir/node_modules/playwright-core/package.json" | head -n 1)
     [ -n "$have" ] && [ "$have" = "$want" ] && return 0
     echo "setup: installing tests/browser's npm packages (playwright-core $want${have:+, replacing $have})" >&2
     (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
