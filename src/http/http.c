@@ -76,6 +76,7 @@ struct http_req {
     int nheaders;
     double t0;
     int suspended;
+    int suspend_called;  /* http_suspend ran during the current handler call (s->lock) */
     struct http_req *susp_next;
 };
 
@@ -401,6 +402,7 @@ void http_suspend(http_req *r)
 {
     http_server *s = r->srv;
     pthread_mutex_lock(&s->lock);
+    r->suspend_called = 1; /* read when the handler returns (a resume may already have come) */
     if (!r->suspended) {
         r->suspended = 1;
         r->susp_next = s->susp_reqs;
@@ -796,8 +798,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             http_reply_error(r, 503, "server is shutting down");
             return MHD_YES;
         }
+        pthread_mutex_lock(&s->lock);
+        r->suspend_called = 0;
+        pthread_mutex_unlock(&s->lock);
         r->route->handler(r, s->app);
-        if (!r->responded && !r->suspended)
+        pthread_mutex_lock(&s->lock);
+        int waits = r->suspend_called;
+        pthread_mutex_unlock(&s->lock);
+        if (!r->responded && !waits)
             http_reply_error(r, 500, "internal error: handler gave no reply");
     } else {
         r->is_static = 1;

@@ -49,7 +49,7 @@ J=(-H 'Content-Type: application/json')
 r GET /openapi.json
 ROUTES=$(jq -r '.paths | to_entries[] | .key as $p | .value | keys[] | "\(ascii_upcase) \($p)"' <<<"$BODY" | sort)
 check "openapi lists routes" test -n "$ROUTES"
-COVERED="GET /healthz|GET /openapi.json|GET /docs|GET /api/gpu-status|GET /api/config|POST /api/jobs|GET /api/jobs|GET /api/jobs/{id}|DELETE /api/jobs/{id}|GET /api/jobs/{id}/transcript|GET /api/jobs/{id}/audio|GET /api/events|POST /v1/audio/transcriptions|GET /v1/models|POST /api/vast/search|POST /api/vast/boot|POST /api/vast/destroy/{instance_id}|GET /api/vast/instances|GET /api/vast/instances/{instance_id}|POST /api/vast/keepalive/{instance_id}|GET /api/cost"
+COVERED="GET /healthz|GET /openapi.json|GET /docs|GET /api/gpu-status|GET /api/config|POST /api/jobs|GET /api/jobs|GET /api/jobs/{id}|DELETE /api/jobs/{id}|GET /api/jobs/{id}/transcript|GET /api/jobs/{id}/audio|GET /api/events|POST /v1/audio/transcriptions|GET /v1/models|POST /api/vast/search|POST /api/vast/boot|POST /api/vast/destroy/{instance_id}|GET /api/vast/instances|GET /api/vast/instances/{instance_id}|POST /api/vast/keepalive/{instance_id}|GET /api/cost|GET /api/cost/history|GET /api/jobs/{id}/peaks|GET /metrics"
 missing=$(grep -vxE "$(sed 's/[{}.]/\\&/g' <<<"$COVERED")" <<<"$ROUTES" || true)
 if [ -z "$missing" ]; then pass "every route has bad-input cases"; else fail "every route has bad-input cases" "new: $missing"; fi
 
@@ -105,6 +105,24 @@ r POST /api/vast/keepalive/424242
 want "keepalive of an unknown instance" 404
 r GET '/api/cost?x=%00&limit=-1'
 want "cost ignores junk in the query" 200
+for q in 'days=0' 'days=-1' 'days=abc' 'days=367' 'days=99999999999999999999' 'days=%00' 'days='; do
+    r GET "/api/cost/history?$q"
+    want "cost history rejects $q" 400
+done
+r GET /api/cost/history
+want "cost history with its default" 200
+for id in abc -1 '%00' '..%2f..%2fetc' 0123456789abcdef0123456789abcdef; do
+    r GET "/api/jobs/$id/peaks"
+    want "peaks of job id $id" 400 404
+done
+for q in 'n=abc' 'n=0' 'n=15' 'n=4001' 'n=-5' 'n=1e99' 'n=%00'; do
+    r GET "/api/jobs/0123456789abcdef0123456789abcdef/peaks?$q"
+    want "peaks rejects $q (or the unknown job)" 400 404
+done
+r POST /metrics
+want "metrics is GET only" 405
+r GET '/metrics?x=%00'
+want "metrics ignores junk in the query" 200
 
 # ---- jobs: queries, unknown ids, traversal in ids
 for q in 'limit=-1' 'limit=abc' 'limit=99999999999999999999' 'offset=-5' 'offset=1e99' \
