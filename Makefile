@@ -104,7 +104,7 @@ obj = $(patsubst %.c,$(1)/obj/%.o,$(2))
 
 MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all asan test unit itest bench demo clean setup fuzz valgrind-test worker print-dlopen-libs doc install
+.PHONY: all asan test unit itest bench demo clean setup fuzz valgrind-test worker print-dlopen-libs prewarm doc install
 all: build/gpuscribe build/gpuscribe-worker build/gpuscribe-src.tar.gz build/vastsim
 
 worker: build/gpuscribe-worker
@@ -210,8 +210,12 @@ itest: all asan
 	GS_BIN=$(CURDIR)/build/asan/gpuscribe GS_SIM=$(CURDIR)/build/asan/vastsim \
 	  tests/integration/run.sh $(T)
 
-test: all asan build/unit_tests
+# prewarm first: the test images' debootstrap (background) overlaps the build
+test: prewarm all asan build/unit_tests
 	tests/run-all.sh
+
+prewarm:
+	@tests/images/prewarm.sh
 
 bench: all
 	bench/run.sh
