@@ -60,7 +60,10 @@ if [ "$rc" -ne 0 ] || [ ! -f "$DEB" ]; then
 fi
 pass "dpkg-buildpackage builds gpuscribe_${VERSION}_${ARCH}.deb (${build_s} s, $(stat -c %s "$DEB") bytes)"
 check "the tree is left as it was" test "$(tree_state)" = "$tree_before"
-check "no build warning" bash -c "! grep -E 'warning:|dpkg-shlibdeps: warning' '$TDIR/build.log'"
+# packaging warnings (dpkg-shlibdeps, dpkg-gencontrol's substvars, dh_*); a compiler warning
+# already fails the build (-Werror). The lines are shown when there are any.
+warns=$(grep -E '^(dpkg-[a-z]+|dh_[a-z]+|dpkg-buildpackage): warning' "$TDIR/build.log" | head -n 5)
+if [ -z "$warns" ]; then pass "no packaging warning"; else fail "no packaging warning" "$warns"; fi
 check "the binary embeds no build path" bash -c "! grep -qa -- '$BUILD' '$SRC/build/gpuscribe'"
 field() { dpkg-deb -f "$DEB" "$1"; }
 check "control: gpuscribe $VERSION (VERSION) $ARCH" test "$(field Package) $(field Version) $(field Architecture)" = "gpuscribe $VERSION $ARCH"
