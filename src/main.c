@@ -18,6 +18,7 @@
 #include "engine/engine.h"
 #include "http/http.h"
 #include "jobs/jobs.h"
+#include "audio/audio.h"
 #include "jobs/static_worker.h"
 #include "store/store.h"
 
@@ -173,6 +174,8 @@ static int cmd_serve(int argc, char **argv)
         .gpu_only = config_bool(cfg, CFG_GPU_ONLY),
         .openai_url = config_str(cfg, CFG_OPENAI_BASE_URL),
         .openai_key = config_str(cfg, CFG_OPENAI_API_KEY),
+        .chunk_s = config_num(cfg, CFG_CHUNK_MINUTES) * 60.0,
+        .max_audio_s = AUDIO_HARD_LIMIT_S, /* MAX_AUDIO_HOURS: see api/upload.c */
     };
     vast_global_init(); /* after the mask: the Vast status thread inherits it */
     a.vast = vastctl_new(cfg, a.st);

@@ -33,14 +33,23 @@ void api_openai_transcriptions(http_req *r, void *appv)
     const char *id = upload_id(u);
     transcript *t = jobs_transcript(a->jobs, id, &state);
     if (!t) {
-        if (state && (strcmp(state, "queued") == 0 || strcmp(state, "running") == 0)) {
+        if (state && (!strcmp(state, "preparing") || !strcmp(state, "queued") ||
+                      !strcmp(state, "running"))) {
             http_suspend(r); /* woken early: wait again */
             if (jobs_wait(a->jobs, id, wake_request, r) != 0) http_resume(r);
             return;
         }
         json_t *j = jobs_get_json(a->jobs, id);
         const char *e = j ? json_string_value(json_object_get(j, "error")) : NULL;
-        api_error(r, 1, 500, NULL, "transcription failed: %s", e ? e : (state ? state : "job lost"));
+        const char *kind = j ? json_string_value(json_object_get(j, "error_kind")) : NULL;
+        if (kind && !strcmp(kind, "audio")) { /* found while preparing: the client's file */
+            api_error(r, 1, 400, "file", "%s", e ? e : "invalid audio file");
+            jobs_cancel(a->jobs, id); /* refused: no job stays behind (it is final: deleted) */
+        }
+        else if (kind && !strcmp(kind, "space"))
+            api_error(r, 1, 507, NULL, "%s", e ? e : "not enough disk space");
+        else
+            api_error(r, 1, 500, NULL, "transcription failed: %s", e ? e : (state ? state : "job lost"));
         json_decref(j);
         return;
     }

@@ -243,18 +243,18 @@ void upload_set_waiter(upload *u, struct jobs *j, http_req *r)
     u->r = r;
 }
 
-/* On the background pool: the disk-heavy decode, then the request is resumed. */
-static void decode_task(void *arg)
+/* On the background pool: the header probe (container, codec, declared duration, rate,
+ * channels), then the request is resumed. The decode itself is the job's preparation
+ * (jobs/prepare.c), after the 202. */
+static void probe_task(void *arg)
 {
     upload *u = arg;
-    char *wav = xasprintf("%s/audio.wav", u->dir);
     char err[256] = "";
-    double duration = 0;
-    int rc = audio_decode_to_wav(u->path, wav, AUDIO_HARD_LIMIT_S, &duration, err, sizeof err);
-    free(wav);
+    audio_info info;
+    int rc = audio_probe(u->path, &info, err, sizeof err);
     pthread_mutex_lock(&u->mu);
     u->decode_rc = rc;
-    u->duration = duration;
+    u->duration = rc == 0 && !info.duration_estimated ? info.duration_s : -1;
     snprintf(u->decode_err, sizeof u->decode_err, "%s", err);
     u->decode = DECODE_DONE;
     /* a suspended request stays alive until resumed; upload_free waits for mu */
@@ -286,11 +286,11 @@ upload *upload_finish(http_req *r, void *appv, int openai_style)
             close(u->fd);
             u->fd = -1;
         }
-        /* decode off the HTTP threads: suspended before the task can resume it */
+        /* probe off the HTTP threads: suspended before the task can resume it */
         pthread_mutex_lock(&u->mu);
         u->decode = DECODE_RUNNING;
         u->refs++;
-        int rc = bgpool_submit(a->bg, decode_task, u);
+        int rc = bgpool_submit(a->bg, probe_task, u);
         if (rc == 0) http_suspend(r);
         else { u->refs--; u->decode = DECODE_NONE; }
         pthread_mutex_unlock(&u->mu);

@@ -5,10 +5,10 @@
  * MAX_UPLOAD_MB (413). Bodies are multipart/form-data (the file in any field that carries a
  * filename, usually `file`; other fields are kept as text) or a raw audio body (any other
  * Content-Type; fields then come from the query string). In the handler, upload_finish
- * decodes and validates the audio (refusing empty, corrupt, non-audio and over-long files
- * with a 400 before any work is queued) and writes the 16 kHz mono WAV beside it; the decode
- * runs on the background pool (app.bg) while the request is suspended, never on an HTTP
- * thread. If the request ends without upload_commit, the job directory is removed: nothing
+ * probes the file's header (refusing empty, non-audio and over-long files with a 4xx before
+ * any job exists); the probe runs on the background pool (app.bg) while the request is
+ * suspended, never on an HTTP thread. Decoding is the job's preparation (jobs.h), after the
+ * job is acknowledged. If the request ends without upload_commit, the job directory is removed: nothing
  * half-done stays.
  */
 #ifndef GS_API_UPLOAD_H
@@ -19,8 +19,8 @@
 typedef struct upload upload;
 
 int upload_body(http_req *r, const char *data, size_t n, void *app);
-/* Validate and decode. NULL after replying with an error (OpenAI's error shape when
- * openai_style), or while the decode runs: the request is then suspended and the handler
+/* Validate (the header probe). NULL after replying with an error (OpenAI's error shape when
+ * openai_style), or while the probe runs: the request is then suspended and the handler
  * runs again when it is over, and calls upload_finish again, which then returns the upload
  * (or replies with the audio's error). Either way a NULL means: return at once. */
 upload *upload_finish(http_req *r, void *app, int openai_style);
@@ -29,7 +29,7 @@ const char *upload_id(const upload *u);
 const char *upload_path(const upload *u);
 const char *upload_filename(const upload *u);
 long long upload_size(const upload *u);
-double upload_duration(const upload *u);
+double upload_duration(const upload *u); /* declared by the container; < 0 unknown */
 /* The job now owns the files: keep them when the request ends. */
 void upload_commit(upload *u);
 int upload_committed(const upload *u);
@@ -38,7 +38,7 @@ int upload_committed(const upload *u);
 struct jobs;
 void upload_set_waiter(upload *u, struct jobs *j, http_req *r);
 
-/* How many uploads are arriving or being decoded now (the idle reaper counts them as work). */
+/* How many uploads are arriving or being probed now (the idle reaper counts them as work). */
 int upload_in_progress(void);
 
 /* Reply with an error: {"error": msg}, or OpenAI's {"error": {"message", "type", "param",

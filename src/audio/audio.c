@@ -92,6 +92,7 @@ struct out {
     FILE *sink;        /* when set, samples are written out as they come (bounded memory) */
     size_t flushed;    /* samples already written to sink */
     int io_err;
+    const audio_decode_ctl *ctl; /* cancel flag and progress callback (may be NULL) */
 };
 
 #define SINK_CHUNK ((size_t)AUDIO_RATE * 4)
@@ -492,7 +493,19 @@ static int decode_all(struct dec *d, double max_s, struct out *o, char *err, siz
     }
 
     int demux_err = 0;
+    double last_report = -1;
     for (;;) {
+        if (o->ctl && o->ctl->cancel && atomic_load(o->ctl->cancel)) {
+            set_err(err, errlen, "cancelled");
+            return -1;
+        }
+        if (o->ctl && o->ctl->progress && dur > 0) {
+            double done = (double)(o->flushed + o->n) / AUDIO_RATE;
+            if (done - last_report >= 5.0) {
+                last_report = done;
+                o->ctl->progress(o->ctl->ud, done >= dur ? 1.0 : done / dur);
+            }
+        }
         r = gs_ff.av_read_frame(d->ic, d->pkt);
         if (r < 0) {
             if (r != AVERROR_EOF) demux_err = r;
@@ -664,12 +677,20 @@ static void wav_header(unsigned char h[44], uint32_t data_bytes, uint32_t rate)
 int audio_decode_to_wav(const char *path, const char *wav_path, double max_duration_s,
                         double *duration_out, char *err, size_t errlen)
 {
+    return audio_decode_to_wav_ctl(path, wav_path, max_duration_s, NULL, duration_out, err, errlen);
+}
+
+int audio_decode_to_wav_ctl(const char *path, const char *wav_path, double max_duration_s,
+                            const audio_decode_ctl *ctl, double *duration_out, char *err,
+                            size_t errlen)
+{
     if (!(max_duration_s > 0) || max_duration_s > AUDIO_HARD_LIMIT_S)
         max_duration_s = AUDIO_HARD_LIMIT_S;
     if (max_duration_s > (double)(UINT32_MAX - 36) / 2 / AUDIO_RATE)
         max_duration_s = (double)(UINT32_MAX - 36) / 2 / AUDIO_RATE;
     char *tmp = xasprintf("%s.tmp.%ld", wav_path, (long)getpid());
     struct out o = {0};
+    o.ctl = ctl;
     o.sink = fopen(tmp, "wbx");
     if (!o.sink) {
         set_err(err, errlen, "cannot write '%s': %s", wav_path, strerror(errno));

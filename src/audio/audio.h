@@ -32,6 +32,7 @@
 #ifndef GS_AUDIO_H
 #define GS_AUDIO_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -70,6 +71,19 @@ void audio_pcm_release(audio_pcm *p);
  * *duration_out (optional) receives the decoded duration in seconds. */
 int audio_decode_to_wav(const char *path, const char *wav_path, double max_duration_s,
                         double *duration_out, char *err, size_t errlen);
+
+/* audio_decode_to_wav with a cancel flag (polled between packets: the call returns -1 with
+ * err "cancelled" within a packet's decode once *cancel is nonzero) and a progress callback
+ * (fraction of the declared duration decoded, called every ~5 s of audio; only when the
+ * container declares a duration). ctl and both fields may be NULL. */
+typedef struct audio_decode_ctl {
+    const atomic_int *cancel;
+    void (*progress)(void *ud, double fraction);
+    void *ud;
+} audio_decode_ctl;
+int audio_decode_to_wav_ctl(const char *path, const char *wav_path, double max_duration_s,
+                            const audio_decode_ctl *ctl, double *duration_out, char *err,
+                            size_t errlen);
 
 /* Write pcm as a canonical 44-byte-header RIFF/WAVE file, 16-bit mono at p->rate. Writes to a
  * temporary file beside path and renames it into place. 0 on success, -1 with errno set

@@ -54,6 +54,8 @@ enum cfg_type { CFG_T_STR, CFG_T_SECRET, CFG_T_INT, CFG_T_NUM, CFG_T_BOOL, CFG_T
     X(WORKER_URL, CFG_T_STR, NULL, 0, 0, NULL,                                                 \
       "a gpuscribe worker of your own to send jobs to (e.g. http://127.0.0.1:8765 via ssh -L)") \
     X(JOBS_CONCURRENCY, CFG_T_INT, "1", 1, 16, NULL, "jobs run at once on local engines")     \
+    X(CHUNK_MINUTES, CFG_T_NUM, "10", 1, 60, NULL,                                             \
+      "audio longer than this is cut at pauses into chunks run in parallel (minutes)")         \
     X(IDLE_DESTROY_MINUTES, CFG_T_NUM, "15", 0, 1e6, NULL, "destroy an idle instance after")   \
     X(IDLE_WARN_MINUTES, CFG_T_NUM, "5", 0, 1e6, NULL, "warn this long before a destroy")      \
     X(AUTO_DESTROY_AFTER_HOURS, CFG_T_NUM, NULL, 0, 1e6, NULL, "hard cap on instance uptime") \

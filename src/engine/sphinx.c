@@ -40,7 +40,7 @@ const struct engine_vtbl *const engine_sphinx_vtbl = NULL;
 #define PAD_S 0.2               /* silence kept around each piece */
 #define MIN_SPEECH_S 0.08       /* pieces with less speech than this are ignored */
 #define PIECE_MAX_S 25.0        /* longer pieces are cut at their quietest frame */
-#define SILENCE_LEVEL_DB 25.0   /* 95th percentile below this: the whole input is silence */
+#define SILENCE_LEVEL_DB 25.0   /* frames below this are silent; all of them: the input is silence */
 
 struct sphinx {
     cmd_ln_t *cfg;
@@ -223,7 +223,12 @@ static size_t split_pieces(const int16_t *pcm, size_t n, piece **out)
     float *sorted = xmalloc(nf * sizeof *sorted);
     memcpy(sorted, e, nf * sizeof *sorted);
     qsort(sorted, nf, sizeof *sorted, cmp_float);
-    float floor_db = sorted[nf / 10], hi_db = sorted[nf * 95 / 100];
+    /* the speech level: the 95th percentile of the frames that are not silent (audio that
+     * is mostly silence, e.g. a long recording with a few minutes of talk, still has one) */
+    size_t loud = nf;
+    while (loud > 0 && sorted[loud - 1] >= SILENCE_LEVEL_DB) loud--;
+    float floor_db = sorted[nf / 10];
+    float hi_db = loud < nf ? sorted[loud + (nf - loud) * 95 / 100] : sorted[nf - 1];
     free(sorted);
     if (hi_db < SILENCE_LEVEL_DB) { free(e); return 0; }
     float thr = floor_db + fmaxf(6.0f, 0.3f * (hi_db - floor_db));

@@ -236,21 +236,23 @@ int ledger_instance(store *st, long long row, double now, ledger_usage *u)
     return rc;
 }
 
-int ledger_instance_jobs(store *st, long long row, int *njobs, double *audio_s, double *gpu_s)
+int ledger_instance_jobs(store *st, long long row, int *njobs, int *nchunks, double *audio_s,
+                         double *gpu_s)
 {
-    *njobs = 0;
+    *njobs = *nchunks = 0;
     *audio_s = *gpu_s = 0;
     sqlite3_stmt *s = NULL;
     int rc = -1;
     store_lock(st);
-    if (sqlite3_prepare_v2(store_db(st), "SELECT count(*), coalesce(sum(CASE WHEN state='done'"
-                           " THEN audio_duration END),0), coalesce(sum(gpu_seconds),0) FROM jobs"
+    if (sqlite3_prepare_v2(store_db(st), "SELECT count(DISTINCT job_id), count(*), coalesce(sum(CASE WHEN state='done'"
+                           " THEN end_s-start_s END),0), coalesce(sum(gpu_seconds),0) FROM chunks"
                            " WHERE instance_id=?", -1, &s, NULL) == SQLITE_OK) {
         sqlite3_bind_int64(s, 1, row);
         if (sqlite3_step(s) == SQLITE_ROW) {
             *njobs = sqlite3_column_int(s, 0);
-            *audio_s = sqlite3_column_double(s, 1);
-            *gpu_s = sqlite3_column_double(s, 2);
+            *nchunks = sqlite3_column_int(s, 1);
+            *audio_s = sqlite3_column_double(s, 2);
+            *gpu_s = sqlite3_column_double(s, 3);
             rc = 0;
         }
     }
@@ -266,28 +268,36 @@ int ledger_finalize(store *st, long long row, double ts)
     int rc = exec_d_l(st, "UPDATE ledger SET end_ts=max(start_ts, ?) WHERE instance_id=?"
                        " AND end_ts IS NULL", ts, row);
     ledger_usage u;
-    int njobs;
+    int njobs, nchunks;
     double audio, gpu_all;
     if (rc == 0 && ledger_instance(st, row, ts, &u) == 0 &&
-        ledger_instance_jobs(st, row, &njobs, &audio, &gpu_all) == 0 && njobs > 0) {
+        ledger_instance_jobs(st, row, &njobs, &nchunks, &audio, &gpu_all) == 0 && nchunks > 0) {
         sqlite3_stmt *s = NULL, *w = NULL;
-        if (sqlite3_prepare_v2(store_db(st), "SELECT id, coalesce(gpu_seconds,0) FROM jobs WHERE"
-                               " instance_id=?", -1, &s, NULL) == SQLITE_OK &&
-            sqlite3_prepare_v2(store_db(st), "UPDATE jobs SET cost_usd=? WHERE id=?", -1, &w,
+        /* each chunk run there gets its share; a job's cost is the sum of its chunks' (a job
+         * can have run on several instances) */
+        if (sqlite3_prepare_v2(store_db(st), "SELECT rowid, coalesce(gpu_seconds,0) FROM chunks"
+                               " WHERE instance_id=?", -1, &s, NULL) == SQLITE_OK &&
+            sqlite3_prepare_v2(store_db(st), "UPDATE chunks SET cost_usd=? WHERE rowid=?", -1, &w,
                                NULL) == SQLITE_OK) {
             sqlite3_bind_int64(s, 1, row);
             while (sqlite3_step(s) == SQLITE_ROW) {
                 double share = ledger_job_share(u.cost, u.gpu_rate, sqlite3_column_double(s, 1),
-                                                gpu_all, njobs);
+                                                gpu_all, nchunks);
                 sqlite3_reset(w);
                 sqlite3_bind_double(w, 1, share);
-                sqlite3_bind_text(w, 2, (const char *)sqlite3_column_text(s, 0), -1,
-                                  SQLITE_TRANSIENT);
+                sqlite3_bind_int64(w, 2, sqlite3_column_int64(s, 0));
                 if (step_done(st, w) != 0) rc = -1;
             }
+        } else {
+            rc = -1;
         }
         sqlite3_finalize(s);
         sqlite3_finalize(w);
+        if (rc == 0 &&
+            store_execf(st, "UPDATE jobs SET cost_usd=(SELECT sum(cost_usd) FROM chunks c WHERE"
+                            " c.job_id=jobs.id) WHERE id IN (SELECT job_id FROM chunks WHERE"
+                            " instance_id=?)", "l", row) < 0)
+            rc = -1;
     }
     if (rc != 0) {
         store_rollback(st);
@@ -417,13 +427,13 @@ static double round_to(double x, double scale) { return round(x * scale) / scale
 json_t *ledger_summary_json(store *st, long long row, double now)
 {
     ledger_usage u;
-    int njobs = 0;
+    int njobs = 0, nchunks = 0;
     double audio = 0, gpu = 0;
     ledger_instance(st, row, now, &u);
-    ledger_instance_jobs(st, row, &njobs, &audio, &gpu);
-    return json_pack("{s:f,s:f,s:f,s:f,s:f,s:i,s:f}", "uptime_s", round_to(u.storage_s, 10),
+    ledger_instance_jobs(st, row, &njobs, &nchunks, &audio, &gpu);
+    return json_pack("{s:f,s:f,s:f,s:f,s:f,s:i,s:i,s:f}", "uptime_s", round_to(u.storage_s, 10),
                      "running_s", round_to(u.gpu_s, 10), "cost_usd", round_to(u.cost, 1e6),
                      "gpu_cost", round_to(u.gpu_cost, 1e6), "storage_cost",
-                     round_to(u.storage_cost, 1e6), "jobs", njobs, "audio_hours",
+                     round_to(u.storage_cost, 1e6), "jobs", njobs, "chunks", nchunks, "audio_hours",
                      round_to(audio / 3600.0, 1e6));
 }

@@ -95,8 +95,9 @@ void ledger_spent(store *st, double now, double *today, double *month, double *a
 int ledger_budget_check(store *st, const ledger_budgets *b, double est, double now, char *msg,
                         size_t msglen);
 
-/* Jobs run on row: count, audio seconds, GPU seconds. */
-int ledger_instance_jobs(store *st, long long row, int *njobs, double *audio_s, double *gpu_s);
+/* What ran on row: jobs, their chunks, audio seconds done, GPU seconds. */
+int ledger_instance_jobs(store *st, long long row, int *njobs, int *nchunks, double *audio_s,
+                         double *gpu_s);
 
 /* {"uptime_s" (billed existence), "running_s", "cost_usd", "gpu_cost", "storage_cost",
  * "jobs", "audio_hours"} of row up to now (new reference). */

@@ -694,9 +694,9 @@ json_t *reaper_cost_json(reaper *r)
         irow *x = &rows[i];
         ledger_usage u;
         ledger_instance(r->st, x->row, now, &u);
-        int njobs;
+        int njobs, nchunks;
         double audio, gpu;
-        ledger_instance_jobs(r->st, x->row, &njobs, &audio, &gpu);
+        ledger_instance_jobs(r->st, x->row, &njobs, &nchunks, &audio, &gpu);
         total_cost += u.cost;
         char up[32], summary[96];
         ledger_format_duration(u.storage_s, up, sizeof up);
@@ -735,7 +735,7 @@ json_t *reaper_cost_json(reaper *r)
     double audio_s = 0;
     sqlite3_stmt *s = NULL;
     store_lock(r->st);
-    if (sqlite3_prepare_v2(store_db(r->st), "SELECT coalesce(sum(audio_duration),0) FROM jobs"
+    if (sqlite3_prepare_v2(store_db(r->st), "SELECT coalesce(sum(end_s-start_s),0) FROM chunks"
                            " WHERE state='done' AND instance_id IS NOT NULL", -1, &s, NULL) ==
             SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
         audio_s = sqlite3_column_double(s, 0);

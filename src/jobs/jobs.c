@@ -1,4 +1,5 @@
 #include "jobs/jobs.h"
+#include "jobs/jobs_int.h"
 #include "jobs/openai_backend.h"
 #include "worker/worker_client.h"
 #include "audio/audio.h"
@@ -20,44 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define MAX_WORKERS 16
-#define JOB_MAX_AUDIO_S (24.0 * 3600)
-#define OPENAI_MAX_BYTES (25LL * 1024 * 1024) /* OpenAI's upload cap */
-
-struct waiter {
-    char *id;
-    void (*cb)(void *ud);
-    void *ud;
-    struct waiter *next;
-};
-
-struct live {               /* a job being run by a dispatcher */
-    char id[40];
-    double progress;
-    int cancel;             /* user asked to cancel */
-    int in_use;
-};
-
-struct jobs {
-    store *st;
-    events *bus;
-    char *data_dir;
-    char *engine_name;
-    char *model;
-    char *openai_url, *openai_key;
-    jobs_remote remote;
-    int has_remote;
-    int concurrency;
-    int gpu_only;
-    int max_attempts;
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    int stopping;
-    int started;
-    pthread_t threads[MAX_WORKERS];
-    struct live live[MAX_WORKERS];
-    struct waiter *waiters;
-};
+#define CHUNK_SEARCH_S 30.0   /* a cut is searched for within this of its target */
 
 static const char *const final_states[] = {"done", "failed", "cancelled"};
 
@@ -70,7 +34,8 @@ static int is_final(const char *state)
 
 static const char *static_state(const char *s)
 {
-    static const char *const all[] = {"queued", "running", "done", "failed", "cancelled"};
+    static const char *const all[] = {"preparing", "queued", "running", "done", "failed",
+                                      "cancelled"};
     for (size_t i = 0; i < ARRAY_LEN(all); i++)
         if (s && strcmp(s, all[i]) == 0) return all[i];
     return NULL;
@@ -93,7 +58,7 @@ char *jobs_dir_for(const jobs *j, const char *id)
     return xasprintf("%s/jobs/%s", j->data_dir, id);
 }
 
-static void remove_dir(const char *dir)
+void jobs_remove_dir(const char *dir)
 {
     DIR *d = opendir(dir);
     if (d) {
@@ -111,7 +76,7 @@ static void remove_dir(const char *dir)
 
 /* ---- SQL helpers ---------------------------------------------------------------------------- */
 
-static sqlite3_stmt *prep(jobs *j, const char *sql)
+sqlite3_stmt *jobs_prep(jobs *j, const char *sql)
 {
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(store_db(j->st), sql, -1, &st, NULL) != SQLITE_OK) {
@@ -124,7 +89,9 @@ static sqlite3_stmt *prep(jobs *j, const char *sql)
 
 static const char JOB_COLS[] =
     "id, state, created_at, started_at, finished_at, filename, size_bytes, audio_duration, "
-    "options, progress, engine, backend, attempts, error, instance_id, gpu_seconds, cost_usd";
+    "options, progress, engine, backend, attempts, error, instance_id, gpu_seconds, cost_usd, "
+    "error_kind, (SELECT count(*) FROM chunks c WHERE c.job_id=jobs.id), "
+    "(SELECT count(*) FROM chunks c WHERE c.job_id=jobs.id AND c.state='done')";
 
 static json_t *num_or_null(sqlite3_stmt *st, int col)
 {
@@ -138,11 +105,74 @@ static json_t *text_or_null(sqlite3_stmt *st, int col)
     return s ? json_string(s) : json_null();
 }
 
-static int remote_ready(jobs *j, char *url, size_t n, long long *row, int reserve);
-static int gpu_pending(jobs *j);
-static void remote_release(jobs *j, long long row);
-static void run_remote(jobs *j, int slot, const char *id, const char *options, const char *url,
-                       long long row);
+/* jobs_remote's callbacks, when set (dispatch.c uses them too) */
+int jobs_remote_ready(jobs *j, char *url, size_t n, long long *row, int reserve)
+{
+    return j->has_remote && j->remote.ready_worker &&
+           j->remote.ready_worker(j->remote.ud, url, n, row, reserve) == 0;
+}
+
+int jobs_gpu_pending(jobs *j)
+{
+    return j->has_remote && j->remote.gpu_pending && j->remote.gpu_pending(j->remote.ud);
+}
+
+double jobs_progress_locked(jobs *j, const char *id, double stored)
+{
+    double total = 0, live = 0;
+    int any = 0;
+    for (int i = 0; i < MAX_WORKERS; i++)
+        if (j->live[i].in_use && strcmp(j->live[i].id, id) == 0) {
+            live += j->live[i].progress * j->live[i].dur;
+            any = 1;
+        }
+    if (!any) return stored;
+    sqlite3_stmt *st = jobs_prep(j, "SELECT coalesce(sum(end_s-start_s),0) FROM chunks WHERE job_id=?");
+    if (st) {
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(st) == SQLITE_ROW) total = sqlite3_column_double(st, 0);
+    }
+    sqlite3_finalize(st);
+    if (!(total > 0)) return stored;
+    double p = stored + live / total;
+    return p > 1 ? 1 : p;
+}
+
+/* A job's chunks: where and how each ran (for GET /api/jobs/{id}). Caller holds the store
+ * lock and j->lock. */
+static json_t *chunks_json(jobs *j, const char *id)
+{
+    json_t *arr = json_array();
+    sqlite3_stmt *st = jobs_prep(j, "SELECT idx, start_s, end_s, state, attempts, backend, engine, "
+                                    "instance_id, started_at, finished_at, gpu_seconds, error "
+                                    "FROM chunks WHERE job_id=? ORDER BY idx");
+    if (!st) return arr;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        int idx = sqlite3_column_int(st, 0);
+        const char *state = (const char *)sqlite3_column_text(st, 3);
+        double progress = state && !strcmp(state, "done") ? 1.0 : 0.0;
+        for (int i = 0; i < MAX_WORKERS; i++)
+            if (j->live[i].in_use && j->live[i].chunk == idx && !strcmp(j->live[i].id, id))
+                progress = j->live[i].progress;
+        json_t *c = json_pack("{s:i,s:f,s:f,s:s,s:i,s:f}", "index", idx, "start",
+                              sqlite3_column_double(st, 1), "end", sqlite3_column_double(st, 2),
+                              "state", state ? state : "", "attempts", sqlite3_column_int(st, 4),
+                              "progress", progress);
+        json_object_set_new(c, "backend", text_or_null(st, 5));
+        json_object_set_new(c, "engine", text_or_null(st, 6));
+        json_object_set_new(c, "instance_id", sqlite3_column_type(st, 7) == SQLITE_NULL
+                                                  ? json_null()
+                                                  : json_integer(sqlite3_column_int64(st, 7)));
+        json_object_set_new(c, "started_at", num_or_null(st, 8));
+        json_object_set_new(c, "finished_at", num_or_null(st, 9));
+        json_object_set_new(c, "gpu_seconds", num_or_null(st, 10));
+        json_object_set_new(c, "error", text_or_null(st, 11));
+        json_array_append_new(arr, c);
+    }
+    sqlite3_finalize(st);
+    return arr;
+}
 
 /* caller holds j->lock (for live progress) */
 static json_t *row_json(jobs *j, sqlite3_stmt *st)
@@ -153,9 +183,14 @@ static json_t *row_json(jobs *j, sqlite3_stmt *st)
     json_object_set_new(o, "id", json_string(id ? id : ""));
     json_object_set_new(o, "state", json_string(state ? state : ""));
     double progress = sqlite3_column_double(st, 9);
-    for (int i = 0; i < MAX_WORKERS; i++)
-        if (j->live[i].in_use && id && strcmp(j->live[i].id, id) == 0) progress = j->live[i].progress;
+    if (id) progress = jobs_progress_locked(j, id, progress);
     json_object_set_new(o, "progress", json_real(progress));
+    if (state && !strcmp(state, "preparing")) {
+        double pp = 0;
+        for (int i = 0; i < PREP_THREADS; i++)
+            if (j->prep[i].in_use && id && !strcmp(j->prep[i].id, id)) pp = j->prep[i].progress;
+        json_object_set_new(o, "preparing_progress", json_real(pp));
+    }
     json_object_set_new(o, "created_at", num_or_null(st, 2));
     json_object_set_new(o, "started_at", num_or_null(st, 3));
     json_object_set_new(o, "finished_at", num_or_null(st, 4));
@@ -175,15 +210,19 @@ static json_t *row_json(jobs *j, sqlite3_stmt *st)
     json_object_set_new(o, "gpu_seconds", num_or_null(st, 15));
     /* its share of the GPU instance's cost (set when the instance is destroyed) */
     json_object_set_new(o, "cost_usd", num_or_null(st, 16));
+    /* "audio" when the upload turned out not to be usable audio (a client error) */
+    json_object_set_new(o, "error_kind", text_or_null(st, 17));
+    json_object_set_new(o, "chunks_total", json_integer(sqlite3_column_int(st, 18)));
+    json_object_set_new(o, "chunks_done", json_integer(sqlite3_column_int(st, 19)));
     if (sqlite3_column_type(st, 3) != SQLITE_NULL && sqlite3_column_type(st, 4) != SQLITE_NULL)
         json_object_set_new(o, "processing_s", json_real(sqlite3_column_double(st, 4) -
                                                          sqlite3_column_double(st, 3)));
     if (state && strcmp(state, "queued") == 0) {
         char url[256];
         long long row;
-        if (remote_ready(j, url, sizeof url, &row, 0)) {
+        if (jobs_remote_ready(j, url, sizeof url, &row, 0)) {
             /* it will go to the ready worker */
-        } else if (gpu_pending(j)) {
+        } else if (jobs_gpu_pending(j)) {
             json_object_set_new(o, "waiting_for", json_string("the GPU instance being set up"));
         } else if (j->gpu_only) {
             json_object_set_new(o, "waiting_for", json_string("a GPU (GPU_ONLY=1: no CPU fallback)"));
@@ -198,10 +237,13 @@ json_t *jobs_get_json(jobs *j, const char *id)
     json_t *o = NULL;
     pthread_mutex_lock(&j->lock);
     store_lock(j->st);
-    sqlite3_stmt *st = prep(j, sql);
+    sqlite3_stmt *st = jobs_prep(j, sql);
     if (st) {
         sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-        if (sqlite3_step(st) == SQLITE_ROW) o = row_json(j, st);
+        if (sqlite3_step(st) == SQLITE_ROW) {
+            o = row_json(j, st);
+            json_object_set_new(o, "chunks", chunks_json(j, id));
+        }
     }
     sqlite3_finalize(st);
     store_unlock(j->st);
@@ -218,7 +260,7 @@ json_t *jobs_list_json(jobs *j, const char *state, int limit, int offset)
     long long total = 0;
     pthread_mutex_lock(&j->lock);
     store_lock(j->st);
-    sqlite3_stmt *st = prep(j, sql);
+    sqlite3_stmt *st = jobs_prep(j, sql);
     if (st) {
         if (state) sqlite3_bind_text(st, 1, state, -1, SQLITE_TRANSIENT);
         sqlite3_bind_int(st, 2, limit);
@@ -226,7 +268,7 @@ json_t *jobs_list_json(jobs *j, const char *state, int limit, int offset)
         while (sqlite3_step(st) == SQLITE_ROW) json_array_append_new(arr, row_json(j, st));
     }
     sqlite3_finalize(st);
-    st = prep(j, "SELECT count(*) FROM jobs WHERE (?1 IS NULL OR state=?1)");
+    st = jobs_prep(j, "SELECT count(*) FROM jobs WHERE (?1 IS NULL OR state=?1)");
     if (st) {
         if (state) sqlite3_bind_text(st, 1, state, -1, SQLITE_TRANSIENT);
         if (sqlite3_step(st) == SQLITE_ROW) total = sqlite3_column_int64(st, 0);
@@ -243,7 +285,8 @@ void jobs_counts(jobs *j, int *queued, int *running)
 {
     *queued = *running = 0;
     store_lock(j->st);
-    sqlite3_stmt *st = prep(j, "SELECT sum(state='queued'), sum(state='running') FROM jobs");
+    sqlite3_stmt *st = jobs_prep(j, "SELECT sum(state IN ('preparing','queued')), sum(state='running') "
+                                    "FROM jobs");
     if (st && sqlite3_step(st) == SQLITE_ROW) {
         *queued = sqlite3_column_int(st, 0);
         *running = sqlite3_column_int(st, 1);
@@ -255,13 +298,14 @@ void jobs_counts(jobs *j, int *queued, int *running)
 json_t *jobs_stats_json(jobs *j)
 {
     json_t *states = json_object();
-    static const char *const all[] = {"queued", "running", "done", "failed", "cancelled"};
+    static const char *const all[] = {"preparing", "queued", "running", "done", "failed",
+                                      "cancelled"};
     for (size_t i = 0; i < ARRAY_LEN(all); i++) json_object_set_new(states, all[i], json_integer(0));
     json_t *totals = json_array();
     double queued_audio = 0;
     long long retries = 0;
     store_lock(j->st);
-    sqlite3_stmt *st = prep(j, "SELECT state, count(*), coalesce(sum(audio_duration),0) FROM jobs "
+    sqlite3_stmt *st = jobs_prep(j, "SELECT state, count(*), coalesce(sum(audio_duration),0) FROM jobs "
                                "GROUP BY state");
     while (st && sqlite3_step(st) == SQLITE_ROW) {
         const char *state = (const char *)sqlite3_column_text(st, 0);
@@ -270,7 +314,7 @@ json_t *jobs_stats_json(jobs *j)
         if (!strcmp(state, "queued")) queued_audio = sqlite3_column_double(st, 2);
     }
     sqlite3_finalize(st);
-    st = prep(j, "SELECT engine, backend, jobs, audio_s, gpu_s FROM job_totals "
+    st = jobs_prep(j, "SELECT engine, backend, jobs, audio_s, gpu_s FROM job_totals "
                  "ORDER BY engine, backend");
     while (st && sqlite3_step(st) == SQLITE_ROW) {
         const char *e = (const char *)sqlite3_column_text(st, 0);
@@ -282,7 +326,7 @@ json_t *jobs_stats_json(jobs *j)
                                                 "gpu_s", sqlite3_column_double(st, 4)));
     }
     sqlite3_finalize(st);
-    st = prep(j, "SELECT value FROM job_counters WHERE name='retries'");
+    st = jobs_prep(j, "SELECT value FROM job_counters WHERE name='retries'");
     if (st && sqlite3_step(st) == SQLITE_ROW) retries = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
     store_unlock(j->st);
@@ -294,7 +338,7 @@ static char *job_state(jobs *j, const char *id)
 {
     char *s = NULL;
     store_lock(j->st);
-    sqlite3_stmt *st = prep(j, "SELECT state FROM jobs WHERE id=?");
+    sqlite3_stmt *st = jobs_prep(j, "SELECT state FROM jobs WHERE id=?");
     if (st) {
         sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
         if (sqlite3_step(st) == SQLITE_ROW) s = xstrdup((const char *)sqlite3_column_text(st, 0));
@@ -306,7 +350,7 @@ static char *job_state(jobs *j, const char *id)
 
 /* ---- events and waiters ---------------------------------------------------------------------- */
 
-static void publish_state(jobs *j, const char *id)
+void jobs_publish_state(jobs *j, const char *id)
 {
     json_t *o = jobs_get_json(j, id);
     if (o) events_publish(j->bus, "job.state", o, 1);
@@ -328,42 +372,18 @@ static void fire_waiters(jobs *j, const char *id)
     }
 }
 
-/* A run starts: dispatcher slot `slot` now shows job id (progress 0, not cancelled). */
-static struct live *claim_live(jobs *j, int slot, const char *id)
+void jobs_finished(jobs *j, const char *id)
 {
-    struct live *lv = &j->live[slot];
-    pthread_mutex_lock(&j->lock);
-    snprintf(lv->id, sizeof lv->id, "%s", id);
-    lv->progress = 0;
-    lv->cancel = 0;
-    lv->in_use = 1;
-    pthread_mutex_unlock(&j->lock);
-    return lv;
-}
-
-/* A run is over: whether the user cancelled it or the server is stopping; frees its slot. */
-static void release_live(jobs *j, struct live *lv, int *user_cancel, int *stopping)
-{
-    pthread_mutex_lock(&j->lock);
-    *user_cancel = lv->cancel;
-    *stopping = j->stopping;
-    lv->in_use = 0;
-    pthread_mutex_unlock(&j->lock);
-}
-
-/* Interrupted by shutdown: the job runs again at the next start (the attempt is not counted). */
-static void requeue_interrupted(jobs *j, const char *id)
-{
-    store_execf(j->st, "UPDATE jobs SET state='queued', attempts=max(attempts-1,0), progress=0 "
-                 "WHERE id=? AND state='running'", "t", id);
-    LOG_I("jobs", "job %s interrupted by shutdown; it will run again at the next start", id);
-}
-
-static void finished(jobs *j, const char *id)
-{
-    publish_state(j, id);
+    jobs_publish_state(j, id);
     pthread_mutex_lock(&j->lock);
     fire_waiters(j, id);
+    pthread_mutex_unlock(&j->lock);
+}
+
+void jobs_wake(jobs *j)
+{
+    pthread_mutex_lock(&j->lock);
+    pthread_cond_broadcast(&j->cond);
     pthread_mutex_unlock(&j->lock);
 }
 
@@ -410,8 +430,10 @@ int jobs_submit(jobs *j, const char *id, const job_submit *s, char *err, size_t 
 {
     char *opts = json_dumps(s->options ? s->options : json_object(), JSON_COMPACT);
     int rc = store_execf(j->st, "INSERT INTO jobs(id, state, created_at, filename, upload_path, "
-                          "size_bytes, audio_duration, options) VALUES(?,?,?,?,?,?,?,?)", "ttdttldt", id, "queued", now_wall(), s->filename ? s->filename : "",
-                       s->upload_path, (long long)s->size_bytes, s->duration, opts);
+                         "size_bytes, audio_duration, options) VALUES(?,?,?,?,?,?,NULLIF(?,-1),?)",
+                         "ttdttldt", id, "preparing", now_wall(), s->filename ? s->filename : "",
+                         s->upload_path, (long long)s->size_bytes,
+                         s->duration > 0 ? s->duration : -1.0, opts);
     free(opts);
     if (rc != 1) {
         snprintf(err, errlen, "cannot store the job");
@@ -420,7 +442,7 @@ int jobs_submit(jobs *j, const char *id, const job_submit *s, char *err, size_t 
     json_t *o = jobs_get_json(j, id);
     if (o) events_publish(j->bus, "job.created", o, 1);
     pthread_mutex_lock(&j->lock);
-    pthread_cond_signal(&j->cond);
+    pthread_cond_signal(&j->prep_cond);
     pthread_mutex_unlock(&j->lock);
     return 0;
 }
@@ -434,28 +456,39 @@ const char *jobs_cancel(jobs *j, const char *id)
         pthread_mutex_unlock(&j->lock);
         return NULL;
     }
-    if (strcmp(state, "running") == 0) {
+    int busy = 0; /* a dispatcher or preparer is on it: the last one out removes the files */
+    if (!is_final(state)) {
         for (int i = 0; i < MAX_WORKERS; i++)
-            if (j->live[i].in_use && strcmp(j->live[i].id, id) == 0) j->live[i].cancel = 1;
-        /* the dispatcher notices at the next progress callback and records it */
+            if (j->live[i].in_use && strcmp(j->live[i].id, id) == 0) {
+                j->live[i].cancel = 1; /* noticed at the next progress callback */
+                busy = 1;
+            }
+        for (int i = 0; i < PREP_THREADS; i++)
+            if (j->prep[i].in_use && strcmp(j->prep[i].id, id) == 0) {
+                atomic_store(&j->prep[i].cancel, 1);
+                busy = 1;
+            }
+        store_begin(j->st);
         store_execf(j->st, "UPDATE jobs SET state='cancelled', finished_at=?, error='cancelled by the "
-                     "user' WHERE id=? AND state='running'", "dt", now_wall(), id);
-        result = "cancelled";
-    } else if (strcmp(state, "queued") == 0) {
-        store_execf(j->st, "UPDATE jobs SET state='cancelled', finished_at=?, error='cancelled by the "
-                     "user' WHERE id=? AND state='queued'", "dt", now_wall(), id);
+                    "user' WHERE id=? AND state IN ('preparing','queued','running')", "dt",
+                    now_wall(), id);
+        store_execf(j->st, "UPDATE chunks SET state='cancelled' WHERE job_id=? AND state IN "
+                    "('queued','running')", "t", id);
+        store_commit(j->st);
         result = "cancelled";
     } else {
+        store_begin(j->st);
+        store_execf(j->st, "DELETE FROM chunks WHERE job_id=?", "t", id);
         store_execf(j->st, "DELETE FROM jobs WHERE id=?", "t", id);
+        store_commit(j->st);
         result = "deleted";
     }
     pthread_mutex_unlock(&j->lock);
     char *dir = jobs_dir_for(j, id);
-    int running = strcmp(state, "running") == 0;
-    if (!running) remove_dir(dir); /* a running job's dispatcher removes them when it stops */
+    if (!busy) jobs_remove_dir(dir);
     free(dir);
     free(state);
-    if (strcmp(result, "cancelled") == 0) finished(j, id);
+    if (strcmp(result, "cancelled") == 0) jobs_finished(j, id);
     else events_publish(j->bus, "job.deleted", json_pack("{s:s}", "id", id), 1);
     return result;
 }
@@ -465,7 +498,7 @@ transcript *jobs_transcript(jobs *j, const char *id, const char **state_out)
     transcript *t = NULL;
     if (state_out) *state_out = NULL;
     store_lock(j->st);
-    sqlite3_stmt *st = prep(j, "SELECT state, transcript FROM jobs WHERE id=?");
+    sqlite3_stmt *st = jobs_prep(j, "SELECT state, transcript FROM jobs WHERE id=?");
     if (st) {
         sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
         if (sqlite3_step(st) == SQLITE_ROW) {
@@ -484,297 +517,6 @@ transcript *jobs_transcript(jobs *j, const char *id, const char **state_out)
     return t;
 }
 
-/* ---- dispatcher ------------------------------------------------------------------------------ */
-
-struct run_ctx {
-    jobs *j;
-    struct live *lv;
-    double last_pub;
-    double last_frac;
-};
-
-static int on_progress(void *ud, double f)
-{
-    struct run_ctx *rc = ud;
-    jobs *j = rc->j;
-    pthread_mutex_lock(&j->lock);
-    rc->lv->progress = f < 0 ? 0 : f > 1 ? 1 : f;
-    int stop = rc->lv->cancel || j->stopping;
-    pthread_mutex_unlock(&j->lock);
-    double now = now_mono();
-    if (!stop && (f - rc->last_frac >= 0.01 || now - rc->last_pub >= 0.5 || f >= 1)) {
-        rc->last_pub = now;
-        rc->last_frac = f;
-        events_publish(j->bus, "job.progress",
-                       json_pack("{s:s,s:f}", "id", rc->lv->id, "progress", rc->lv->progress), 0);
-    }
-    return stop;
-}
-
-/* Claim the oldest queued job: returns its id (caller frees) and fills the outputs. */
-static char *claim(jobs *j, char **options, double *duration)
-{
-    char *id = NULL;
-    store_lock(j->st);
-    sqlite3_stmt *st = prep(j, "UPDATE jobs SET state='running', started_at=?1, attempts=attempts+1, "
-                               "progress=0, error=NULL WHERE id=(SELECT id FROM jobs WHERE "
-                               "state='queued' ORDER BY created_at, rowid LIMIT 1) "
-                               "RETURNING id, options, audio_duration");
-    if (st) {
-        sqlite3_bind_double(st, 1, now_wall());
-        if (sqlite3_step(st) == SQLITE_ROW) {
-            id = xstrdup((const char *)sqlite3_column_text(st, 0));
-            const char *o = (const char *)sqlite3_column_text(st, 1);
-            *options = xstrdup(o ? o : "{}");
-            *duration = sqlite3_column_double(st, 2);
-        }
-    }
-    sqlite3_finalize(st);
-    store_unlock(j->st);
-    return id;
-}
-
-static void fill_opts(engine_opts *eo, json_t *o)
-{
-    memset(eo, 0, sizeof *eo);
-    eo->language = json_string_value(json_object_get(o, "language"));
-    eo->prompt = json_string_value(json_object_get(o, "prompt"));
-    eo->temperature = json_number_value(json_object_get(o, "temperature"));
-    eo->word_timestamps = json_is_true(json_object_get(o, "word_timestamps"));
-    eo->translate = json_is_true(json_object_get(o, "translate"));
-    eo->beam_size = (int)json_integer_value(json_object_get(o, "beam_size"));
-}
-
-/* The model a job asked a worker for: NULL for the worker's default (none named, or OpenAI's
- * "whisper-1" alias). */
-static const char *job_model(json_t *o)
-{
-    const char *m = json_string_value(json_object_get(o, "model"));
-    return m && *m && strcmp(m, "whisper-1") != 0 ? m : NULL;
-}
-
-static void run_job(jobs *j, int slot, engine **eng, const char *id, const char *options)
-{
-    struct live *lv = claim_live(j, slot, id);
-    publish_state(j, id);
-
-    char err[512] = "";
-    transcript *t = NULL;
-    json_t *oj = json_loads(options, 0, NULL);
-    engine_opts eo;
-    fill_opts(&eo, oj);
-    double t0 = now_mono();
-    char *dir = jobs_dir_for(j, id);
-    char *upload = xasprintf("%s/upload", dir);
-    struct stat sb;
-    const char *backend = "local";
-    const char *ename = NULL;
-    if (j->openai_key && j->openai_url && stat(upload, &sb) == 0 && sb.st_size <= OPENAI_MAX_BYTES) {
-        backend = "openai";
-        ename = "openai";
-        t = openai_transcribe(j->openai_url, j->openai_key, upload, &eo, err, sizeof err);
-        if (t) on_progress(&(struct run_ctx){.j = j, .lv = lv}, 1.0);
-    } else if (!*eng) {
-        *eng = engine_open(j->engine_name, j->model, err, sizeof err);
-        if (*eng) LOG_I("jobs", "engine %s ready (%s) in %.2f s", engine_name(*eng),
-                        engine_model(*eng), now_mono() - t0);
-    }
-    if (!ename && *eng) {
-        char *wav = xasprintf("%s/audio.wav", dir);
-        audio_pcm pcm = {0};
-        if (audio_decode_file(wav, JOB_MAX_AUDIO_S, &pcm, err, sizeof err) == 0) {
-            struct run_ctx rc = {.j = j, .lv = lv, .last_pub = now_mono()};
-            t = engine_transcribe(*eng, pcm.samples, pcm.nsamples, &eo, on_progress, &rc, err,
-                                  sizeof err);
-            audio_pcm_release(&pcm);
-        }
-        free(wav);
-    }
-    free(upload);
-    free(dir);
-    json_decref(oj);
-
-    int user_cancel, stopping;
-    release_live(j, lv, &user_cancel, &stopping);
-
-    if (!ename) ename = *eng ? engine_name(*eng) : j->engine_name;
-    if (t) {
-        char *js = transcript_to_json_store(t);
-        store_execf(j->st, "UPDATE jobs SET state='done', finished_at=?, progress=1, transcript=?, "
-                     "engine=?, backend=?, instance_id=NULL, error=NULL WHERE id=? AND state='running'", "dtttt", now_wall(), js, ename, backend, id);
-        free(js);
-        transcript_free(t);
-        LOG_I("jobs", "job %s done (%s backend, %s engine) in %.1f s", id, backend, ename,
-              now_mono() - t0);
-    } else if (user_cancel) {
-        char *jdir = jobs_dir_for(j, id);
-        remove_dir(jdir);
-        free(jdir);
-        LOG_I("jobs", "job %s cancelled", id);
-    } else if (stopping) {
-        requeue_interrupted(j, id);
-        return;
-    } else {
-        store_execf(j->st, "UPDATE jobs SET state='failed', finished_at=?, error=?, engine=?, "
-                     "backend=? WHERE id=? AND state='running'", "dtttt", now_wall(), err[0] ? err : "transcription failed", ename, backend, id);
-        LOG_W("jobs", "job %s failed: %s", id, err);
-    }
-    finished(j, id);
-}
-
-struct worker_arg { jobs *j; int slot; };
-
-static void *dispatcher_main(void *arg)
-{
-    struct worker_arg *wa = arg;
-    jobs *j = wa->j;
-    int slot = wa->slot;
-    free(wa);
-    engine *eng = NULL;
-    for (;;) {
-        pthread_mutex_lock(&j->lock);
-        if (j->stopping) {
-            pthread_mutex_unlock(&j->lock);
-            break;
-        }
-        pthread_mutex_unlock(&j->lock);
-        char *options = NULL, *id = NULL;
-        double duration = 0;
-        char url[256];
-        long long row = 0;
-        int remote = remote_ready(j, url, sizeof url, &row, 1);
-        /* a ready worker whose slots are all taken is waited for, not bypassed */
-        if (remote || (slot < j->concurrency && !j->gpu_only && !gpu_pending(j) &&
-                       !remote_ready(j, url, sizeof url, &row, 0)))
-            id = claim(j, &options, &duration);
-        if (id && remote) {
-            run_remote(j, slot, id, options, url, row);
-            remote_release(j, row);
-            free(id);
-            free(options);
-            continue;
-        }
-        if (remote) remote_release(j, row); /* nothing to send it */
-        if (!id) {
-            pthread_mutex_lock(&j->lock);
-            if (!j->stopping) {
-                struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
-                ts.tv_sec += 2; /* also re-checks the queue periodically */
-                pthread_cond_timedwait(&j->cond, &j->lock, &ts);
-            }
-            pthread_mutex_unlock(&j->lock);
-            continue;
-        }
-        run_job(j, slot, &eng, id, options);
-        free(id);
-        free(options);
-    }
-    engine_close(eng);
-    return NULL;
-}
-
-void jobs_set_remote(jobs *j, const jobs_remote *r)
-{
-    j->remote = *r;
-    j->has_remote = 1;
-}
-
-static int remote_ready(jobs *j, char *url, size_t n, long long *row, int reserve)
-{
-    return j->has_remote && j->remote.ready_worker &&
-           j->remote.ready_worker(j->remote.ud, url, n, row, reserve) == 0;
-}
-
-static void remote_release(jobs *j, long long row)
-{
-    if (j->has_remote && j->remote.release_worker) j->remote.release_worker(j->remote.ud, row);
-}
-
-static int gpu_pending(jobs *j)
-{
-    return j->has_remote && j->remote.gpu_pending && j->remote.gpu_pending(j->remote.ud);
-}
-
-/* Run a claimed job on a remote worker. */
-static void run_remote(jobs *j, int slot, const char *id, const char *options, const char *url,
-                       long long row)
-{
-    struct live *lv = claim_live(j, slot, id);
-    store_execf(j->st, "UPDATE jobs SET backend='remote', instance_id=NULLIF(?,0) WHERE id=?", "lt", row, id);
-    publish_state(j, id);
-
-    char err[512] = "";
-    json_t *oj = json_loads(options, 0, NULL);
-    engine_opts eo;
-    fill_opts(&eo, oj);
-    char ename[64] = "remote";
-    json_t *health = NULL;
-    if (worker_client_health(url, &health, err, sizeof err) == 0) {
-        const char *e = json_string_value(json_object_get(health, "engine"));
-        if (e) snprintf(ename, sizeof ename, "%s", e);
-    }
-    json_decref(health);
-    char *dir = jobs_dir_for(j, id);
-    char *wav = xasprintf("%s/audio.wav", dir);
-    struct run_ctx rc = {.j = j, .lv = lv, .last_pub = now_mono()};
-    double t0 = now_mono();
-    gs_err kind = GS_OK;
-    transcript *t = worker_client_transcribe_model(url, id, job_model(oj), wav, &eo, on_progress,
-                                                   &rc, &kind, err, sizeof err);
-    double took = now_mono() - t0;
-    free(wav);
-    json_decref(oj);
-
-    int user_cancel, stopping;
-    release_live(j, lv, &user_cancel, &stopping);
-
-    if (t) {
-        char *js = transcript_to_json_store(t);
-        store_execf(j->st, "UPDATE jobs SET state='done', finished_at=?, progress=1, transcript=?, "
-                     "engine=?, backend='remote', instance_id=NULLIF(?,0), gpu_seconds=coalesce(gpu_seconds,0)+?, "
-                     "error=NULL WHERE id=? AND state='running'", "dttldt", now_wall(), js, ename, row, took, id);
-        free(js);
-        transcript_free(t);
-        LOG_I("jobs", "job %s done on the GPU worker (%s) in %.1f s", id, ename, took);
-    } else if (user_cancel) {
-        remove_dir(dir);
-        LOG_I("jobs", "job %s cancelled", id);
-    } else if (stopping) {
-        requeue_interrupted(j, id);
-        free(dir);
-        return;
-    } else if (!gs_err_retryable(kind)) {
-        /* the worker is fine; the job is not for it (refused, or it failed there): fail now,
-         * without retries and without blaming the worker or its tunnel */
-        store_execf(j->st, "UPDATE jobs SET state='failed', finished_at=?, error=? WHERE id=? AND "
-                     "state='running'", "dtt", now_wall(), err, id);
-        LOG_W("jobs", "job %s failed on the GPU worker (%s, not retried): %s", id,
-              gs_err_name(kind), err);
-    } else {
-        if (j->remote.report_failure) j->remote.report_failure(j->remote.ud, row, err);
-        /* back to the queue (same id: the worker resumes rather than re-runs it), bounded */
-        int requeued = store_execf(j->st, "UPDATE jobs SET state='queued', progress=0, error=?, "
-                                    "backend=NULL, instance_id=NULL "
-                                    "WHERE id=? AND state='running' AND attempts<?", "ttl", err, id, (long long)j->max_attempts);
-        if (requeued == 1) {
-            LOG_W("jobs", "job %s: GPU worker failed (%s: %s); queued again", id,
-                  gs_err_name(kind), err);
-            free(dir);
-            publish_state(j, id);
-            pthread_mutex_lock(&j->lock);
-            pthread_cond_broadcast(&j->cond);
-            pthread_mutex_unlock(&j->lock);
-            return;
-        }
-        store_execf(j->st, "UPDATE jobs SET state='failed', finished_at=?, error=? WHERE id=? AND "
-                     "state='running'", "dtt", now_wall(), err, id);
-        LOG_W("jobs", "job %s failed on the GPU worker: %s", id, err);
-    }
-    free(dir);
-    finished(j, id);
-}
-
 /* ---- lifecycle ------------------------------------------------------------------------------- */
 
 jobs *jobs_new(store *st, events *bus, const jobs_config *cfg, char *err, size_t errlen)
@@ -791,8 +533,11 @@ jobs *jobs_new(store *st, events *bus, const jobs_config *cfg, char *err, size_t
                                                                                 : cfg->concurrency;
     j->gpu_only = cfg->gpu_only;
     j->max_attempts = cfg->max_attempts > 0 ? cfg->max_attempts : 3;
+    j->chunk_s = cfg->chunk_s > 0 ? cfg->chunk_s : 600;
+    j->max_audio_s = cfg->max_audio_s > 0 ? cfg->max_audio_s : 12 * 3600.0;
     pthread_mutex_init(&j->lock, NULL);
     pthread_cond_init(&j->cond, NULL);
+    pthread_cond_init(&j->prep_cond, NULL);
     char *dir = xasprintf("%s/jobs", j->data_dir);
     if (mkdir_p(dir, 0700) != 0) {
         snprintf(err, errlen, "cannot create '%s': %s", dir, strerror(errno));
@@ -801,28 +546,45 @@ jobs *jobs_new(store *st, events *bus, const jobs_config *cfg, char *err, size_t
         return NULL;
     }
     free(dir);
-    /* crash recovery: jobs a killed controller left running run again, a bounded number of
-     * times */
+    /* crash recovery: chunks a killed controller left running run again, a bounded number of
+     * times (a job whose chunk ran out of attempts fails); jobs left preparing are prepared
+     * again from their upload */
+    store_begin(j->st);
     int gave_up = store_execf(j->st, "UPDATE jobs SET state='failed', finished_at=?, error='gave up "
-                               "after ' || attempts || ' attempts (the controller stopped during "
-                               "each)' WHERE state='running' AND attempts>=?", "dl", now_wall(),
-                            (long long)j->max_attempts);
-    int requeued = store_execf(j->st, "UPDATE jobs SET state='queued', progress=0 WHERE state='running'", "");
-    if (requeued > 0) LOG_I("jobs", "%d interrupted job(s) queued again", requeued);
+                              "after ' || (SELECT max(attempts) FROM chunks c WHERE c.job_id=jobs.id"
+                              " AND c.state='running') || ' attempts (the controller stopped during"
+                              " each)' WHERE state='running' AND EXISTS (SELECT 1 FROM chunks c "
+                              "WHERE c.job_id=jobs.id AND c.state='running' AND c.attempts>=?)",
+                              "dl", now_wall(), (long long)j->max_attempts);
+    store_execf(j->st, "UPDATE chunks SET state='cancelled' WHERE state IN ('queued','running') AND "
+                "job_id IN (SELECT id FROM jobs WHERE state IN ('failed','cancelled','done'))", "");
+    int requeued = store_execf(j->st, "UPDATE chunks SET state='queued' WHERE state='running'", "");
+    store_commit(j->st);
+    if (requeued > 0) LOG_I("jobs", "%d interrupted chunk(s) queued again", requeued);
     if (gave_up > 0) LOG_W("jobs", "%d job(s) failed after %d interrupted attempts", gave_up, j->max_attempts);
+    jobs_sweep(j);
     return j;
 }
 
 int jobs_start(jobs *j, char *err, size_t errlen)
 {
-    /* threads past `concurrency` only send jobs to remote workers' free slots */
+    for (int i = 0; i < PREP_THREADS; i++) {
+        struct thread_arg *ta = xmalloc(sizeof *ta);
+        *ta = (struct thread_arg){j, i};
+        if (pthread_create(&j->prep_threads[i], NULL, jobs_prepare_main, ta) != 0) {
+            free(ta);
+            snprintf(err, errlen, "cannot start a preparing thread");
+            return -1;
+        }
+        j->prep_started = i + 1;
+    }
+    /* threads past `concurrency` only send chunks to remote workers' free slots */
     int n = j->has_remote ? MAX_WORKERS : j->concurrency;
     for (int i = 0; i < n; i++) {
-        struct worker_arg *wa = xmalloc(sizeof *wa);
-        wa->j = j;
-        wa->slot = i;
-        if (pthread_create(&j->threads[i], NULL, dispatcher_main, wa) != 0) {
-            free(wa);
+        struct thread_arg *ta = xmalloc(sizeof *ta);
+        *ta = (struct thread_arg){j, i};
+        if (pthread_create(&j->threads[i], NULL, jobs_dispatcher_main, ta) != 0) {
+            free(ta);
             snprintf(err, errlen, "cannot start dispatcher thread");
             return -1;
         }
@@ -836,10 +598,19 @@ void jobs_stop(jobs *j)
     if (!j) return;
     pthread_mutex_lock(&j->lock);
     j->stopping = 1;
+    for (int i = 0; i < PREP_THREADS; i++) atomic_store(&j->prep[i].cancel, 1);
     pthread_cond_broadcast(&j->cond);
+    pthread_cond_broadcast(&j->prep_cond);
     pthread_mutex_unlock(&j->lock);
+    for (int i = 0; i < j->prep_started; i++) pthread_join(j->prep_threads[i], NULL);
     for (int i = 0; i < j->started; i++) pthread_join(j->threads[i], NULL);
-    j->started = 0;
+    j->started = j->prep_started = 0;
+}
+
+void jobs_set_remote(jobs *j, const jobs_remote *r)
+{
+    j->remote = *r;
+    j->has_remote = 1;
 }
 
 void jobs_free(jobs *j)
@@ -852,6 +623,7 @@ void jobs_free(jobs *j)
         free(w->id);
         free(w);
     }
+    pthread_cond_destroy(&j->prep_cond);
     pthread_cond_destroy(&j->cond);
     pthread_mutex_destroy(&j->lock);
     free(j->data_dir);

@@ -1,18 +1,29 @@
-/* jobs: the persistent transcription queue and its dispatcher.
+/* jobs: the persistent transcription queue: preparation, chunks, and their dispatcher.
  *
  * A job is a row in the store's `jobs` table plus a directory DATA_DIR/jobs/<id>/ holding
- * the original upload (`upload`) and the validated 16 kHz mono WAV (`audio.wav`) that
- * backends transcribe. jobs_submit persists the row (state `queued`) before it returns, so a
- * job acknowledged to a client survives any crash: at start-up, jobs left `running` by a
- * killed controller go back to `queued` (up to max_attempts runs in all, then `failed`).
- *
- * Dispatcher threads (concurrency) claim the oldest queued job and run it on a backend:
- * the OpenAI API when a key is configured and the upload fits its 25 MB cap, else the local
- * engine (pocketsphinx or whisper.cpp, opened once per thread); GPU_ONLY forbids both, and
- * jobs then wait, visibly, for a GPU. Progress and state
- * changes are published on the event bus (job.created, job.progress, job.state). States:
- * queued -> running -> done | failed | cancelled. Cancelling a running job stops its engine
- * at the next progress callback. All functions are thread-safe.
+ * the original upload (`upload`), the validated 16 kHz mono WAV (`audio.wav`) once prepared,
+ * and, while a chunk runs on a worker or the OpenAI API, that chunk's own audio file.
+ * jobs_submit persists the row (state `preparing`) before it returns, so a job acknowledged
+ * to a client survives any crash. States:
+ *   preparing -> queued -> running -> done | failed | cancelled
+ * Preparing (PREP_THREADS background threads, never a request thread): the upload is decoded
+ * to audio.wav (at most max_audio_s; interruptible within a packet), then cut at pauses into
+ * chunks of about chunk_s (audio/cuts), one row each in `chunks` (own state, attempts,
+ * backend, engine, instance, timing); audio that turns out bad fails the job with
+ * error_kind "audio" (a client error) before any GPU time is spent.
+ * Running: dispatcher threads claim chunks of every job (the job with the fewest chunks
+ * running first, then the oldest: a short job is not stuck behind a long one) and run each
+ * on a free GPU worker slot, else on the OpenAI API when a key is configured, else on the
+ * local engine (pocketsphinx or whisper.cpp, opened once per thread, reading only the
+ * chunk's samples); GPU_ONLY forbids the last two, and jobs then wait, visibly, for a GPU.
+ * When every chunk is done their transcripts are stitched with global timestamps into the
+ * job's. A job's progress is its done audio over its total audio.
+ * At start-up, chunks left `running` by a killed controller go back to `queued` (up to
+ * max_attempts runs each, then their job fails), jobs left `preparing` are prepared again,
+ * and what a killed controller left on disk (directories of uploads never acknowledged,
+ * half-written files) is swept. Progress and state changes are published on the event bus
+ * (job.created, job.progress, job.preparing, job.state). Cancelling stops a running chunk at
+ * its engine's next progress callback. All functions are thread-safe.
  */
 #ifndef GS_JOBS_H
 #define GS_JOBS_H
@@ -35,8 +46,10 @@ typedef struct jobs_config {
     int gpu_only;             /* never run on a CPU engine */
     int max_attempts;         /* runs per job before it fails (default 3) */
     const char *openai_url;   /* OPENAI_BASE_URL */
-    const char *openai_key;   /* OPENAI_API_KEY: when set (and not gpu_only), jobs whose upload
-                                 fits OpenAI's 25 MB cap go to the OpenAI API, not the CPU */
+    const char *openai_key;   /* OPENAI_API_KEY: when set (and not gpu_only), chunks go to the
+                                 OpenAI API instead of the local engine */
+    double chunk_s;           /* CHUNK_MINUTES in seconds (0 = 600) */
+    double max_audio_s;       /* the longest audio a job may have (0 = 12 h) */
 } jobs_config;
 
 jobs *jobs_new(struct store *st, struct events *bus, const jobs_config *cfg, char *err,
@@ -56,14 +69,20 @@ typedef struct job_submit {
     const char *filename;     /* as the client named it (display only) */
     const char *upload_path;  /* the original file, inside the job's dir */
     long long size_bytes;
-    double duration;          /* seconds of validated audio */
+    double duration;          /* seconds the container declares (<= 0: unknown); the decoded
+                                 length replaces it once prepared */
     json_t *options;          /* borrowed: language, prompt, model, response_format, ... */
 } job_submit;
 
-/* Persist a new queued job and wake a dispatcher. 0 on success. */
+/* Persist a new job (state `preparing`) and wake a preparer. 0 on success. */
 int jobs_submit(jobs *j, const char *id, const job_submit *s, char *err, size_t errlen);
 
-/* The job as JSON (new reference), NULL when unknown. */
+/* The job as JSON (new reference), NULL when unknown: its row, "progress" (done audio over
+ * total), "preparing_progress" while preparing, "error_kind" ("audio" when the upload was
+ * not usable audio, "space" when the disk was full, "server"), "chunks_total",
+ * "chunks_done", and "chunks": [{"index", "start", "end", "state", "attempts", "progress",
+ * "backend", "engine", "instance_id", "started_at", "finished_at", "gpu_seconds",
+ * "error"}] (jobs_list_json's rows have no "chunks"). */
 json_t *jobs_get_json(jobs *j, const char *id);
 /* {"jobs": [...], "total", "limit", "offset"}; state may be NULL (all). */
 json_t *jobs_list_json(jobs *j, const char *state, int limit, int offset);
@@ -80,14 +99,16 @@ transcript *jobs_transcript(jobs *j, const char *id, const char **state_out);
 int jobs_wait(jobs *j, const char *id, void (*cb)(void *ud), void *ud);
 void jobs_wait_cancel(jobs *j, void *ud);
 
-/* Remote GPU workers (the fleet): consulted before every claim. A job goes to a ready
+/* Remote GPU workers (the fleet): consulted before every claim. A chunk goes to a ready
  * worker first (through its tunnel, with worker_client); while an instance is being set up
  * or its tunnel reconnects (gpu_pending), jobs wait for it instead of falling back to the
  * CPU or the OpenAI API. A remote run that fails (tunnel dropped, worker restarted, host
- * gone) is reported and the job goes back to the queue, keeping its id, so the worker never
- * runs it twice to completion; after max_attempts runs it fails with the last error.
- * A worker gets as many jobs at once as it has slots: with a remote backend the dispatcher
- * runs MAX_REMOTE_JOBS threads, of which the first `concurrency` also run local engines. */
+ * gone) is reported and only that chunk goes back to the queue, keeping its worker job id
+ * ("<job id>.<chunk index>", or the job id for a job of one chunk), so a worker never runs
+ * it twice to completion; after max_attempts runs it fails its job with the last error.
+ * A refusal or a failure on the worker itself (not retryable) fails the job at once. Every
+ * worker gets as many chunks at once as it has slots: with a remote backend the dispatcher
+ * runs 16 threads, of which the first `concurrency` also run local engines. */
 typedef struct jobs_remote {
     /* 0 and the worker's base URL when one is ready; with reserve, only one with a free slot
      * (it advertises its slots in /health), and that slot is taken until

@@ -118,6 +118,37 @@ static const char *migrations[] = {
     "  WHEN NEW.attempts > OLD.attempts AND OLD.attempts >= 1 BEGIN"
     "  UPDATE job_counters SET value=value+NEW.attempts-OLD.attempts WHERE name='retries';"
     "  END;",
+    /* 5: long audio: a job is prepared (decoded, cut at pauses) in the background, then
+     * runs as chunks, each with its own state, attempts, backend and timing; retries are
+     * counted per chunk. Jobs queued or running before this migration become one chunk. */
+    "CREATE TABLE chunks ("
+    "  job_id TEXT NOT NULL,"
+    "  idx INTEGER NOT NULL,"
+    "  start_s REAL NOT NULL, end_s REAL NOT NULL,"
+    "  state TEXT NOT NULL DEFAULT 'queued',"  /* queued|running|done|failed|cancelled */
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  backend TEXT, engine TEXT, instance_id INTEGER,"
+    "  started_at REAL, finished_at REAL, gpu_seconds REAL,"
+    "  error TEXT, transcript TEXT,"
+    "  cost_usd REAL,"                         /* its share of its instance's cost */
+    "  PRIMARY KEY (job_id, idx)"
+    ");"
+    "CREATE INDEX chunks_state ON chunks(state);"
+    "ALTER TABLE jobs ADD COLUMN error_kind TEXT;"      /* 'audio': the upload was bad audio */
+    "INSERT INTO chunks(job_id, idx, start_s, end_s, state, attempts)"
+    "  SELECT id, 0, 0, coalesce(audio_duration,0), 'queued', attempts FROM jobs"
+    "  WHERE state IN ('queued','running');"
+    "INSERT INTO chunks(job_id, idx, start_s, end_s, state, attempts, backend, engine,"
+    "  instance_id, started_at, finished_at, gpu_seconds, cost_usd)"
+    "  SELECT id, 0, 0, coalesce(audio_duration,0), 'done', attempts, backend, engine,"
+    "  instance_id, started_at, finished_at, gpu_seconds, cost_usd FROM jobs"
+    "  WHERE state='done' AND instance_id IS NOT NULL;"
+    "CREATE INDEX chunks_instance ON chunks(instance_id) WHERE instance_id IS NOT NULL;"
+    "DROP TRIGGER job_counters_retry;"
+    "CREATE TRIGGER chunk_counters_retry AFTER UPDATE OF attempts ON chunks"
+    "  WHEN NEW.attempts > OLD.attempts AND OLD.attempts >= 1 BEGIN"
+    "  UPDATE job_counters SET value=value+NEW.attempts-OLD.attempts WHERE name='retries';"
+    "  END;",
 };
 
 static int run_sql(sqlite3 *db, const char *sql, char *err, size_t errlen)

@@ -177,6 +177,24 @@ transcript_word *segment_add_word(transcript_segment *s, double start, double en
     return w;
 }
 
+void transcript_append(transcript *dst, const transcript *src, double offset)
+{
+    double limit = dst->duration > 0 ? dst->duration : INFINITY;
+    for (size_t i = 0; i < src->n_segments; i++) {
+        const transcript_segment *in = &src->segments[i];
+        transcript_segment *s = transcript_add_segment(dst, dmin(in->start + offset, limit),
+                                                       dmin(in->end + offset, limit), in->text);
+        s->confidence = in->confidence;
+        s->avg_logprob = in->avg_logprob;
+        s->no_speech_prob = in->no_speech_prob;
+        s->compression_ratio = in->compression_ratio;
+        for (size_t k = 0; k < in->n_words; k++)
+            segment_add_word(s, dmin(in->words[k].start + offset, limit),
+                             dmin(in->words[k].end + offset, limit), in->words[k].word,
+                             in->words[k].confidence);
+    }
+}
+
 void segment_update_confidence(transcript_segment *s)
 {
     double sum = 0;

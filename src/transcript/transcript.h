@@ -81,6 +81,10 @@ transcript_segment *transcript_add_segment(transcript *t, double start, double e
  * pointer is valid until the next segment_add_word on s. */
 transcript_word *segment_add_word(transcript_segment *s, double start, double end,
                                   const char *word, double confidence);
+/* Append src's segments and words to dst with offset seconds added to every time (a chunk's
+ * transcript into its job's), each time capped at dst's duration when that is set (> 0).
+ * Ids continue dst's; the usual clamping keeps the order monotonic. */
+void transcript_append(transcript *dst, const transcript *src, double offset);
 /* Set the segment's confidence to the mean of its known word confidences (unchanged when
  * none is known). */
 void segment_update_confidence(transcript_segment *s);

@@ -64,7 +64,7 @@ PY
 start_server GS_SPHINX_JSGF="$A/t.gram" JOBS_CONCURRENCY=1
 (curl -sN "$BASE/api/events" > "$TDIR/events.txt" 2>/dev/null &) ; sleep 0.3
 req POST /api/jobs -F "file=@$A/speech.wav" -F language=en
-expect "multipart upload -> 202 queued job" 202 '(.state == "queued" or .state == "running") and (.id|length) == 16 and .filename == "speech.wav" and .audio_duration > 5'
+expect "multipart upload -> 202 preparing job" 202 '.state == "preparing" and (.id|length) == 16 and .filename == "speech.wav" and .audio_duration > 5'
 ID=$(jget .id)
 check "job finishes" test "$(wait_job "$ID")" = done
 req GET "/api/jobs/$ID"
@@ -138,8 +138,18 @@ req POST /api/jobs -F "file=@$A/noise.bin"
 expect "random bytes refused" 400 '.error | test("unrecognised or corrupt")'
 req POST /api/jobs -F "file=@$A/text.wav"
 expect "text named .wav refused" 400 '.error | test("invalid audio")'
+# a truncated file passes the header probe (it is answered 202 at once) and fails while it
+# is prepared, before any engine or GPU sees it; the synchronous route answers 400
 req POST /api/jobs -F "file=@$A/trunc.mp3"
-expect "truncated mp3 refused" 400 '.error | test("truncated|corrupt")'
+expect "truncated mp3 accepted after the header probe" 202 '.state == "preparing" or .state == "failed"'
+TJ=$(jget .id)
+wait_job "$TJ" 30 >/dev/null
+req GET "/api/jobs/$TJ"
+expect "truncated mp3 fails while prepared" 200 '.state == "failed" and .error_kind == "audio" and (.error | test("truncated|corrupt")) and .attempts == 0 and .chunks_total == 0'
+check "its decoded audio is not kept" test ! -e "$SERVER_DIR/data/jobs/$TJ/audio.wav"
+req DELETE "/api/jobs/$TJ"
+req POST /v1/audio/transcriptions -F "file=@$A/trunc.mp3" -F model=whisper-1
+expect "truncated mp3 refused by the synchronous route" 400 '.error.message | test("truncated|corrupt")'
 req POST /api/jobs -F language=en
 expect "no file field" 400 '.error | test("no audio file")'
 req POST /api/jobs -F "file=@$A/speech.wav" -F "other=@$A/speech.wav"
@@ -209,7 +219,7 @@ check "job to kill still runs" test "$(curl -s "$BASE/api/jobs/$KID" | jq -r .st
 kill -KILL "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null; rc=$?; SERVER_PID=""
 check "controller SIGKILLed mid-job" test "$rc" = 137
 start_server
-check "restart logs the requeue" grep -q "interrupted job(s) queued again" "$SERVER_LOG"
+check "restart logs the requeue" grep -q "interrupted chunk(s) queued again" "$SERVER_LOG"
 check "killed job runs again and finishes" test "$(wait_job "$KID" 120)" = done
 check "queued job behind it finishes" test "$(wait_job "$K2" 60)" = done
 req GET "/api/jobs/$KID"

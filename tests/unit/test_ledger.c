@@ -70,7 +70,12 @@ static store *open_store(long long *row)
                              " VALUES(7, '1007', 'ready', 1000, 1000);"
                              "INSERT INTO jobs(id, state, created_at, instance_id, gpu_seconds,"
                              " audio_duration) VALUES('j1','done',1,7,600,3600),"
-                             "('j2','done',1,7,1200,3600)", err, sizeof err), 0);
+                             "('j2','done',1,7,1200,3600);"
+                             /* j2 ran as two chunks there: costs go to chunks, summed per job */
+                             "INSERT INTO chunks(job_id, idx, start_s, end_s, state, instance_id,"
+                             " gpu_seconds) VALUES('j1',0,0,3600,'done',7,600),"
+                             "('j2',0,0,1800,'done',7,500),('j2',1,1800,3600,'done',7,700)",
+                             err, sizeof err), 0);
     *row = 7;
     return st;
 }

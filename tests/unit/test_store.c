@@ -19,7 +19,7 @@ TEST(store_open_migrates_and_reopens)
     char err[256];
     store *s = store_open("data/sub", err, sizeof err);
     ASSERT_NOT_NULL(s);
-    ASSERT_EQ(store_schema_version(s), 4);
+    ASSERT_EQ(store_schema_version(s), 5);
     ASSERT_EQ(count(s, "SELECT count(*) FROM pragma_table_info('instances') WHERE name IN ('instance_api_key','keepalive_until','destroy_reason')"), 3);
     ASSERT_EQ(count(s, "SELECT count(*) FROM sqlite_master WHERE type='table' AND name IN ('instances','jobs','events','ledger')"), 4);
     sqlite3_stmt *st = NULL;
@@ -128,15 +128,20 @@ TEST(store_job_totals_only_grow)
     ASSERT_EQ(count(s, "SELECT value FROM job_counters WHERE name='retries'"), 0);
     ASSERT_EQ(store_execf(s, "INSERT INTO jobs(id, state, created_at, audio_duration) "
                              "VALUES('a','queued',1,30), ('b','queued',2,12.5)", ""), 2);
+    ASSERT_EQ(store_execf(s, "INSERT INTO chunks(job_id, idx, start_s, end_s) "
+                             "VALUES('a',0,0,30), ('b',0,0,12.5)", ""), 2);
     /* first run: no retry; a run interrupted by a stop gives its attempt back (not a retry) */
-    ASSERT_EQ(store_execf(s, "UPDATE jobs SET state='running', attempts=attempts+1", ""), 2);
-    ASSERT_EQ(store_execf(s, "UPDATE jobs SET state='queued', attempts=max(attempts-1,0) "
-                             "WHERE id='b'", ""), 1);
-    ASSERT_EQ(store_execf(s, "UPDATE jobs SET state='running', attempts=attempts+1 WHERE id='b'", ""), 1);
+    ASSERT_EQ(store_execf(s, "UPDATE chunks SET state='running', attempts=attempts+1", ""), 2);
+    ASSERT_EQ(store_execf(s, "UPDATE chunks SET state='queued', attempts=max(attempts-1,0) "
+                             "WHERE job_id='b'", ""), 1);
+    ASSERT_EQ(store_execf(s, "UPDATE chunks SET state='running', attempts=attempts+1 WHERE job_id='b'", ""), 1);
     ASSERT_EQ(count(s, "SELECT value FROM job_counters WHERE name='retries'"), 0);
-    /* a's worker failed: queued again and run a second time (one retry) */
-    ASSERT_EQ(store_execf(s, "UPDATE jobs SET state='queued' WHERE id='a'", ""), 1);
-    ASSERT_EQ(store_execf(s, "UPDATE jobs SET state='running', attempts=attempts+1 WHERE id='a'", ""), 1);
+    /* a's worker failed: its chunk queued again and run a second time (one retry) */
+    ASSERT_EQ(store_execf(s, "UPDATE chunks SET state='queued' WHERE job_id='a'", ""), 1);
+    ASSERT_EQ(store_execf(s, "UPDATE chunks SET state='running', attempts=attempts+1 WHERE job_id='a'", ""), 1);
+    ASSERT_EQ(count(s, "SELECT value FROM job_counters WHERE name='retries'"), 1);
+    /* the job's own attempts (the most of its chunks') count nothing more */
+    ASSERT_EQ(store_execf(s, "UPDATE jobs SET attempts=2 WHERE id='a'", ""), 1);
     ASSERT_EQ(count(s, "SELECT value FROM job_counters WHERE name='retries'"), 1);
     ASSERT_EQ(store_execf(s, "UPDATE jobs SET state='done', engine='whisper', backend='remote', "
                              "gpu_seconds=3.5 WHERE id='a'", ""), 1);
