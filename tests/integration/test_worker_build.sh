@@ -14,6 +14,7 @@ for f in "$W" "$B" "$ROOT/build/gpuscribe-src.id"; do
 done
 libs=$(ldd "$W" | awk '{print $1}')
 check "the worker links libmicrohttpd, jansson and libcurl" bash -c "grep -q libmicrohttpd <<<'$libs' && grep -q libjansson <<<'$libs' && grep -q libcurl <<<'$libs'"
+check "the worker links libopusfile (Opus bodies) but not libopusenc (the controller encodes)" bash -c "grep -q '^libopusfile' <<<'$libs' && ! grep -q '^libopusenc' <<<'$libs'"
 check "the worker links no FFmpeg library" bash -c "! grep -qE '^libav|^libsw' <<<'$libs'"
 check "the worker links no libssh" bash -c "! grep -qE '^libssh\\.so' <<<'$libs'"
 check "the worker links no SQLite" bash -c "! grep -q '^libsqlite3' <<<'$libs'"
