@@ -5,7 +5,8 @@
  *   16-bit PCM WAV (what audio_write_wav / audio_decode_to_wav write; the data chunk is
  *   located by walking the RIFF chunks, not assumed at byte 44) is read one second at a time
  *   with pread (memory stays bounded whatever the length) and encoded as one Ogg Opus stream:
- *   16 kHz input rate, 1 channel, the given bitrate (VBR), signal "voice". The Ogg stream
+ *   16 kHz input rate, 1 channel, the given bitrate (VBR), application AUDIO (VOIP recognised no
+ *   better: bench/README.md), signal "voice", complexity 10. The Ogg stream
  *   carries the pre-skip and the exact end granule, so a decoder returns exactly nsamples.
  * - Decoding (opus_dec.c, worker and controller; libopusfile): any Ogg Opus file (any
  *   channel count: downmixed to mono by averaging; chained links too) to a canonical
