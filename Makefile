@@ -5,8 +5,8 @@
 # `whisper`, the whisper engine is compiled in (HAVE_WHISPER).
 #
 # `make worker` builds only build/gpuscribe-worker, from WORKER_SRCS, with libmicrohttpd,
-# jansson, libcurl and whichever engine libraries pkg-config finds (pocketsphinx, whisper):
-# no FFmpeg, libssh or SQLite. It is what remote/setup.sh runs on a GPU instance, from the
+# jansson, libcurl, libopusfile (Opus uploads: src/audio/opus_dec.c) and whichever engine
+# libraries pkg-config finds (pocketsphinx, whisper): no FFmpeg, libssh, SQLite or libopusenc. It is what remote/setup.sh runs on a GPU instance, from the
 # source bundle build/gpuscribe-src.tar.gz (exactly WORKER_BUNDLE; its sha256 in
 # build/gpuscribe-src.id), and it must build with Debian 11 / Ubuntu 22.04's gcc and libraries.
 #
@@ -32,7 +32,7 @@ WORKER_GOALS := worker build/gpuscribe-worker clean
 WORKER_ONLY  := $(if $(MAKECMDGOALS),$(if $(filter-out $(WORKER_GOALS),$(MAKECMDGOALS)),,1))
 
 PKGS    := libmicrohttpd jansson libssh sqlite3 libcurl libavformat libavcodec libswresample \
-           libavutil pocketsphinx sphinxbase
+           libavutil pocketsphinx sphinxbase opus libopusenc opusfile
 DEFS    += -DHAVE_SPHINX=1
 ifeq ($(HAVE_WHISPER),1)
 PKGS    += whisper
@@ -71,11 +71,11 @@ LDLIBS  := $(PKG_LIBS) -lpthread -ldl -lm
 WORKER_SRCS := src/core/util.c src/core/log.c src/core/err.c src/core/config.c src/core/gpu.c src/core/metrics.c src/http/http.c \
                src/transcript/transcript.c $(sort $(wildcard src/engine/*.c)) \
                src/vast/vast.c src/vast/vast_http.c src/vast/vast_json.c \
-               src/worker/worker.c src/cli/worker.c src/worker/main.c
+               src/audio/opus_dec.c src/worker/worker.c src/cli/worker.c src/worker/main.c
 WORKER_HDRS := $(sort $(wildcard $(WORKER_SRCS:.c=.h)) src/cli/cli.h src/engine/engine_impl.h \
-               src/vast/vast_int.h)
+               src/vast/vast_int.h src/audio/opus.h src/audio/audio.h)
 WORKER_BUNDLE := Makefile VERSION remote/setup.sh $(WORKER_SRCS) $(WORKER_HDRS)
-WORKER_PKGS := libmicrohttpd jansson libcurl
+WORKER_PKGS := libmicrohttpd jansson libcurl opusfile
 WORKER_DEFS :=
 ifeq ($(HAVE_SPHINX),1)
 WORKER_PKGS += pocketsphinx sphinxbase

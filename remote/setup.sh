@@ -31,7 +31,7 @@
 #      prebuilt worker is used when it runs here (same distribution) and has the engine;
 #      otherwise the worker is built from src.tar.gz (its sha256 must be --src-id): only the
 #      missing build packages are installed with apt-get (build-essential pkg-config
-#      libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev, plus pocketsphinx's for the
+#      libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev libopusfile-dev, plus pocketsphinx's for the
 #      sphinx engine), whisper.cpp (and parakeet) are found in /app (whisper.cpp's image:
 #      headers in /app/include and /app/ggml/include, shared libraries under /app/build) or
 #      through pkg-config, and `make worker` builds it. An engine that needs whisper.cpp
@@ -143,7 +143,7 @@ worker_ok() {
     "$1" version --features 2>/dev/null | grep -qw "$(resolve_engine)"
 }
 
-WORKER_PKGS="build-essential pkg-config libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev"
+WORKER_PKGS="build-essential pkg-config libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev libopusfile-dev"
 SPHINX_PKGS="libpocketsphinx-dev libsphinxbase-dev pocketsphinx-en-us"
 build_pkgs() { if [ "$(resolve_engine)" = sphinx ]; then echo "$WORKER_PKGS $SPHINX_PKGS"; else echo "$WORKER_PKGS"; fi; }
 missing_pkgs() {

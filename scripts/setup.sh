@@ -9,6 +9,7 @@ pkgs=(build-essential pkg-config
       libmicrohttpd-dev libjansson-dev libssh-dev libsqlite3-dev libcurl4-openssl-dev
       libavformat-dev libavcodec-dev libswresample-dev libavutil-dev
       libpocketsphinx-dev libsphinxbase-dev pocketsphinx-en-us
+      libopus-dev libopusenc-dev libopusfile-dev      # Ogg Opus to the workers (src/audio/opus.h)
       openssh-client ca-certificates)
 test_pkgs=(openssh-server debootstrap curl jq espeak-ng sox ffmpeg wrk time iproute2 util-linux procps pocketsphinx-testdata python3
            sqlite3 clang libclang-rt-dev valgrind    # sqlite3: bad-input suite; clang + libFuzzer: make fuzz; valgrind: make valgrind-test

@@ -1,5 +1,6 @@
 /* worker: see worker.h. Job files in the work dir: upload-N.part while a body arrives,
- * job-ID.wav once accepted (deleted when the job ends), job-ID.json for the result. */
+ * job-ID.wav once accepted (deleted when the job ends), job-ID.json for the result. An Ogg
+ * Opus body becomes job-ID.opus, decoded to job-ID.wav on the job thread (then deleted). */
 #define _GNU_SOURCE
 #include "worker/worker.h"
 
@@ -7,6 +8,8 @@
 #include "core/gpu.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "audio/audio.h"
+#include "audio/opus.h"
 #include "engine/engine.h"
 #include "http/http.h"
 #include "transcript/transcript.h"
@@ -53,7 +56,8 @@ typedef struct wjob {
     double progress;
     char *error;
     char *wav_path, *result_path;
-    size_t data_off, nsamples; /* PCM data chunk in the WAV */
+    char *opus_path;           /* an Ogg Opus upload, until the job thread decodes it */
+    size_t data_off, nsamples; /* PCM data chunk in the WAV (0 samples until decoded) */
     char *language, *prompt;
     char *model;               /* the job's own model (a name), NULL: the worker's default */
     engine_opts opts;          /* language/prompt point at the fields above, cancel at cancel */
@@ -185,6 +189,7 @@ static wjob *find_job(worker *w, const char *id)
 static void job_delete_files(wjob *j)
 {
     if (j->wav_path) unlink(j->wav_path);
+    if (j->opus_path) unlink(j->opus_path);
     if (j->result_path) unlink(j->result_path);
     j->deleted = 1;
 }
@@ -193,6 +198,7 @@ static void job_free(wjob *j)
 {
     free(j->error);
     free(j->wav_path);
+    free(j->opus_path);
     free(j->result_path);
     free(j->language);
     free(j->prompt);
@@ -333,13 +339,35 @@ static engine *engine_for(worker *w, const char *model, char *err, size_t errlen
     return m ? m->eng : NULL;
 }
 
+/* An Ogg Opus upload to the job's WAV (on the job thread: decoding an hour takes seconds).
+ * The decoded WAV is held to the size of the largest WAV the worker accepts. */
+static int decode_opus(worker *w, wjob *j, char *err, size_t errlen)
+{
+    double limit = (double)(w->max_body > 44 ? w->max_body - 44 : 0) / (2.0 * ENGINE_SAMPLE_RATE);
+    if (limit > AUDIO_HARD_LIMIT_S) limit = AUDIO_HARD_LIMIT_S;
+    size_t n = 0;
+    double t0 = now_mono();
+    if (audio_opus_decode_to_wav_cancel(j->opus_path, j->wav_path, limit > 0 ? limit : 1,
+                                        &j->cancel, &n, err, errlen) != 0)
+        return -1;
+    unlink(j->opus_path);
+    LOG_I("worker", "job %s: Opus decoded, %.1f s of audio in %.2f s", j->id,
+          (double)n / ENGINE_SAMPLE_RATE, now_mono() - t0);
+    pthread_mutex_lock(&w->mu);
+    j->data_off = 44; /* audio_opus_decode_to_wav writes the canonical header */
+    j->nsamples = n;
+    pthread_mutex_unlock(&w->mu);
+    return 0;
+}
+
 static void run_job(worker *w, wjob *j)
 {
     char err[512] = "";
     double t0 = now_mono();
     transcript *t = NULL;
     char *tmp = NULL;
-    engine *e = engine_for(w, j->model, err, sizeof err);
+    int ok = !j->opus_path || decode_opus(w, j, err, sizeof err) == 0;
+    engine *e = ok ? engine_for(w, j->model, err, sizeof err) : NULL;
     int16_t *pcm = e ? read_pcm(j, err, sizeof err) : NULL;
     if (pcm) {
         struct prog p = {w, j};
@@ -385,6 +413,7 @@ static void run_job(worker *w, wjob *j)
         j->error = xstrdup(err[0] ? err : "transcription failed");
     }
     unlink(j->wav_path); /* the audio is not needed any more */
+    if (j->opus_path) unlink(j->opus_path);
     j->finished = now_mono();
     double audio = (double)j->nsamples / ENGINE_SAMPLE_RATE;
     LOG_I("worker", "job %s %s: %.1f s of audio in %.2f s (RTF %.3f)%s%s", j->id,
@@ -484,23 +513,28 @@ static void h_health(http_req *r, void *app)
     touch(w);
     json_t *models = models_json(w);
     pthread_mutex_lock(&w->mu);
-    json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:b,s:s,s:b,s:s,s:I,s:i,s:i,s:f,s:i,s:i,s:o}", "status",
+    json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:b,s:s,s:b,s:s,s:I,s:i,s:i,s:f,s:i,s:i,s:o,s:[s,s]}",
+                          "status",
                           "ok", "engine", engine_name(w->eng), "model", engine_model(w->eng),
                           "default_model", w->default_model, "gpu", engine_uses_gpu(w->eng),
                           "gpu_name", w->gpu.name, "busy", w->nrunning > 0, "version", w->version,
                           "jobs_done", (json_int_t)w->jobs_done, "queued", w->nqueued,
                           "max_queue", w->max_queue, "deadman_s", w->deadman_s, "slots",
-                          w->slots, "running", w->nrunning, "models", models);
+                          w->slots, "running", w->nrunning, "models", models, "audio_formats",
+                          "wav", "opus");
     pthread_mutex_unlock(&w->mu);
     http_reply_json(r, 200, j);
 }
+
+#define NOT_AUDIO "body is not a WAV file or an Ogg Opus stream (expected RIFF/WAVE, 16 kHz " \
+                  "mono 16-bit PCM, or Ogg Opus)"
 
 struct upload {
     worker *w;
     int fd;
     char *tmp;        /* unlinked at request end unless claimed */
     size_t n;
-    unsigned char head[12];
+    unsigned char head[64];   /* the body's first bytes: WAV or Ogg Opus magic */
     int dup;          /* the job is known already: discard the body */
 };
 
@@ -562,10 +596,10 @@ static int body_chunk(http_req *r, const char *data, size_t n, void *app)
     if (u->n < sizeof u->head) {
         size_t k = sizeof u->head - u->n < n ? sizeof u->head - u->n : n;
         memcpy(u->head + u->n, data, k);
-        if (u->n + k == sizeof u->head &&
+        /* refuse early what is neither (the whole check runs when the body is in) */
+        if (u->n < 12 && u->n + k >= 12 && memcmp(u->head, "OggS", 4) != 0 &&
             (memcmp(u->head, "RIFF", 4) != 0 || memcmp(u->head + 8, "WAVE", 4) != 0)) {
-            http_reply_error(r, 415, "body is not a WAV file (expected RIFF/WAVE, 16 kHz mono "
-                                     "16-bit PCM)");
+            http_reply_error(r, 415, "%s", NOT_AUDIO);
             return -1;
         }
     }
@@ -651,16 +685,19 @@ static void h_transcribe(http_req *r, void *app)
         return;
     }
     if (!u || u->n == 0) {
-        http_reply_error(r, 400, "empty body: send the audio as a 16 kHz mono 16-bit PCM WAV");
+        http_reply_error(r, 400, "empty body: send the audio as a 16 kHz mono 16-bit PCM WAV "
+                                 "or as Ogg Opus");
         return;
     }
-    if (u->n < sizeof u->head) {
-        http_reply_error(r, 415, "body is not a WAV file (expected RIFF/WAVE, 16 kHz mono 16-bit PCM)");
+    /* the content decides, not the Content-Type (decoded on the job thread) */
+    int opus = audio_is_ogg_opus(u->head, u->n < sizeof u->head ? u->n : sizeof u->head);
+    if (!opus && (u->n < 12 || memcmp(u->head, "RIFF", 4) != 0)) {
+        http_reply_error(r, 415, "%s", NOT_AUDIO);
         return;
     }
     char err[256];
     size_t data_off = 0, nsamples = 0;
-    if (wav_locate(u->fd, &data_off, &nsamples, err, sizeof err) != 0) {
+    if (!opus && wav_locate(u->fd, &data_off, &nsamples, err, sizeof err) != 0) {
         http_reply_error(r, 415, "%s", err);
         return;
     }
@@ -684,7 +721,8 @@ static void h_transcribe(http_req *r, void *app)
     snprintf(j->id, sizeof j->id, "%s", id);
     j->wav_path = xasprintf("%s/job-%s.wav", w->work_dir, id);
     j->result_path = xasprintf("%s/job-%s.json", w->work_dir, id);
-    if (rename(u->tmp, j->wav_path) != 0) {
+    if (opus) j->opus_path = xasprintf("%s/job-%s.opus", w->work_dir, id);
+    if (rename(u->tmp, opus ? j->opus_path : j->wav_path) != 0) {
         int e = errno;
         pthread_mutex_unlock(&w->mu);
         job_free(j);
@@ -709,7 +747,9 @@ static void h_transcribe(http_req *r, void *app)
     pthread_cond_broadcast(&w->cv);
     json_t *body = job_json(j);
     pthread_mutex_unlock(&w->mu);
-    LOG_I("worker", "job %s accepted: %.1f s of audio", id, (double)nsamples / ENGINE_SAMPLE_RATE);
+    size_t body_bytes = u->n;
+    if (opus) LOG_I("worker", "job %s accepted: Ogg Opus, %zu bytes", id, body_bytes);
+    else LOG_I("worker", "job %s accepted: %.1f s of audio", id, (double)nsamples / ENGINE_SAMPLE_RATE);
     http_reply_json(r, 202, body);
 }
 
@@ -799,7 +839,7 @@ static void h_delete(http_req *r, void *app)
 static const http_route worker_routes[] = {
     {"GET", "/health", h_health, 0, NULL, "worker", "worker status", NULL},
     {"POST", "/transcribe", h_transcribe, HTTP_ROUTE_STREAM, body_chunk, "worker",
-     "submit a 16 kHz mono WAV for transcription", NULL},
+     "submit a 16 kHz mono WAV or Ogg Opus for transcription", NULL},
     {"GET", "/jobs/{id}", h_job, 0, NULL, "worker", "job state and progress", NULL},
     {"GET", "/jobs/{id}/result", h_result, 0, NULL, "worker", "the finished transcript", NULL},
     {"DELETE", "/jobs/{id}", h_delete, 0, NULL, "worker", "cancel a job and delete its files",

@@ -13,12 +13,18 @@
  *                                (name),"models" (names it can run, the default first),
  *                                "slots","running","gpu","gpu_name","busy","version",
  *                                "jobs_done","queued","max_queue","deadman_s" (0 when the
- *                                dead-man switch is not armed)}
+ *                                dead-man switch is not armed),"audio_formats":["wav","opus"]
+ *                                (the bodies POST /transcribe takes)}
  *   POST   /transcribe?job_id=ID[&language=en][&prompt=...][&temperature=0..1]
  *                              [&word_timestamps=0|1][&translate=0|1][&beam_size=1..8]
  *                              [&model=NAME (one of /health's models; 400 otherwise)]
- *          body: a RIFF/WAVE file, PCM 16-bit mono 16 kHz (streamed to the work dir,
- *          capped at max_body bytes: 413; not WAV or another format: 415; empty: 400).
+ *          body: a RIFF/WAVE file, PCM 16-bit mono 16 kHz, or an Ogg Opus stream (any
+ *          rate and channel count; audio/opus.h), told apart by their content, not by the
+ *          Content-Type (streamed to the work dir, capped at max_body bytes: 413; neither
+ *          or a WAV of another format: 415; empty: 400). An Opus body is decoded to 16 kHz
+ *          on the job thread when the job starts, never on the HTTP thread: until then its
+ *          "audio_seconds" is 0; corrupt Opus data, or more audio than a max_body WAV
+ *          holds, fails the job with the decoder's message ("corrupt Opus data...").
  *          202 {"job_id","state":"queued"|"running",...} for a new job; for a job_id the
  *          worker already knows: 200 with that job's current state (the body is discarded,
  *          the job never runs twice). job_id: 1-64 of [A-Za-z0-9._-], not starting with '.'.
@@ -33,7 +39,8 @@
  *                               the job's audio and result;
  *                               200 {"job_id","state","deleted":true}. Idempotent.
  *
- * The audio file is deleted as soon as its job ends; the result file when the job is DELETEd
+ * The audio files (the upload, and the WAV an Opus upload is decoded to) are deleted as
+ * soon as the job ends; the result file when the job is DELETEd
  * or result_ttl_s after the job ended, whichever comes first. A job's record (for the
  * idempotent POST and GET /jobs/{id}) is forgotten result_ttl_s after it ended.
  *
@@ -54,7 +61,8 @@ typedef struct worker_config {
     const char *engine;      /* "auto" | "sphinx" | "whisper" | "parakeet" (NULL = auto) */
     const char *model;       /* engine model (NULL = the engine's default) */
     const char *work_dir;    /* NULL = a fresh directory under $TMPDIR, removed at stop */
-    size_t max_body;         /* largest accepted WAV in bytes (0 = 2 GiB) */
+    size_t max_body;         /* largest accepted body in bytes, and the largest WAV an
+                              * Opus body may decode to (0 = 2 GiB) */
     int max_queue;           /* jobs waiting behind the running ones (0 = 16) */
     int slots;               /* jobs run at once on one loaded model (0 = 1; WORKER_SLOTS) */
     double result_ttl_s;     /* keep finished results/records this long (0 = 30 min) */

@@ -36,9 +36,10 @@ static char *url_join(const char *base, const char *path)
     return xasprintf("%.*s%s", (int)bl, base, path);
 }
 
-/* One request. upload: a FILE* to POST (size bytes) or NULL. Returns the CURLcode. */
+/* One request. upload: a FILE* to POST (size bytes, Content-Type ctype) or NULL. Returns the
+ * CURLcode. */
 static CURLcode do_req(CURL *c, const char *method, const char *url, FILE *upload, size_t size,
-                       long timeout_ms, size_t max, wc_resp *out)
+                       const char *ctype, long timeout_ms, size_t max, wc_resp *out)
 {
     curl_easy_reset(c);
     buf_release(&out->body);
@@ -46,7 +47,9 @@ static CURLcode do_req(CURL *c, const char *method, const char *url, FILE *uploa
     out->status = 0;
     out->errbuf[0] = '\0';
     struct curl_slist *h = curl_slist_append(NULL, "Expect:");
-    if (upload) h = curl_slist_append(h, "Content-Type: audio/wav");
+    char cth[64];
+    snprintf(cth, sizeof cth, "Content-Type: %s", ctype ? ctype : "audio/wav");
+    if (upload) h = curl_slist_append(h, cth);
     httpc_setup(c, url, h, &out->body, out->errbuf);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
@@ -103,7 +106,7 @@ int worker_client_health_ms(const char *base_url, long timeout_ms, json_t **out,
     }
     wc_resp r = {0};
     char *url = url_join(base_url, "/health");
-    CURLcode cc = do_req(c, "GET", url, NULL, 0, timeout_ms, 1 << 20, &r);
+    CURLcode cc = do_req(c, "GET", url, NULL, 0, NULL, timeout_ms, 1 << 20, &r);
     int rc = -1;
     if (cc != CURLE_OK) {
         conn_error(err, errlen, base_url, cc, &r);
@@ -124,6 +127,16 @@ int worker_client_health_ms(const char *base_url, long timeout_ms, json_t **out,
     return rc;
 }
 
+int worker_client_accepts_opus(const json_t *health)
+{
+    const json_t *a = json_object_get(health, "audio_formats");
+    for (size_t i = 0; i < json_array_size(a); i++) {
+        const char *f = json_string_value(json_array_get(a, i));
+        if (f && !strcmp(f, "opus")) return 1;
+    }
+    return 0;
+}
+
 static void append_q(buf *q, CURL *c, const char *name, const char *val)
 {
     char *e = curl_easy_escape(c, val, 0);
@@ -137,7 +150,7 @@ static void delete_job(CURL *c, const char *base, const char *id)
     wc_resp r = {0};
     char *path = xasprintf("/jobs/%s", id);
     char *url = url_join(base, path);
-    CURLcode cc = do_req(c, "DELETE", url, NULL, 0, 10000, 1 << 16, &r);
+    CURLcode cc = do_req(c, "DELETE", url, NULL, 0, NULL, 10000, 1 << 16, &r);
     if (cc != CURLE_OK || (r.status != 200 && r.status != 404))
         LOG_W("worker", "could not delete job %s on the worker (%s)", id,
               cc != CURLE_OK ? curl_easy_strerror(cc) : "unexpected status");
@@ -205,7 +218,12 @@ transcript *worker_client_transcribe_model(const char *base_url, const char *job
     }
     url = url_join(base_url, q.data);
     buf_release(&q);
-    CURLcode cc = do_req(c, "POST", url, f, (size_t)sb.st_size, 0, 1 << 20, &r);
+    /* the worker tells the formats apart by their content; the type is for the record */
+    unsigned char magic[4] = {0};
+    int is_ogg = fread(magic, 1, 4, f) == 4 && memcmp(magic, "OggS", 4) == 0;
+    rewind(f);
+    CURLcode cc = do_req(c, "POST", url, f, (size_t)sb.st_size, is_ogg ? "audio/ogg" : "audio/wav",
+                         0, 1 << 20, &r);
     SAFE_FREE(url);
     if (cc != CURLE_OK) {
         k = conn_error(err, errlen, base_url, cc, &r);
@@ -259,7 +277,7 @@ transcript *worker_client_transcribe_model(const char *base_url, const char *job
         }
         sleep_ms(POLL_MS);
         for (;;) {
-            cc = do_req(c, "GET", url, NULL, 0, 10000, 1 << 20, &r);
+            cc = do_req(c, "GET", url, NULL, 0, NULL, 10000, 1 << 20, &r);
             if (cc == CURLE_OK && r.status != 502 && r.status != 503) break;
             if (!outage_since) outage_since = now_mono();
             if (now_mono() - outage_since > OUTAGE_MAX_S) {
@@ -295,7 +313,7 @@ transcript *worker_client_transcribe_model(const char *base_url, const char *job
     jpath = xasprintf("/jobs/%s/result", job_id);
     url = url_join(base_url, jpath);
     free(jpath);
-    cc = do_req(c, "GET", url, NULL, 0, 0, RESULT_MAX, &r);
+    cc = do_req(c, "GET", url, NULL, 0, NULL, 0, RESULT_MAX, &r);
     if (cc != CURLE_OK) {
         k = conn_error(err, errlen, base_url, cc, &r);
         goto out;

@@ -2,7 +2,9 @@
  * base_url is the worker's root, e.g. "http://127.0.0.1:8765" (the local end of an SSH
  * tunnel); no trailing slash needed.
  *
- * worker_client_transcribe uploads the WAV (16 kHz mono 16-bit PCM) as job job_id, polls
+ * worker_client_transcribe uploads the audio file as job job_id (a 16 kHz mono 16-bit PCM WAV,
+ * or Ogg Opus for a worker whose /health lists it: worker_client_accepts_opus; sent as
+ * Content-Type audio/ogg when the file starts with "OggS", else audio/wav), polls
  * GET /jobs/{id} every ~200 ms, reports the worker's progress (0..1, nondecreasing) to
  * progress(ud, f) when given, fetches /jobs/{id}/result and DELETEs the job on the worker
  * (its audio and result go away). When progress returns nonzero the remote job is cancelled
@@ -45,6 +47,10 @@ transcript *worker_client_transcribe_model(const char *base_url, const char *job
                                            const engine_opts *o,
                                            int (*progress)(void *ud, double f), void *ud,
                                            gs_err *kind, char *err, size_t errlen);
+
+/* 1 when a worker's /health object lists "opus" in "audio_formats" (it takes Ogg Opus
+ * bodies: audio/opus.h); 0 for older workers, NULL or anything else. */
+int worker_client_accepts_opus(const json_t *health);
 
 /* GET /health: 0 and the parsed object in *out (caller decrefs), or -1 with err. */
 int worker_client_health(const char *base_url, json_t **out, char *err, size_t errlen);

@@ -16,7 +16,7 @@
 set -euo pipefail
 
 suite=bullseye
-pkgs=(build-essential pkg-config libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev
+pkgs=(build-essential pkg-config libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev libopusfile-dev
       libpocketsphinx-dev libsphinxbase-dev pocketsphinx-en-us
       openssh-server curl wget git ca-certificates procps)
 cache=${GS_IMAGE_CACHE:-/var/cache/gpuscribe-tests}

@@ -70,7 +70,8 @@ check "control: gpuscribe $VERSION (VERSION) $ARCH" test "$(field Package) $(fie
 depends=$(field Depends)
 # libav*, libpocketsphinx and libsphinxbase are opened with dlopen: ${dlopen:Depends}
 for d in libmicrohttpd12 libssh-4 libavformat59 libavcodec59 libswresample4 libavutil57 \
-         libpocketsphinx3 libsphinxbase3 libsqlite3-0 adduser ca-certificates; do
+         libpocketsphinx3 libsphinxbase3 libsqlite3-0 libopus0 libopusenc0 libopusfile0 \
+         adduser ca-certificates; do
     check "Depends: $d" grep -qE "(^|, )$d( |,|\$)" <<<"$depends"
 done
 contents=$(dpkg-deb -c "$DEB" | awk '{print $6}' | sed 's|^\./|/|')

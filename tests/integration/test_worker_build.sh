@@ -14,6 +14,7 @@ for f in "$W" "$B" "$ROOT/build/gpuscribe-src.id"; do
 done
 libs=$(ldd "$W" | awk '{print $1}')
 check "the worker links libmicrohttpd, jansson and libcurl" bash -c "grep -q libmicrohttpd <<<'$libs' && grep -q libjansson <<<'$libs' && grep -q libcurl <<<'$libs'"
+check "the worker links libopusfile (Opus bodies) but not libopusenc (the controller encodes)" bash -c "grep -q '^libopusfile' <<<'$libs' && ! grep -q '^libopusenc' <<<'$libs'"
 check "the worker links no FFmpeg library" bash -c "! grep -qE '^libav|^libsw' <<<'$libs'"
 check "the worker links no libssh" bash -c "! grep -qE '^libssh\\.so' <<<'$libs'"
 check "the worker links no SQLite" bash -c "! grep -q '^libsqlite3' <<<'$libs'"
@@ -66,7 +67,9 @@ mkdir -p "$TDIR/empty"
 tar -xzf "$B" -C "$TDIR/empty"
 files=$(cd "$TDIR/empty" && find . -type f | sed 's|^\./||' | sort)
 check "the bundle has the Makefile, VERSION and setup.sh" bash -c "grep -qx Makefile <<<'$files' && grep -qx VERSION <<<'$files' && grep -qx remote/setup.sh <<<'$files'"
-check "the bundle has no tests, tools or controller modules" bash -c "! grep -qE '^(tests|tools|web)/|^src/(store|ssh|audio|fleet|api|jobs)/|^src/main\\.c' <<<'$files'"
+# of src/audio only the Opus decoder (Opus bodies) and the headers it needs
+check "the bundle has no tests, tools or controller modules" bash -c "! grep -vxE 'src/audio/(opus_dec\\.c|opus\\.h|audio\\.h)' <<<'$files' | grep -qE '^(tests|tools|web)/|^src/(store|ssh|audio|fleet|api|jobs)/|^src/main\\.c'"
+check "the bundle has the Opus decoder, not the encoder" bash -c "grep -qx src/audio/opus_dec.c <<<'$files' && ! grep -q opus_enc <<<'$files'"
 if (cd "$TDIR/empty" && make worker) >"$TDIR/build.log" 2>&1; then pass "make worker builds the unpacked bundle"; else
     fail "make worker builds the unpacked bundle" "$(tail -n 15 "$TDIR/build.log")"
 fi

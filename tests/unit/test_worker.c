@@ -1,11 +1,13 @@
 /* Unit tests for src/worker: the worker HTTP API in-process (sphinx engine, port 0) and its
  * client: librivox speech end to end with a WER bound, idempotent POST, cancel (running and
  * queued), 404/409, refused bodies (not WAV, wrong format, empty, oversized, queue full),
- * loopback-only, result expiry, client errors. */
+ * loopback-only, result expiry, client errors; Ogg Opus bodies (the same transcript as the
+ * WAV, decoded on the job thread; corrupt ones fail the job; /health lists "opus"). */
 #define _GNU_SOURCE
 #include "test.h"
 
 #include "audio/audio.h"
+#include "audio/opus.h"
 #include "core/util.h"
 #include "worker/worker.h"
 #include "worker/worker_client.h"
@@ -718,5 +720,137 @@ TEST(worker_slots_and_models)
     free(mdir);
     worker_stop(w);
     unsetenv("GS_MODELS_DIR");
+    curl_global_cleanup();
+}
+
+/* ---------------------------------------------------------------- Ogg Opus bodies */
+
+static const char *const opus_sent[] = {
+    "the quick brown fox jumps over the lazy dog",
+    "please send the report before friday",
+    "we will meet at the station at noon",
+};
+
+/* espeak-ng speech of opus_sent as a canonical 16 kHz WAV, and a JSGF grammar of the
+ * sentences in GS_SPHINX_JSGF (exact words, so PCM and Opus must agree word for word) */
+static size_t espeak_wav(const char *wav)
+{
+    if (system("command -v espeak-ng >/dev/null 2>&1 && command -v sox >/dev/null 2>&1") != 0)
+        SKIP("espeak-ng or sox not installed (apt-get install espeak-ng sox)");
+    FILE *f = fopen("ref.txt", "w");
+    ASSERT_NOT_NULL(f);
+    for (size_t i = 0; i < ARRAY_LEN(opus_sent); i++) fprintf(f, "%s.\n", opus_sent[i]);
+    fclose(f);
+    f = fopen("ref.gram", "w");
+    ASSERT_NOT_NULL(f);
+    fprintf(f, "#JSGF V1.0;\ngrammar ref;\npublic <utt> = <sent>+;\n<sent> = %s | %s | %s;\n",
+            opus_sent[0], opus_sent[1], opus_sent[2]);
+    fclose(f);
+    ASSERT_EQ(system("espeak-ng -v en-us -s 150 -f ref.txt -w e.wav >/dev/null 2>&1 && "
+                     "sox -D e.wav -r 16000 -c 1 -b 16 t.wav"), 0);
+    char *gram = xasprintf("%s/ref.gram", test_tmpdir());
+    setenv("GS_SPHINX_JSGF", gram, 1);
+    free(gram);
+    char err[256];
+    audio_pcm p;
+    if (audio_decode_file("t.wav", 0, &p, err, sizeof err) != 0) test_fail(__FILE__, __LINE__, "%s", err);
+    ASSERT_EQ(audio_write_wav(wav, &p), 0);
+    size_t n = p.nsamples;
+    audio_pcm_release(&p);
+    return n;
+}
+
+TEST(worker_opus_body_same_transcript)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    size_t n = espeak_wav("speech.wav");
+    char err[512] = "";
+    ASSERT_EQ(audio_opus_encode_wav_range("speech.wav", 0, n, "speech.opus", AUDIO_OPUS_BITRATE,
+                                          NULL, err, sizeof err), 0);
+    worker *w = start_worker(0, 0, 0);
+    char *base = base_of(w);
+    json_t *h = NULL;
+    ASSERT_EQ(worker_client_health(base, &h, err, sizeof err), 0);
+    json_t *fmts = json_object_get(h, "audio_formats");
+    ASSERT_EQ(json_array_size(fmts), 2);
+    ASSERT_STR_EQ(json_string_value(json_array_get(fmts, 0)), "wav");
+    ASSERT_STR_EQ(json_string_value(json_array_get(fmts, 1)), "opus");
+    ASSERT_TRUE(worker_client_accepts_opus(h));
+    json_decref(h);
+    h = json_pack("{s:s,s:[s]}", "status", "ok", "audio_formats", "wav");
+    ASSERT_FALSE(worker_client_accepts_opus(h)); /* a worker that takes only WAV */
+    json_decref(h);
+    h = json_pack("{s:s}", "status", "ok");
+    ASSERT_FALSE(worker_client_accepts_opus(h)); /* an older worker */
+    json_decref(h);
+    ASSERT_FALSE(worker_client_accepts_opus(NULL));
+
+    const char *want = "the quick brown fox jumps over the lazy dog please send the report "
+                       "before friday we will meet at the station at noon";
+    engine_opts o = {.language = "en"};
+    transcript *tw = worker_client_transcribe(base, "pcm-1", "speech.wav", &o, NULL, NULL, err, sizeof err);
+    if (!tw) test_fail(__FILE__, __LINE__, "wav: %s", err);
+    transcript *to = worker_client_transcribe(base, "opus-1", "speech.opus", &o, NULL, NULL, err, sizeof err);
+    if (!to) test_fail(__FILE__, __LINE__, "opus: %s", err);
+    char *a = transcript_text(tw), *b = transcript_text(to);
+    ASSERT_STR_EQ(a, want);
+    ASSERT_STR_EQ(b, a);
+    ASSERT_NEAR(to->duration, tw->duration, 0.02);
+    ASSERT_NEAR(to->duration, (double)n / 16000, 0.02);
+    free(a);
+    free(b);
+    transcript_free(tw);
+    transcript_free(to);
+    ASSERT_EQ(work_dir_files(), 0); /* neither the .opus nor its decoded .wav is left */
+
+    /* a raw POST: 202 while the Opus is not decoded yet; the job then runs and knows its length */
+    size_t len;
+    char *ob = read_all("speech.opus", &len);
+    long st;
+    json_t *j = call(w, "POST", "/transcribe?job_id=opus-2", ob, len, &st);
+    ASSERT_EQ(st, 202);
+    json_decref(j);
+    wait_state(w, "opus-2", "done", 30);
+    j = call(w, "GET", "/jobs/opus-2", NULL, 0, &st);
+    ASSERT_NEAR(json_number_value(json_object_get(j, "audio_seconds")), (double)n / 16000, 0.02);
+    json_decref(j);
+    j = call(w, "DELETE", "/jobs/opus-2", NULL, 0, &st);
+    json_decref(j);
+
+    /* Opus magic, then damaged data: accepted (the magic is right), the job fails */
+    char *bad = xmalloc(len);
+    memcpy(bad, ob, len);
+    for (size_t i = len / 3; i < len; i++) bad[i] = (char)(i * 13);
+    j = call(w, "POST", "/transcribe?job_id=opus-bad", bad, len, &st);
+    ASSERT_EQ(st, 202);
+    json_decref(j);
+    wait_state(w, "opus-bad", "failed", 30);
+    j = call(w, "GET", "/jobs/opus-bad", NULL, 0, &st);
+    ASSERT_CONTAINS(jstr(j, "error"), "corrupt Opus data");
+    json_decref(j);
+    ASSERT_EQ(work_dir_files(), 0); /* the failed job's files are gone too */
+    /* Ogg, but not Opus: refused at POST */
+    memcpy(bad + 28, "\x01vorbis\0", 8);
+    j = call(w, "POST", "/transcribe?job_id=ogg-vorbis", bad, len, &st);
+    ASSERT_EQ(st, 415);
+    ASSERT_CONTAINS(jstr(j, "error"), "not a WAV file or an Ogg Opus stream");
+    json_decref(j);
+    free(base);
+    worker_stop(w);
+
+    /* an Opus body that decodes to more than a max_body WAV: the job fails, saying so */
+    w = start_worker(len + 1000, 0, 0);
+    j = call(w, "POST", "/transcribe?job_id=opus-big", ob, len, &st);
+    ASSERT_EQ(st, 202);
+    json_decref(j);
+    wait_state(w, "opus-big", "failed", 30);
+    j = call(w, "GET", "/jobs/opus-big", NULL, 0, &st);
+    ASSERT_CONTAINS(jstr(j, "error"), "exceeds the limit of");
+    json_decref(j);
+    worker_stop(w);
+    ASSERT_EQ(work_dir_files(), 0);
+    free(bad);
+    free(ob);
+    unsetenv("GS_SPHINX_JSGF");
     curl_global_cleanup();
 }
