@@ -1,5 +1,6 @@
 #include "api/upload.h"
 #include "app.h"
+#include "audio/admit.h"
 #include "audio/audio.h"
 #include "core/bgpool.h"
 #include "core/log.h"
@@ -43,6 +44,7 @@ struct upload {
     bool req_alive;
     int decode;           /* DECODE_* */
     int decode_rc;
+    int decode_status;    /* the HTTP status to answer (AUDIO_ADMIT_*), 0 when it decoded */
     char decode_err[256];
 };
 
@@ -250,10 +252,16 @@ static void decode_task(void *arg)
     char *wav = xasprintf("%s/audio.wav", u->dir);
     char err[256] = "";
     double duration = 0;
-    int rc = audio_decode_to_wav(u->path, wav, AUDIO_HARD_LIMIT_S, &duration, err, sizeof err);
+    /* refused from its headers first (audio/admit.h): bombs, over-long, no disk space */
+    double max_s = config_num(u->a->cfg, CFG_MAX_AUDIO_HOURS) * 3600;
+    int status = audio_admit(u->path, config_str(u->a->cfg, CFG_DATA_DIR), max_s, NULL, err,
+                             sizeof err);
+    int rc = status ? -1 : audio_decode_to_wav(u->path, wav, max_s, &duration, err, sizeof err);
+    if (!status) status = audio_admit_decode_status(rc, max_s, err, sizeof err);
     free(wav);
     pthread_mutex_lock(&u->mu);
     u->decode_rc = rc;
+    u->decode_status = status;
     u->duration = duration;
     snprintf(u->decode_err, sizeof u->decode_err, "%s", err);
     u->decode = DECODE_DONE;
@@ -301,15 +309,14 @@ upload *upload_finish(http_req *r, void *appv, int openai_style)
         }
         return NULL;
     }
-    if (u->decode_rc == AUDIO_ERR_UNAVAILABLE) { /* the server's fault: FFmpeg is missing */
-        api_error(r, openai_style, 500, NULL, "the server cannot decode audio: %s", u->decode_err);
+    if (u->decode_status == AUDIO_ADMIT_BAD) {
+        api_error(r, openai_style, 400, "file", "invalid audio file '%s': %s", upload_filename(u),
+                  u->decode_err);
         return NULL;
     }
-    if (u->decode_rc != 0) {
-        const char *err = u->decode_err;
-        int io = str_starts(err, "cannot write");
-        api_error(r, openai_style, io ? 500 : 400, io ? NULL : "file", "%s%s%s%s",
-                  io ? "" : "invalid audio file '", io ? "" : upload_filename(u), io ? "" : "': ", err);
+    if (u->decode_status != 0) { /* 413 too long, 500 the server's fault, 507 no disk space */
+        api_error(r, openai_style, u->decode_status, u->decode_status < 500 ? "file" : NULL,
+                  "%s", u->decode_err);
         return NULL;
     }
     return u;

@@ -5,8 +5,9 @@
  * MAX_UPLOAD_MB (413). Bodies are multipart/form-data (the file in any field that carries a
  * filename, usually `file`; other fields are kept as text) or a raw audio body (any other
  * Content-Type; fields then come from the query string). In the handler, upload_finish
- * decodes and validates the audio (refusing empty, corrupt, non-audio and over-long files
- * with a 400 before any work is queued) and writes the 16 kHz mono WAV beside it; the decode
+ * admits (audio/admit.h: from the headers, 400 implausible, 413 over MAX_AUDIO_HOURS, 507 no
+ * room in DATA_DIR), decodes and validates the audio (refusing empty, corrupt and non-audio
+ * files with a 400) before any work is queued, and writes the 16 kHz mono WAV beside it; the decode
  * runs on the background pool (app.bg) while the request is suspended, never on an HTTP
  * thread. If the request ends without upload_commit, the job directory is removed: nothing
  * half-done stays.
