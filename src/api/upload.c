@@ -182,6 +182,29 @@ int upload_body(http_req *r, const char *data, size_t n, void *appv)
     upload *u = http_ctx(r);
     int openai = str_starts(http_path(r), "/v1/");
     if (!u) {
+        /* the first call comes with the headers, before any of the body (http.h): a declared
+         * length over MAX_UPLOAD_MB, or one that would not fit in DATA_DIR, is refused
+         * without reading it (a form's other fields and boundaries may add up to 256 KB) */
+        const char *ct = http_header(r, "Content-Type");
+        int form = ct && (strncasecmp(ct, "multipart/form-data", 19) == 0 ||
+                          strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0);
+        const char *cl = http_header(r, "Content-Length");
+        if (cl) {
+            unsigned long long len = strtoull(cl, NULL, 10);
+            long max_mb = config_int(a->cfg, CFG_MAX_UPLOAD_MB);
+            if (len > (unsigned long long)max_mb * 1024 * 1024 + (form ? 256 * 1024 : 0)) {
+                api_error(r, openai, 413, "file", "upload too large: the limit is %ld MB (MAX_UPLOAD_MB)",
+                          max_mb);
+                return -1;
+            }
+            char err[256];
+            if (audio_admit_space((long long)len,
+                                  audio_admit_free_bytes(config_str(a->cfg, CFG_DATA_DIR)),
+                                  "store this upload", err, sizeof err) != 0) {
+                api_error(r, openai, 507, NULL, "%s", err);
+                return -1;
+            }
+        }
         u = xcalloc(1, sizeof *u);
         u->a = a;
         u->r = r;
@@ -195,9 +218,7 @@ int upload_body(http_req *r, const char *data, size_t n, void *appv)
         u->req_alive = true;
         atomic_fetch_add(&uploads_now, 1);
         http_set_ctx(r, u, upload_free);
-        const char *ct = http_header(r, "Content-Type");
-        if (ct && (strncasecmp(ct, "multipart/form-data", 19) == 0 ||
-                   strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0)) {
+        if (form) {
             u->form = http_form_new(r, on_field, u);
             if (!u->form) {
                 api_error(r, openai, 400, NULL, "malformed form upload (multipart boundary missing?)");
@@ -209,6 +230,7 @@ int upload_body(http_req *r, const char *data, size_t n, void *appv)
             const char *fn = http_query(r, "filename");
             u->filename = xstrdup(fn ? fn : "upload");
         }
+        if (n == 0) return 0; /* the headers' call: no data yet */
     }
     int rc = u->raw ? write_data(u, data, n) : http_form_feed(u->form, data, n);
     if (rc == 0) return 0;

@@ -2,7 +2,8 @@
  *
  * A route flagged HTTP_ROUTE_STREAM uses upload_body as its body_fn: the body streams to
  * DATA_DIR/jobs/<new id>/upload as it arrives, never held in memory, capped at
- * MAX_UPLOAD_MB (413). Bodies are multipart/form-data (the file in any field that carries a
+ * MAX_UPLOAD_MB (413). A Content-Length over that cap (413), or over DATA_DIR's free space
+ * less 64 MB (507), is answered from the headers, before any of the body is read. Bodies are multipart/form-data (the file in any field that carries a
  * filename, usually `file`; other fields are kept as text) or a raw audio body (any other
  * Content-Type; fields then come from the query string). In the handler, upload_finish
  * admits (audio/admit.h: from the headers, 400 implausible, 413 over MAX_AUDIO_HOURS, 507 no
