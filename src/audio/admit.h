@@ -3,23 +3,27 @@
  * cannot make the server decode for hours or fill its disk.
  *
  * audio_admit refuses, in this order, answering the HTTP status the caller replies with:
- *   - what audio_probe refuses (400 with its message; 500 when FFmpeg cannot be loaded);
+ *   - what audio_probe refuses (400 with its message; 500 "the server cannot decode audio:
+ *     ..." when FFmpeg cannot be loaded);
  *   - a source sample rate outside AUDIO_ADMIT_MIN_RATE..AUDIO_ADMIT_MAX_RATE (400):
  *     "sample rate 1 Hz is not plausible for speech (accepted: 2000-768000 Hz)";
  *   - a declared length over AUDIO_ADMIT_PLAUSIBLE_S whose file holds fewer than
  *     AUDIO_ADMIT_MIN_BYTES_PER_S bytes per declared second (400): no real speech codec is
  *     that small, but a FLAC of digital silence or a forged header is (a "decompression
- *     bomb"): "declared length 24.0 h is implausible for a 315 KB file";
+ *     bomb"): "declared length 24 h is implausible for a 314 KB file (under 100 bytes per
+ *     second of audio)";
  *   - a declared (or bitrate-estimated) length over max_audio_s (+0.5 s of codec padding)
- *     (413): "audio is 24.0 h long; the limit is 12 h (MAX_AUDIO_HOURS=12)";
+ *     (413): "audio is 24 h long; the limit is 12 h (MAX_AUDIO_HOURS=12)" ("about 24 h"
+ *     when estimated);
  *   - too little free space in data_dir for what preparing it writes (the 16 kHz s16 WAV,
  *     32000 B/s, then the chunks' Opus files, ~4 KB/s: AUDIO_ADMIT_DISK_BYTES_PER_S) plus
  *     AUDIO_ADMIT_SPARE_BYTES (507): "not enough disk space in DATA_DIR to prepare this
- *     audio: needs 1.4 GB plus 64 MB to spare, 210 MB free".
+ *     audio: needs 1.4 GB plus 64 MB to spare, 200 MB free".
  * A file whose length is unknown (a streamed webm) skips the length and space checks: its
  * decode stops at max_audio_s, and on a full disk it fails with "cannot write ..." and
  * leaves no temporary file (audio.h), which audio_admit_decode_status maps to 507.
- * The messages name the settings (MAX_AUDIO_HOURS, DATA_DIR), never a server path.
+ * The messages written here name the settings (MAX_AUDIO_HOURS, DATA_DIR), never a server
+ * path (a decoder's "cannot write '<path>': ..." that is no full disk passes on unchanged).
  * Pure apart from reading the file's headers and statvfs; thread-safe.
  */
 #ifndef GS_AUDIO_ADMIT_H
