@@ -158,6 +158,8 @@ r POST /api/jobs -H 'Content-Type: multipart/form-data' --data-binary 'garbage';
 r POST /api/jobs -H 'Content-Type: multipart/form-data; boundary=zz' --data-binary $'--zz\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\nRIFF'; want "upload: truncated multipart" 400
 r POST /api/jobs -F "file=@$TDIR/big.bin";               want "upload: over MAX_UPLOAD_MB (form)" 413
 r POST /api/jobs -H 'Content-Type: audio/wav' --data-binary "@$TDIR/big.bin"; want "upload: over MAX_UPLOAD_MB (raw)" 413
+r POST /api/jobs -H 'Content-Type: audio/wav' -H 'Transfer-Encoding: chunked' --data-binary "@$TDIR/big.bin"
+want "upload: over MAX_UPLOAD_MB (chunked: no Content-Length, stopped while streaming)" 413
 r POST '/api/jobs?filename=%0d%0aX-Evil:%201' -H 'Content-Type: audio/wav' --data-binary "@$TDIR/text.txt"
 want "upload: CR/LF in the filename" 400
 r POST /v1/audio/transcriptions -F model=whisper-1;      want "openai: no file" 400
