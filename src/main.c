@@ -175,7 +175,7 @@ static int cmd_serve(int argc, char **argv)
         .openai_url = config_str(cfg, CFG_OPENAI_BASE_URL),
         .openai_key = config_str(cfg, CFG_OPENAI_API_KEY),
         .chunk_s = config_num(cfg, CFG_CHUNK_MINUTES) * 60.0,
-        .max_audio_s = AUDIO_HARD_LIMIT_S, /* MAX_AUDIO_HOURS: see api/upload.c */
+        .max_audio_s = config_num(cfg, CFG_MAX_AUDIO_HOURS) * 3600.0,
     };
     vast_global_init(); /* after the mask: the Vast status thread inherits it */
     a.vast = vastctl_new(cfg, a.st);

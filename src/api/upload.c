@@ -1,5 +1,6 @@
 #include "api/upload.h"
 #include "app.h"
+#include "audio/admit.h"
 #include "audio/audio.h"
 #include "core/bgpool.h"
 #include "core/log.h"
@@ -43,6 +44,7 @@ struct upload {
     bool req_alive;
     int decode;           /* DECODE_* */
     int decode_rc;
+    int decode_status;    /* the HTTP status to answer (AUDIO_ADMIT_*), 0 when it decoded */
     char decode_err[256];
 };
 
@@ -180,6 +182,29 @@ int upload_body(http_req *r, const char *data, size_t n, void *appv)
     upload *u = http_ctx(r);
     int openai = str_starts(http_path(r), "/v1/");
     if (!u) {
+        /* the first call comes with the headers, before any of the body (http.h): a declared
+         * length over MAX_UPLOAD_MB, or one that would not fit in DATA_DIR, is refused
+         * without reading it (a form's other fields and boundaries may add up to 256 KB) */
+        const char *ct = http_header(r, "Content-Type");
+        int form = ct && (strncasecmp(ct, "multipart/form-data", 19) == 0 ||
+                          strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0);
+        const char *cl = http_header(r, "Content-Length");
+        if (cl) {
+            unsigned long long len = strtoull(cl, NULL, 10);
+            long max_mb = config_int(a->cfg, CFG_MAX_UPLOAD_MB);
+            if (len > (unsigned long long)max_mb * 1024 * 1024 + (form ? 256 * 1024 : 0)) {
+                api_error(r, openai, 413, "file", "upload too large: the limit is %ld MB (MAX_UPLOAD_MB)",
+                          max_mb);
+                return -1;
+            }
+            char err[256];
+            if (audio_admit_space((long long)len,
+                                  audio_admit_free_bytes(config_str(a->cfg, CFG_DATA_DIR)),
+                                  "store this upload", err, sizeof err) != 0) {
+                api_error(r, openai, 507, NULL, "%s", err);
+                return -1;
+            }
+        }
         u = xcalloc(1, sizeof *u);
         u->a = a;
         u->r = r;
@@ -193,9 +218,7 @@ int upload_body(http_req *r, const char *data, size_t n, void *appv)
         u->req_alive = true;
         atomic_fetch_add(&uploads_now, 1);
         http_set_ctx(r, u, upload_free);
-        const char *ct = http_header(r, "Content-Type");
-        if (ct && (strncasecmp(ct, "multipart/form-data", 19) == 0 ||
-                   strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0)) {
+        if (form) {
             u->form = http_form_new(r, on_field, u);
             if (!u->form) {
                 api_error(r, openai, 400, NULL, "malformed form upload (multipart boundary missing?)");
@@ -207,6 +230,7 @@ int upload_body(http_req *r, const char *data, size_t n, void *appv)
             const char *fn = http_query(r, "filename");
             u->filename = xstrdup(fn ? fn : "upload");
         }
+        if (n == 0) return 0; /* the headers' call: no data yet */
     }
     int rc = u->raw ? write_data(u, data, n) : http_form_feed(u->form, data, n);
     if (rc == 0) return 0;
@@ -250,11 +274,15 @@ static void probe_task(void *arg)
 {
     upload *u = arg;
     char err[256] = "";
+    /* refused from its headers (audio/admit.h): not audio, bombs, over-long, no disk space */
+    double max_s = config_num(u->a->cfg, CFG_MAX_AUDIO_HOURS) * 3600;
     audio_info info;
-    int rc = audio_probe(u->path, &info, err, sizeof err);
+    int status = audio_admit(u->path, config_str(u->a->cfg, CFG_DATA_DIR), max_s, &info, err,
+                             sizeof err);
     pthread_mutex_lock(&u->mu);
-    u->decode_rc = rc;
-    u->duration = rc == 0 && !info.duration_estimated ? info.duration_s : -1;
+    u->decode_rc = status ? -1 : 0;
+    u->decode_status = status;
+    u->duration = !status && !info.duration_estimated ? info.duration_s : -1;
     snprintf(u->decode_err, sizeof u->decode_err, "%s", err);
     u->decode = DECODE_DONE;
     /* a suspended request stays alive until resumed; upload_free waits for mu */
@@ -297,19 +325,18 @@ upload *upload_finish(http_req *r, void *appv, int openai_style)
         if (rc != 0) {
             http_add_header(r, "Retry-After", "2");
             api_error(r, openai_style, 503, NULL,
-                      "the server is busy decoding other uploads; retry shortly");
+                      "the server is busy checking other uploads; retry shortly");
         }
         return NULL;
     }
-    if (u->decode_rc == AUDIO_ERR_UNAVAILABLE) { /* the server's fault: FFmpeg is missing */
-        api_error(r, openai_style, 500, NULL, "the server cannot decode audio: %s", u->decode_err);
+    if (u->decode_status == AUDIO_ADMIT_BAD) {
+        api_error(r, openai_style, 400, "file", "invalid audio file '%s': %s", upload_filename(u),
+                  u->decode_err);
         return NULL;
     }
-    if (u->decode_rc != 0) {
-        const char *err = u->decode_err;
-        int io = str_starts(err, "cannot write");
-        api_error(r, openai_style, io ? 500 : 400, io ? NULL : "file", "%s%s%s%s",
-                  io ? "" : "invalid audio file '", io ? "" : upload_filename(u), io ? "" : "': ", err);
+    if (u->decode_status != 0) { /* 413 too long, 500 the server's fault, 507 no disk space */
+        api_error(r, openai_style, u->decode_status, u->decode_status < 500 ? "file" : NULL,
+                  "%s", u->decode_err);
         return NULL;
     }
     return u;

@@ -2,13 +2,15 @@
  *
  * A route flagged HTTP_ROUTE_STREAM uses upload_body as its body_fn: the body streams to
  * DATA_DIR/jobs/<new id>/upload as it arrives, never held in memory, capped at
- * MAX_UPLOAD_MB (413). Bodies are multipart/form-data (the file in any field that carries a
- * filename, usually `file`; other fields are kept as text) or a raw audio body (any other
+ * MAX_UPLOAD_MB (413). A Content-Length over that cap (413), or over DATA_DIR's free space
+ * less 64 MB (507), is answered from the headers, before any of the body is read. Bodies
+ * are multipart/form-data (the file in any field that carries a filename, usually `file`; other fields are kept as text) or a raw audio body (any other
  * Content-Type; fields then come from the query string). In the handler, upload_finish
- * probes the file's header (refusing empty, non-audio and over-long files with a 4xx before
- * any job exists); the probe runs on the background pool (app.bg) while the request is
- * suspended, never on an HTTP thread. Decoding is the job's preparation (jobs.h), after the
- * job is acknowledged. If the request ends without upload_commit, the job directory is removed: nothing
+ * admits it (audio/admit.h, from the headers alone: 400 not audio or implausible, 413 over
+ * MAX_AUDIO_HOURS, 507 no room in DATA_DIR to prepare it) before any job exists; the probe
+ * runs on the background pool (app.bg) while the request is suspended, never on an HTTP
+ * thread. Decoding is the job's preparation (jobs.h), after the job is acknowledged. If the
+ * request ends without upload_commit, the job directory is removed: nothing
  * half-done stays.
  */
 #ifndef GS_API_UPLOAD_H

@@ -359,7 +359,10 @@ static int resample(struct dec *d, struct out *o, const uint8_t **data, int nin,
         }
         want += 32;
         if (out_reserve(o, (size_t)want) != 0) {
-            set_err(err, errlen, "out of memory");
+            if (o->io_err) /* flushing to the sink failed: e.g. the disk is full */
+                set_err(err, errlen, "cannot write the decoded audio: %s", strerror(o->io_err));
+            else
+                set_err(err, errlen, "out of memory");
             return -1;
         }
         uint8_t *dst = (uint8_t *)(o->s + o->n);

@@ -15,7 +15,10 @@
  *     "audio is longer than the limit of 14400 s" (found while decoding),
  *     "truncated or corrupt audio: no audio could be decoded",
  *     "truncated or corrupt audio: decoded 2.2 s of the declared 4.5 s",
- *     "read error: <reason>", "out of memory".
+ *     "read error: <reason>", "out of memory", and from audio_decode_to_wav
+ *     "cannot write '<wav_path>': <reason>" / "cannot write the decoded audio: <reason>" (the
+ *     server's fault, e.g. "No space left on device" when the disk fills up mid-decode: the
+ *     decode stops there and its temporary file is removed).
  * - Truncation: when the container declares its duration (not a bitrate estimate) and the
  *   decode yields less than 90% of it (minus 0.5 s), the file is refused as truncated.
  * - Limits: audio_decode_file refuses files longer than max_duration_s up front when the

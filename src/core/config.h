@@ -51,6 +51,7 @@ enum cfg_type { CFG_T_STR, CFG_T_SECRET, CFG_T_INT, CFG_T_NUM, CFG_T_BOOL, CFG_T
     X(METRICS_TOKEN, CFG_T_SECRET, NULL, 0, 0, NULL,                                           \
       "Bearer token GET /metrics accepts (besides API_TOKEN); when set, /metrics needs one")   \
     X(MAX_UPLOAD_MB, CFG_T_INT, "2048", 1, 1048576, NULL, "largest accepted upload (MB)")     \
+    X(MAX_AUDIO_HOURS, CFG_T_NUM, "12", 0.01, 24, NULL, "longest accepted audio (hours)")   \
     X(WORKER_URL, CFG_T_STR, NULL, 0, 0, NULL,                                                 \
       "a gpuscribe worker of your own to send jobs to (e.g. http://127.0.0.1:8765 via ssh -L)") \
     X(JOBS_CONCURRENCY, CFG_T_INT, "1", 1, 16, NULL, "jobs run at once on local engines")     \

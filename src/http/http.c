@@ -755,6 +755,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             r->pending_status = 413;
             r->pending_msg = xasprintf("request body too large (limit %u bytes)", HTTP_JSON_BODY_MAX);
         }
+        /* a streamed body's route sees the headers before any of the body is read (its
+         * body_fn with n 0): it may refuse on them alone, e.g. a Content-Length over a cap */
+        if (!r->pending_status && r->route && (r->route->flags & HTTP_ROUTE_STREAM) &&
+            r->route->body_fn && has_body(r)) {
+            if (r->route->body_fn(r, "", 0, s->app) != 0) {
+                if (!r->responded) http_reply_error(r, 400, "upload refused");
+                return MHD_YES; /* answered before the body: the connection closes */
+            }
+        }
         /* an error decided before a large body arrives: answer now (connection closes) */
         if (r->pending_status && has_body(r)) {
             http_reply_error(r, r->pending_status, "%s", r->pending_msg);

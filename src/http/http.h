@@ -39,7 +39,11 @@ typedef struct http_req http_req;
 
 typedef void (*http_handler)(http_req *r, void *app);
 /* Called with each chunk of a streamed body; return 0 to go on, or reply with an error
- * (http_reply_error) and return -1 to stop accepting the body. */
+ * (http_reply_error) and return -1 to stop accepting the body. A request that has a body
+ * (a Content-Length other than 0, or Transfer-Encoding) gets a first call with n 0 (data "")
+ * as soon as its headers are in, before any of the body is read, so a route can refuse on
+ * the headers alone (a Content-Length over its cap): replied then, the body is never read
+ * and the connection closes after the reply. */
 typedef int (*http_body_fn)(http_req *r, const char *data, size_t n, void *app);
 
 enum {

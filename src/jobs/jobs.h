@@ -79,7 +79,7 @@ int jobs_submit(jobs *j, const char *id, const job_submit *s, char *err, size_t 
 
 /* The job as JSON (new reference), NULL when unknown: its row, "progress" (done audio over
  * total), "preparing_progress" while preparing, "error_kind" ("audio" when the upload was
- * not usable audio, "space" when the disk was full, "server"), "chunks_total",
+ * not usable audio, "too_long" over max_audio_s, "space" when the disk was full, "server"), "chunks_total",
  * "chunks_done", and "chunks": [{"index", "start", "end", "state", "attempts", "progress",
  * "backend", "engine", "instance_id", "started_at", "finished_at", "gpu_seconds",
  * "error"}] (jobs_list_json's rows have no "chunks"). */

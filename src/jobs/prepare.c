@@ -6,6 +6,7 @@
  * from the store, so a job acknowledged while preparing survives a restart and is prepared
  * again. Also the start-up sweep of what a killed controller left behind. */
 #include "jobs/jobs_int.h"
+#include "audio/admit.h"
 #include "audio/audio.h"
 #include "audio/cuts.h"
 #include "core/events.h"
@@ -76,17 +77,18 @@ static int prepare(jobs *j, struct prep *p, const char *id)
         moved = 0;
         goto out;
     }
-    if (rc == AUDIO_ERR_UNAVAILABLE) {
-        char *m = xasprintf("the server cannot decode audio: %s", err);
-        fail_job(j, id, "server", m);
-        free(m);
-        goto out;
-    }
     if (rc != 0) {
-        int io = str_starts(err, "cannot write");
-        char *m = io ? xasprintf("cannot prepare the audio: %s", err)
-                     : xasprintf("invalid audio file '%s': %s", fname ? fname : "upload", err);
-        fail_job(j, id, io ? (strstr(err, "space") ? "space" : "server") : "audio", m);
+        /* the file's fault (400, 413) or the server's (500, 507): the same statuses an upload
+         * gets from its headers (audio/admit.h) */
+        int status = audio_admit_decode_status(rc, j->max_audio_s, err, sizeof err);
+        const char *kind = status == AUDIO_ADMIT_BAD        ? "audio"
+                           : status == AUDIO_ADMIT_TOO_LONG ? "too_long"
+                           : status == AUDIO_ADMIT_NO_SPACE ? "space"
+                                                            : "server";
+        char *m = status == AUDIO_ADMIT_BAD
+                      ? xasprintf("invalid audio file '%s': %s", fname ? fname : "upload", err)
+                      : xasprintf("cannot prepare the audio: %s", err);
+        fail_job(j, id, kind, m);
         free(m);
         goto out;
     }

@@ -158,6 +158,8 @@ r POST /api/jobs -H 'Content-Type: multipart/form-data' --data-binary 'garbage';
 r POST /api/jobs -H 'Content-Type: multipart/form-data; boundary=zz' --data-binary $'--zz\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\nRIFF'; want "upload: truncated multipart" 400
 r POST /api/jobs -F "file=@$TDIR/big.bin";               want "upload: over MAX_UPLOAD_MB (form)" 413
 r POST /api/jobs -H 'Content-Type: audio/wav' --data-binary "@$TDIR/big.bin"; want "upload: over MAX_UPLOAD_MB (raw)" 413
+r POST /api/jobs -H 'Content-Type: audio/wav' -H 'Transfer-Encoding: chunked' --data-binary "@$TDIR/big.bin"
+want "upload: over MAX_UPLOAD_MB (chunked: no Content-Length, stopped while streaming)" 413
 r POST '/api/jobs?filename=%0d%0aX-Evil:%201' -H 'Content-Type: audio/wav' --data-binary "@$TDIR/text.txt"
 want "upload: CR/LF in the filename" 400
 r POST /v1/audio/transcriptions -F model=whisper-1;      want "openai: no file" 400
@@ -273,5 +275,167 @@ if [ -f "$DB" ]; then
     [ $bad -eq 0 ] && pass "store: no half-done jobs, no orphan upload dirs" || fail "store consistency"
 else
     pass "store: no database written (no job was accepted)"
+fi
+
+# ---- audio admission (issue 13): files that would decode to far more than they are, or more
+# than the limits, are refused from their headers with nothing left on disk
+command -v ffmpeg >/dev/null || { fail "prerequisite ffmpeg" "not installed"; finish; exit 1; }
+FF=(ffmpeg -nostdin -loglevel error -y)
+# the entries of DATA_DIR/jobs (each one a job's directory)
+job_dirs() { ls -1A "$1/jobs" 2>/dev/null | sort | tr '\n' ' '; }
+# refused NAME STATUS TEXT DATA [r args]: an upload answered STATUS with TEXT in its error, no
+# job dir left behind (the request's cleanup runs as it ends: allow it a moment)
+refused() {
+    local name=$1 st=$2 text=$3 data=$4 before i; shift 4
+    before=$(job_dirs "$data")
+    r POST "$@"
+    if [ "$STATUS" != "$st" ]; then fail "$name" "status $STATUS, want $st; body: ${BODY:0:300}"; return; fi
+    if ! jq -e --arg t "$text" '(.error | if type == "object" then .message else . end) | contains($t)' \
+            >/dev/null 2>&1 <<<"$BODY"; then
+        fail "$name" "error lacks \"$text\": ${BODY:0:300}"; return
+    fi
+    for i in $(seq 1 50); do [ "$(job_dirs "$data")" = "$before" ] && break; sleep 0.1; done
+    if [ "$(job_dirs "$data")" != "$before" ]; then fail "$name" "left in jobs/: $(job_dirs "$data")"; return; fi
+    pass "$name"
+}
+# headers_only PATH CONTENT-LENGTH [CONTENT-TYPE]: send a request's headers and never its body;
+# prints "SECONDS STATUS CLOSED BODY" (CLOSED: 1 when the server closed the connection)
+headers_only() {
+    python3 - "$BASE" "$1" "$2" "${3:-audio/wav}" <<'PY'
+import socket, sys, time
+host, port = sys.argv[1].split('//')[1].split(':')
+s = socket.create_connection((host, int(port)))
+s.settimeout(10)
+t = time.time()
+s.sendall(('POST %s HTTP/1.1\r\nHost: localhost\r\nContent-Type: %s\r\nContent-Length: %s\r\n\r\n'
+           % (sys.argv[2], sys.argv[4], sys.argv[3])).encode())
+data, closed = b'', 0
+try:
+    while True:
+        c = s.recv(65536)
+        if not c: closed = 1; break
+        data += c
+except socket.timeout: pass
+head, _, body = data.partition(b'\r\n\r\n')
+status = head.split(b' ')[1].decode() if head.startswith(b'HTTP/') else '000'
+print('%.2f %s %d %s' % (time.time() - t, status, closed, body.decode(errors='replace')))
+PY
+}
+# quick NAME WANT-STATUS LINE: headers_only's answer came at once (under 3 s: the body was
+# never sent), with WANT-STATUS, a JSON error, and the connection closed
+quick() {
+    local name=$1 want=$2 secs st closed body
+    read -r secs st closed body <<<"$3"
+    if [ "$st" = "$want" ] && [ "$closed" = 1 ] && awk -v s="$secs" 'BEGIN { exit !(s < 3) }' &&
+       jq -e '.error' >/dev/null 2>&1 <<<"$body"; then pass "$name ($secs s)"
+    else fail "$name" "got: $3"; fi
+}
+
+A=$TDIR/admit
+mkdir -p "$A"
+# a FLAC of 24 h of digital silence: ~320 KB that would decode to a 2.75 GB WAV
+"${FF[@]}" -f lavfi -i anullsrc=r=16000:cl=mono -t 86400 -sample_fmt s16 -c:a flac \
+    -frame_size 65535 -strict -2 "$A/bomb.flac"
+# the same bomb streamed into Matroska from a pipe (its length unknown to the muxer): no
+# declared length at all, 2 h of silence in 64 KB
+"${FF[@]}" -f lavfi -i anullsrc=r=16000:cl=mono -t 7200 -f s16le - |
+    "${FF[@]}" -f s16le -ar 16000 -ac 1 -i - -c:a flac -frame_size 65535 -strict -2 \
+    -f matroska - >"$A/streamed-bomb.mkv"
+# 60 s of noise at 8 kHz (960 KB: under MAX_UPLOAD_MB=1), and as a streamed WebM (no length)
+"${FF[@]}" -f lavfi -i anoisesrc=r=8000:d=60:a=0.3 -c:a pcm_s16le "$A/noise60.wav"
+"${FF[@]}" -i "$A/noise60.wav" -c:a libopus -b:a 16k -f webm - >"$A/noise60.webm"
+# 20 min of noise as a small MP3 (4.6 MB) whose WAV (38 MB) will not fit on the small disk below
+"${FF[@]}" -f lavfi -i anoisesrc=r=8000:d=1200:a=0.3 -c:a libmp3lame -b:a 32k "$A/noise20m.mp3"
+espeak-ng -v en-us -s 150 -w "$A/speech.wav" "a few words of speech, and a few more" 2>/dev/null
+"${FF[@]}" -i "$A/speech.wav" -c:a flac "$A/speech.flac"
+"${FF[@]}" -i "$A/speech.wav" -c:a libmp3lame -b:a 32k "$A/speech.mp3"
+python3 - "$A" <<'PY'
+import struct, sys
+a = sys.argv[1]
+# a WAV at 1 Hz: 2 KB that says it is 1000 s long
+d = b'\0\0' * 1000
+open(a + '/hz1.wav', 'wb').write(b'RIFF' + struct.pack('<I', 36 + len(d)) + b'WAVEfmt ' +
+    struct.pack('<IHHIIHH', 16, 1, 1, 1, 2, 2, 16) + b'data' + struct.pack('<I', len(d)) + d)
+# length liars: an MP3 whose Info/Xing header counts 10 million frames, FLACs whose STREAMINFO
+# claims 12 h and 30 s (the speech holds a few seconds)
+m = bytearray(open(a + '/speech.mp3', 'rb').read())
+i = max(m.find(b'Info', 0, 4096), m.find(b'Xing', 0, 4096))
+assert i > 0 and m[i + 7] & 1
+m[i + 8:i + 12] = (10000000).to_bytes(4, 'big')
+open(a + '/liar.mp3', 'wb').write(m)
+f = bytearray(open(a + '/speech.flac', 'rb').read())
+v = int.from_bytes(f[18:26], 'big'); rate = v >> 44
+for name, secs in (('liar12h.flac', 43200), ('liar30s.flac', 30)):
+    g = bytearray(f); g[18:26] = ((v & ~((1 << 36) - 1)) | secs * rate).to_bytes(8, 'big')
+    open(a + '/' + name, 'wb').write(g)
+PY
+check "admission test files made" test -s "$A/bomb.flac" -a -s "$A/liar30s.flac" -a -s "$A/noise20m.mp3" -a -s "$A/streamed-bomb.mkv"
+
+unset DATA
+start_server MAX_UPLOAD_MB=1 MAX_AUDIO_HOURS=0.01 GPU_ONLY=1 || { finish; exit 1; }
+D2=$SERVER_DIR/data
+refused "silence FLAC bomb (24 h in $(( $(stat -c %s "$A/bomb.flac") / 1024 )) KB) refused" 400 \
+    "declared length 24 h is implausible for a " "$D2" /api/jobs -F "file=@$A/bomb.flac"
+check "the bomb's error names the file" jq -e '.error | startswith("invalid audio file '"'"'bomb.flac'"'"': ")' <<<"$BODY"
+refused "a 1 Hz WAV refused" 400 "sample rate 1 Hz is not plausible for speech" "$D2" \
+    /api/jobs -F "file=@$A/hz1.wav"
+refused "an MP3 whose Xing header claims hours refused" 400 "implausible" "$D2" \
+    /api/jobs -F "file=@$A/liar.mp3"
+refused "a FLAC whose STREAMINFO claims 12 h refused" 400 "declared length 12 h is implausible" "$D2" \
+    /api/jobs -H 'Content-Type: audio/flac' --data-binary "@$A/liar12h.flac"
+refused "a FLAC claiming 30 s is found truncated while decoding" 400 "truncated or corrupt audio" "$D2" \
+    /api/jobs -F "file=@$A/liar30s.flac"
+refused "60 s over MAX_AUDIO_HOURS=0.01: 413" 413 \
+    "audio is 1 min long; the limit is 36 s (MAX_AUDIO_HOURS=0.01)" "$D2" /api/jobs -F "file=@$A/noise60.wav"
+refused "over MAX_AUDIO_HOURS on /v1/ (OpenAI's shape)" 413 "MAX_AUDIO_HOURS" "$D2" \
+    /v1/audio/transcriptions -F "file=@$A/noise60.wav" -F model=whisper-1
+check "the 413 is OpenAI-shaped" jq -e '.error.type == "invalid_request_error" and .error.param == "file"' <<<"$BODY"
+refused "a streamed WebM (no declared length) stops at MAX_AUDIO_HOURS while decoding" 413 \
+    "audio is longer than the limit of 36 s (MAX_AUDIO_HOURS=0.01)" "$D2" /api/jobs -F "file=@$A/noise60.webm"
+quick "Content-Length 3 GB (over MAX_UPLOAD_MB) answered 413 before the body" 413 \
+    "$(headers_only /api/jobs 3000000000)"
+quick "Content-Length 3 GB on /v1/ (multipart) answered 413 before the body" 413 \
+    "$(headers_only /v1/audio/transcriptions 3000000000 'multipart/form-data; boundary=zz')"
+r POST /api/jobs -F "file=@$A/speech.mp3"
+want "speech is admitted beside them (202)" 202
+check "no other job was created" test "$(curl -s "$BASE/api/jobs" | jq .total)" = 1
+stop_server && pass "admission server exits cleanly"
+
+# ---- a full disk: DATA_DIR on a 100 MB tmpfs (64 MB must stay free besides what a job needs)
+if [ "$(id -u)" != 0 ]; then
+    skip "uploads on a full disk" "needs root to mount a tmpfs"
+else
+    MNT=$TDIR/small-disk
+    mkdir -p "$MNT"
+    if ! mount -t tmpfs -o size=100m,mode=0700 gs-it-small-disk "$MNT"; then
+        fail "mount a 100 MB tmpfs for DATA_DIR"
+    else
+        # at exit (also on a failure): the server holds files there, stop it first
+        small_disk_down() {
+            if [ -n "$SERVER_PID" ]; then kill -KILL "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null; SERVER_PID=""; fi
+            if mountpoint -q "$MNT"; then umount "$MNT" 2>/dev/null || umount -l "$MNT"; fi
+        }
+        at_exit small_disk_down
+        DATA=$MNT/data start_server GPU_ONLY=1 || { finish; exit 1; }
+        D3=$MNT/data
+        r POST /api/jobs -F "file=@$A/speech.flac"
+        want "small disk: a short file is admitted (202)" 202
+        refused "small disk: 20 min whose WAV will not fit refused 507" 507 \
+            "not enough disk space in DATA_DIR to prepare this audio: needs 41 MB plus 64 MB to spare" \
+            "$D3" /api/jobs -F "file=@$A/noise20m.mp3"
+        quick "small disk: Content-Length 200 MB answered 507 before the body" 507 \
+            "$(headers_only /api/jobs 200000000)"
+        check "small disk: that 507 says why" grep -q 'not enough disk space in DATA_DIR to store this upload' \
+            <<<"$(headers_only /api/jobs 200000000)"
+        refused "small disk: a streamed bomb (no length) fills the disk while decoding: 507" 507 \
+            "not enough disk space in DATA_DIR to prepare this audio: the disk filled up" \
+            "$D3" /api/jobs -F "file=@$A/streamed-bomb.mkv"
+        check "small disk: no temporary WAV left" test -z "$(find "$D3/jobs" -name '*.tmp*')"
+        r POST /api/jobs -F "file=@$A/speech.flac"
+        want "small disk: the space is back, a short file is admitted again" 202
+        check "small disk: two jobs, nothing else" test "$(curl -s "$BASE/api/jobs" | jq .total)" = 2
+        stop_server && pass "small disk: server exits cleanly"
+        if umount "$MNT"; then pass "small disk: unmounted"; else fail "small disk: unmounted"; fi
+    fi
 fi
 finish

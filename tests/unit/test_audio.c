@@ -10,7 +10,10 @@
 #include <glob.h>
 #include <math.h>
 #include <stdint.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -472,4 +475,28 @@ TEST(audio_decode_to_wav_matches_memory_decode)
     ASSERT_EQ(access("long.wav", F_OK), -1);
     ASSERT_EQ(audio_decode_to_wav("sp.mp3", "/nonexistent/dir/x.wav", 0, NULL, err, sizeof err), -1);
     ASSERT_CONTAINS(err, "cannot write");
+}
+
+/* A write that fails mid-decode (here a file-size limit; on a server, a full disk) ends the
+ * decode with "cannot write ...", not "out of memory", and leaves no temporary file. */
+TEST(audio_decode_to_wav_write_failure_mid_decode)
+{
+    ASSERT_EQ(system("ffmpeg -nostdin -loglevel error -y -f lavfi -i anoisesrc=r=8000:d=60 "
+                     "-c:a libmp3lame -b:a 32k n.mp3"), 0);
+    /* 60 s decode to 1.9 MB of WAV; allow 256 KB (this test's own process only) */
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit rl = {.rlim_cur = 256 * 1024, .rlim_max = RLIM_INFINITY};
+    ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &rl), 0);
+    char err[256] = "";
+    ASSERT_EQ(audio_decode_to_wav("n.mp3", "n.wav", 0, NULL, err, sizeof err), -1);
+    ASSERT_CONTAINS(err, "cannot write");
+    ASSERT_CONTAINS(err, strerror(EFBIG));
+    ASSERT_EQ(access("n.wav", F_OK), -1);
+    ASSERT_EQ(test_temp_files("."), 0);
+    glob_t g;
+    ASSERT_EQ(glob("n.wav*", 0, NULL, &g), GLOB_NOMATCH);
+    globfree(&g);
+    rl.rlim_cur = RLIM_INFINITY;
+    ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &rl), 0);
+    LEAK_CHECK();
 }

@@ -3,7 +3,11 @@
 #include "core/util.h"
 #include "core/metrics.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -22,7 +26,7 @@ static void h_echo(http_req *r, void *app)
     http_reply_json(r, 201, j);
 }
 
-struct counter { size_t bytes; };
+struct counter { size_t bytes; int header_calls, late_header_call; };
 
 static int stream_body(http_req *r, const char *data, size_t n, void *app)
 {
@@ -32,6 +36,16 @@ static int stream_body(http_req *r, const char *data, size_t n, void *app)
     if (!c) {
         c = xcalloc(1, sizeof *c);
         http_set_ctx(r, c, free);
+    }
+    if (n == 0) { /* the headers' call, before any of the body */
+        c->header_calls++;
+        if (c->bytes) c->late_header_call = 1;
+        const char *cl = http_header(r, "Content-Length");
+        if (cl && strtoull(cl, NULL, 10) > 64u << 20) {
+            http_reply_error(r, 413, "declared too big");
+            return -1;
+        }
+        return 0;
     }
     c->bytes += n;
     if (c->bytes > 8u << 20) {
@@ -45,7 +59,9 @@ static void h_stream(http_req *r, void *app)
 {
     (void)app;
     struct counter *c = http_ctx(r);
-    http_reply_json(r, 200, json_pack("{s:I}", "bytes", (json_int_t)(c ? c->bytes : 0)));
+    http_reply_json(r, 200, json_pack("{s:I,s:i,s:b}", "bytes", (json_int_t)(c ? c->bytes : 0),
+                                      "header_calls", c ? c->header_calls : 0, "late",
+                                      c ? c->late_header_call : 0));
 }
 
 static void h_silent(http_req *r, void *app) { (void)r; (void)app; }
@@ -210,15 +226,55 @@ TEST(http_streamed_body)
     json_t *j = call(port, "POST", "/api/upload", "application/octet-stream", b, n, NULL, &st);
     ASSERT_EQ(st, 200);
     ASSERT_EQ(json_integer_value(json_object_get(j, "bytes")), (long long)n);
+    /* body_fn saw the headers once, before the first chunk */
+    ASSERT_EQ(json_integer_value(json_object_get(j, "header_calls")), 1);
+    ASSERT_TRUE(json_is_false(json_object_get(j, "late")));
     json_decref(j);
     free(b);
-    n = 9u << 20;
+    /* no body: no call at all */
+    j = call(port, "POST", "/api/upload", NULL, NULL, 0, NULL, &st);
+    ASSERT_EQ(st, 200);
+    ASSERT_EQ(json_integer_value(json_object_get(j, "header_calls")), 0);
+    json_decref(j);
+    n = 9u << 20; /* declared under the route's 64 MB, refused by its chunk cap (8 MB) */
     b = xmalloc(n);
     memset(b, 'y', n);
     j = call(port, "POST", "/api/upload", "application/octet-stream", b, n, NULL, &st);
     ASSERT_EQ(st, 413);
     json_decref(j);
     free(b);
+    http_server_stop(s);
+}
+
+/* A streamed route refuses on the headers alone: the reply comes while the client has sent
+ * none of the body, and the connection closes. */
+TEST(http_streamed_body_refused_from_headers)
+{
+    http_server *s = start(NULL, NULL);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_TRUE(fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)http_server_port(s))};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    struct timeval tv = {.tv_sec = 10};
+    ASSERT_EQ(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
+    const char *req = "POST /api/upload HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                      "Content-Type: application/octet-stream\r\nContent-Length: 100000000\r\n\r\n";
+    ASSERT_EQ(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+    char reply[4096];
+    size_t got = 0;
+    int closed = 0;
+    while (got < sizeof reply - 1) {
+        ssize_t k = read(fd, reply + got, sizeof reply - 1 - got);
+        if (k == 0) { closed = 1; break; }
+        ASSERT_TRUE(k > 0); /* not the 10 s timeout: the server did not wait for the body */
+        got += (size_t)k;
+    }
+    reply[got] = '\0';
+    close(fd);
+    ASSERT_TRUE(closed);
+    ASSERT_TRUE(strncmp(reply, "HTTP/1.1 413", 12) == 0);
+    ASSERT_CONTAINS(reply, "{\"error\":\"declared too big\"}");
     http_server_stop(s);
 }
 
