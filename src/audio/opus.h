@@ -6,7 +6,8 @@
  *   located by walking the RIFF chunks, not assumed at byte 44) is read one second at a time
  *   with pread (memory stays bounded whatever the length) and encoded as one Ogg Opus stream:
  *   16 kHz input rate, 1 channel, the given bitrate (VBR), application AUDIO (VOIP recognised no
- *   better: bench/README.md), signal "voice", complexity 10. The Ogg stream
+ *   better: bench/README.md), signal "voice", complexity AUDIO_OPUS_COMPLEXITY (5: a third of
+ *   complexity 10's time, bench/README.md). The Ogg stream
  *   carries the pre-skip and the exact end granule, so a decoder returns exactly nsamples.
  * - Decoding (opus_dec.c, worker and controller; libopusfile): any Ogg Opus file (any
  *   channel count: downmixed to mono by averaging; chained links too) to a canonical
@@ -45,6 +46,7 @@
 
 /* The bitrate the controller encodes at (bench/opus_wer.sh: no WER loss against PCM). */
 #define AUDIO_OPUS_BITRATE 24000
+#define AUDIO_OPUS_COMPLEXITY 5 /* 0..10; 10 costs ~3x the CPU (70 s per audio hour) */
 
 /* Encode samples [start_sample, start_sample + nsamples) of wav_path (16 kHz mono s16) to an
  * Ogg Opus file at out_path at bitrate_bps (6000-256000). nsamples 0 or a range past the end

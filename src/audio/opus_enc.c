@@ -170,7 +170,7 @@ int audio_opus_encode_wav_range(const char *wav_path, size_t start_sample, size_
         (oe = ope_encoder_ctl(enc, OPUS_SET_BITRATE(bitrate_bps))) != OPE_OK ||
         (oe = ope_encoder_ctl(enc, OPUS_SET_VBR(1))) != OPE_OK ||
         (oe = ope_encoder_ctl(enc, OPUS_SET_SIGNAL(OPUS_SIGNAL_VOICE))) != OPE_OK ||
-        (oe = ope_encoder_ctl(enc, OPUS_SET_COMPLEXITY(10))) != OPE_OK) {
+        (oe = ope_encoder_ctl(enc, OPUS_SET_COMPLEXITY(AUDIO_OPUS_COMPLEXITY))) != OPE_OK) {
         snprintf(err, errlen, "opus encoder: %s", ope_strerror(oe));
         goto out;
     }

@@ -12,22 +12,7 @@ start_vastsim --loading-delay 0.2 --running-delay 0.3 --seed 41 || { fail "vasts
 skip_without_isolation "long audio on GPU instances"
 A=$TDIR/a; mkdir -p "$A"
 # speech blocks (s): at 5, across the 600 and 1200 s seams, and at the end of 3 h
-python3 - "$A/three.wav" 5 585 1185 10760 <<'PY'
-import sys, wave
-d = "/usr/share/pocketsphinx/test/data/librivox/"
-clips = []
-for l in open(d + "fileids"):
-    if l.strip():
-        w = wave.open(d + l.strip() + ".wav"); clips.append(w.readframes(w.getnframes()))
-speech = b"".join(c + b"\0\0" * 16000 for c in clips)        # the clips, 1 s apart (~30 s)
-starts = [int(float(x) * 16000) for x in sys.argv[2:]]
-total = 3 * 3600 * 16000
-out = wave.open(sys.argv[1], "wb"); out.setnchannels(1); out.setsampwidth(2); out.setframerate(16000)
-pos = 0
-for s in starts:
-    out.writeframes(b"\0\0" * (s - pos)); out.writeframes(speech); pos = s + len(speech) // 2
-out.writeframes(b"\0\0" * (total - pos)); out.close()
-PY
+"$(dirname "$0")/sparse_speech.py" "$A/three.wav" 10800 5 585 1185 10760
 export DATA=$TDIR/data
 touch "$TDIR/app.env"
 start_server VAST_URL="$SIM" VAST_API_KEY="$SIM_KEY" ENGINE=sphinx WORKER_SLOTS=2 CHUNK_MINUTES=10 \
@@ -79,29 +64,26 @@ assert t["segments"][0]["start"] < 10 and t["segments"][-1]["end"] > 10760, "spe
 PY
 wait $REF; rc=$?
 check "the whole-file reference ran" test $rc = 0
-# a chunk is decoded on its own, so a word may be recognised differently (mostly a
-# substitution, "a real blow" / "the amiable" is one insertion), but a piece of speech lost or
-# doubled at a seam shows as several insertions or deletions
-check "the text of the file transcribed whole: no word lost or doubled at a seam" python3 - "$A/chunked.json" "$A/ref.json" <<'PY'
+# a chunk reaches its worker as Opus and is decoded on its own, so words may be recognised a
+# little differently; what must not differ is where the speech is: every piece of speech of the
+# whole-file transcript is in the chunked one and the other way round (a piece lost at a seam,
+# or doubled, shows), and the word counts are close
+check "the speech of the file transcribed whole, piece for piece: nothing lost or doubled at a seam" python3 - "$A/chunked.json" "$A/ref.json" <<'PY'
 import json, sys
-a = json.load(open(sys.argv[1]))["text"].split(); b = json.load(open(sys.argv[2]))["text"].split()
-assert len(b) > 150, len(b)
-INF = 10**9
-# cost (edits, indels) minimised lexicographically by edits
-d = [[(INF, 0)] * (len(b) + 1) for _ in range(len(a) + 1)]
-for i in range(len(a) + 1): d[i][0] = (i, i)
-for j in range(len(b) + 1): d[0][j] = (j, j)
-for i in range(1, len(a) + 1):
-    for j in range(1, len(b) + 1):
-        x, y, z = d[i-1][j], d[i][j-1], d[i-1][j-1]
-        d[i][j] = min((x[0] + 1, x[1] + 1), (y[0] + 1, y[1] + 1), (z[0] + (a[i-1] != b[j-1]), z[1]))
-edits, indels = d[-1][-1]
-print("words: chunked %d, whole %d; edits %d, of which insertions/deletions %d" % (len(a), len(b), edits, indels))
-assert indels <= 4 and edits <= len(b) // 20 and abs(len(a) - len(b)) <= 2, (edits, indels)
+a = json.load(open(sys.argv[1])); b = json.load(open(sys.argv[2]))
+sa = [(s["start"], s["end"]) for s in a["segments"]]; sb = [(s["start"], s["end"]) for s in b["segments"]]
+assert len(sb) >= 15, len(sb)
+def covered(x, ys): return any(min(x[1], y[1]) - max(x[0], y[0]) > 0.2 for y in ys)
+lost = [x for x in sb if not covered(x, sa)]; extra = [x for x in sa if not covered(x, sb)]
+wa, wb = len(a["text"].split()), len(b["text"].split())
+print("segments: chunked %d, whole %d; words %d / %d; lost %s; extra %s" % (len(sa), len(sb), wa, wb, lost, extra))
+assert not lost and not extra and abs(wa - wb) <= wb // 20, (lost, extra, wa, wb)
 PY
 
-# ---- one instance killed mid-job: only its chunks in flight run again, on the other
-req POST /api/jobs -F "file=@$A/three.wav" -F language=en
+# ---- one instance killed mid-job: only its chunks in flight run again, on the other (1 h,
+# speech at the start of each 10-minute chunk, so that each keeps a slot busy a while)
+"$(dirname "$0")/sparse_speech.py" "$A/one.wav" 3600 5 605 1205 1805 2405 3005
+req POST /api/jobs -F "file=@$A/one.wav" -F language=en
 J2=$(jget .id)
 on_b=""
 for i in $(seq 1 600); do
@@ -119,8 +101,13 @@ check "only chunks that were on the lost instance ran again ($on_b), and they fi
     [.chunks[] | select(.attempts > 1)] as $re |
     ($re | length) >= 1 and ([$re[].index] - $was) == [] and ([$re[].instance_id] | all(. != $b)) and
     ([.chunks[] | select(.attempts > 1 | not) | .attempts] | all(. == 1))' "$A/job2.json"
-req GET "/api/jobs/$J2/transcript?format=json"
-check "its text is the same as the first run's" test "$(jq -r .text "$TDIR/body")" = "$(jq -r .text "$A/chunked.json")"
+req GET "/api/jobs/$J2/transcript?format=verbose_json"
+check "its transcript has the speech of every chunk" python3 - "$TDIR/body" <<'PY'
+import json, sys
+t = json.load(open(sys.argv[1]))
+for s0 in (5, 605, 1205, 1805, 2405, 3005):
+    assert any(s0 - 1 <= s["start"] <= s0 + 30 for s in t["segments"]), s0
+PY
 for v in "$V1" "$V2"; do jreq POST "/api/vast/destroy/$v" '{}'; done
 for v in "$V1" "$V2"; do wait_instance "$v" destroyed 60 || true; done
 stop_server
