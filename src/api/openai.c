@@ -42,8 +42,10 @@ void api_openai_transcriptions(http_req *r, void *appv)
         json_t *j = jobs_get_json(a->jobs, id);
         const char *e = j ? json_string_value(json_object_get(j, "error")) : NULL;
         const char *kind = j ? json_string_value(json_object_get(j, "error_kind")) : NULL;
-        if (kind && (!strcmp(kind, "audio") || !strcmp(kind, "too_long")))
-            jobs_cancel(a->jobs, id); /* refused: no job stays behind (it is final: deleted) */
+        /* refused while prepared (the file, or no room for it): no job stays behind (it is
+         * final, so this deletes it and its files) */
+        if (kind && (!strcmp(kind, "audio") || !strcmp(kind, "too_long") || !strcmp(kind, "space")))
+            jobs_cancel(a->jobs, id);
         if (kind && !strcmp(kind, "audio")) /* found while preparing: the client's file */
             api_error(r, 1, 400, "file", "%s", e ? e : "invalid audio file");
         else if (kind && !strcmp(kind, "too_long"))

@@ -383,15 +383,26 @@ refused "an MP3 whose Xing header claims hours refused" 400 "implausible" "$D2" 
     /api/jobs -F "file=@$A/liar.mp3"
 refused "a FLAC whose STREAMINFO claims 12 h refused" 400 "declared length 12 h is implausible" "$D2" \
     /api/jobs -H 'Content-Type: audio/flac' --data-binary "@$A/liar12h.flac"
-refused "a FLAC claiming 30 s is found truncated while decoding" 400 "truncated or corrupt audio" "$D2" \
-    /api/jobs -F "file=@$A/liar30s.flac"
+# what only the decode finds is found while the job is prepared, after its 202: the
+# synchronous route still answers it (and keeps no job), the asynchronous one fails the job
+refused "a FLAC claiming 30 s is found truncated while decoding (/v1/: 400)" 400 "truncated or corrupt audio" "$D2" \
+    /v1/audio/transcriptions -F "file=@$A/liar30s.flac" -F model=whisper-1
+r POST /api/jobs -F "file=@$A/liar30s.flac"
+want "the same on /api/jobs: 202, then prepared" 202
+LJ=$(jq -r .id <<<"$BODY")
+for i in $(seq 1 100); do [ "$(curl -s "$BASE/api/jobs/$LJ" | jq -r .state)" = failed ] && break; sleep 0.1; done
+r GET "/api/jobs/$LJ"
+check "... and failed as bad audio before any engine ran" jq -e '.state == "failed" and .error_kind == "audio" and (.error | contains("truncated or corrupt audio")) and .chunks_total == 0' <<<"$BODY"
+r DELETE "/api/jobs/$LJ"
+want "that failed job is deleted" 200
 refused "60 s over MAX_AUDIO_HOURS=0.01: 413" 413 \
     "audio is 1 min long; the limit is 36 s (MAX_AUDIO_HOURS=0.01)" "$D2" /api/jobs -F "file=@$A/noise60.wav"
 refused "over MAX_AUDIO_HOURS on /v1/ (OpenAI's shape)" 413 "MAX_AUDIO_HOURS" "$D2" \
     /v1/audio/transcriptions -F "file=@$A/noise60.wav" -F model=whisper-1
 check "the 413 is OpenAI-shaped" jq -e '.error.type == "invalid_request_error" and .error.param == "file"' <<<"$BODY"
 refused "a streamed WebM (no declared length) stops at MAX_AUDIO_HOURS while decoding" 413 \
-    "audio is longer than the limit of 36 s (MAX_AUDIO_HOURS=0.01)" "$D2" /api/jobs -F "file=@$A/noise60.webm"
+    "audio is longer than the limit of 36 s (MAX_AUDIO_HOURS=0.01)" "$D2" /v1/audio/transcriptions \
+    -F "file=@$A/noise60.webm" -F model=whisper-1
 quick "Content-Length 3 GB (over MAX_UPLOAD_MB) answered 413 before the body" 413 \
     "$(headers_only /api/jobs 3000000000)"
 quick "Content-Length 3 GB on /v1/ (multipart) answered 413 before the body" 413 \
@@ -429,7 +440,7 @@ else
             <<<"$(headers_only /api/jobs 200000000)"
         refused "small disk: a streamed bomb (no length) fills the disk while decoding: 507" 507 \
             "not enough disk space in DATA_DIR to prepare this audio: the disk filled up" \
-            "$D3" /api/jobs -F "file=@$A/streamed-bomb.mkv"
+            "$D3" /v1/audio/transcriptions -F "file=@$A/streamed-bomb.mkv" -F model=whisper-1
         check "small disk: no temporary WAV left" test -z "$(find "$D3/jobs" -name '*.tmp*')"
         r POST /api/jobs -F "file=@$A/speech.flac"
         want "small disk: the space is back, a short file is admitted again" 202

@@ -4,7 +4,8 @@
 source "$(dirname "$0")/lib.sh"
 export GS_NVML_LIB=/nonexistent/libnvidia-ml.so.1
 KEY=sk-test-fake-0000000000000000000000000000
-espeak-ng -v en-us -s 150 -w "$TDIR/a.wav" "hello there"
+# 5 s: the fake API's segments end at 4 s (a transcript's times stay inside its audio)
+espeak-ng -v en-us -s 150 -w "$TDIR/a.wav" "hello there" && sox "$TDIR/a.wav" "$TDIR/a5.wav" pad 0 4 && mv "$TDIR/a5.wav" "$TDIR/a.wav"
 
 start_fake() { # start_fake [extra args] -> FAKE_PID, FAKE_URL
     python3 -u "$ROOT/tests/integration/fake_openai.py" --key "$KEY" --log "$TDIR/fake.log" "$@" > "$TDIR/fake.out" 2>&1 &
