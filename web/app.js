@@ -4,7 +4,7 @@ import { api, loadRoutes, openEvents, onAuthNeeded, setToken, getToken, authIsBl
 import { $, h, toast } from './js/util.js';
 import { gpu, render as renderGpu, refreshAll, startPolling, startClock, upsertInstance, pollSoon, setOpenProgress, refreshStatus } from './js/gpu.js';
 import { initBoot, openProgress } from './js/boot.js';
-import { initJobs, refreshJobs, upsert as upsertJob, onProgress, onDeleted, activeJobs } from './js/jobs.js';
+import { initJobs, refreshJobs, upsert as upsertJob, onProgress, onPreparing, onDeleted, activeJobs } from './js/jobs.js';
 import { initTranscript, open as openTranscript, close as closeTranscript, currentJob } from './js/transcript.js';
 
 async function loadConfig() {
@@ -69,6 +69,7 @@ async function boot() {
     'job.created': upsertJob,
     'job.state': upsertJob,
     'job.progress': onProgress,
+    'job.preparing': onPreparing,
     'job.deleted': onDeleted,
     'instance.state': (o) => { upsertInstance(o); refreshStatus(); gpu.emit(); },
     'gpu.status': () => pollSoon(),

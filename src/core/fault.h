@@ -6,7 +6,8 @@
  * would (no atexit handlers, no flush of anything but that line). Without GS_FAULT every
  * fault_point is a cheap no-op.
  *
- * Points: boot_after_insert, boot_after_create (fleet/vastctl.c, see vastctl.h).
+ * Points: boot_after_insert, boot_after_create (fleet/vastctl.c, see vastctl.h);
+ * job_before_stitch (jobs/dispatch.c: every chunk stored done, the job not yet).
  *
  * Thread-safe: the environment is read once under pthread_once.
  */

@@ -12,6 +12,7 @@
 #include "audio/opus.h"
 #include "audio/wavfile.h"
 #include "core/err.h"
+#include "core/fault.h"
 #include "core/events.h"
 #include "core/log.h"
 #include "core/util.h"
@@ -231,7 +232,7 @@ static void remove_chunk_files(jobs *j, const char *id, int idx)
 /* ---- stitching ------------------------------------------------------------------------------ */
 
 /* All chunks are done: the job's transcript, with global timestamps, and the job done. */
-static void stitch(jobs *j, const char *id, double total)
+void jobs_stitch(jobs *j, const char *id, double total)
 {
     transcript *t = transcript_new(NULL, total);
     char backend[32] = "", engine[64] = "";
@@ -338,7 +339,10 @@ static void chunk_done(jobs *j, const struct claim *c, transcript *t, const char
     remove_chunk_files(j, c->id, c->idx);
     if (c->nchunks > 1)
         LOG_I("jobs", "job %s: chunk %d/%d done (%s, %s)", c->id, c->idx + 1, c->nchunks, backend, ename);
-    if (left == 0) stitch(j, c->id, c->total);
+    if (left == 0) {
+        fault_point("job_before_stitch"); /* tests: a stop between the last chunk and stitching */
+        jobs_stitch(j, c->id, c->total);
+    }
     else if (ok) jobs_publish_state(j, c->id);
 }
 
@@ -369,11 +373,21 @@ static void chunk_fail(jobs *j, const struct claim *c, const char *err, const ch
     if (changed == 1) jobs_finished(j, c->id);
 }
 
+/* A job none of whose chunks runs or is done is `queued` again (not `running`), with no
+ * backend or instance: it waits, visibly. */
+static void job_back_to_queue(jobs *j, const char *id)
+{
+    store_execf(j->st, "UPDATE jobs SET state='queued', backend=NULL, instance_id=NULL WHERE id=?1 "
+                "AND state='running' AND NOT EXISTS (SELECT 1 FROM chunks WHERE job_id=?1 AND "
+                "state IN ('running','done'))", "t", id);
+}
+
 /* Interrupted by shutdown: the chunk runs again at the next start (the run is not counted). */
 static void requeue_interrupted(jobs *j, const struct claim *c)
 {
     store_execf(j->st, "UPDATE chunks SET state='queued', attempts=max(attempts-1,0) WHERE job_id=? "
                 "AND idx=? AND state='running'", "tl", c->id, (long long)c->idx);
+    job_back_to_queue(j, c->id);
     LOG_I("jobs", "job %s: chunk %d interrupted by shutdown; it runs again at the next start",
           c->id, c->idx);
 }
@@ -498,8 +512,12 @@ static void run_remote(jobs *j, int slot, struct claim *c, const char *url, long
     } else if (!gs_err_retryable(kind)) {
         /* the worker is fine; the chunk is not for it (refused, or it failed there): fail now,
          * without retries and without blaming the worker or its tunnel */
-        LOG_W("jobs", "job %s: chunk %d failed on the GPU worker (%s, not retried): %s", c->id,
-              c->idx, gs_err_name(kind), err);
+        if (c->nchunks > 1)
+            LOG_W("jobs", "job %s: chunk %d failed on the GPU worker (%s, not retried): %s", c->id,
+                  c->idx, gs_err_name(kind), err);
+        else
+            LOG_W("jobs", "job %s failed on the GPU worker (%s, not retried): %s", c->id,
+                  gs_err_name(kind), err);
         chunk_fail(j, c, err, "remote", ename);
     } else {
         if (j->remote.report_failure) j->remote.report_failure(j->remote.ud, row, err);
@@ -509,9 +527,14 @@ static void run_remote(jobs *j, int slot, struct claim *c, const char *url, long
                                    "AND attempts<?", "ttll", err, c->id, (long long)c->idx,
                                    (long long)j->max_attempts);
         if (requeued == 1) {
-            LOG_W("jobs", "job %s: chunk %d: GPU worker failed (%s: %s); queued again", c->id,
-                  c->idx, gs_err_name(kind), err);
+            if (c->nchunks > 1)
+                LOG_W("jobs", "job %s: chunk %d: GPU worker failed (%s: %s); queued again", c->id,
+                      c->idx, gs_err_name(kind), err);
+            else
+                LOG_W("jobs", "job %s: GPU worker failed (%s: %s); queued again", c->id,
+                      gs_err_name(kind), err);
             store_execf(j->st, "UPDATE jobs SET error=? WHERE id=?", "tt", err, c->id);
+            job_back_to_queue(j, c->id);
             jobs_publish_state(j, c->id);
             jobs_wake(j);
             return;

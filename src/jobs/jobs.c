@@ -559,8 +559,35 @@ jobs *jobs_new(store *st, events *bus, const jobs_config *cfg, char *err, size_t
     store_execf(j->st, "UPDATE chunks SET state='cancelled' WHERE state IN ('queued','running') AND "
                 "job_id IN (SELECT id FROM jobs WHERE state IN ('failed','cancelled','done'))", "");
     int requeued = store_execf(j->st, "UPDATE chunks SET state='queued' WHERE state='running'", "");
+    store_execf(j->st, "UPDATE jobs SET state='queued', backend=NULL, instance_id=NULL WHERE "
+                "state='running' AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.job_id=jobs.id AND "
+                "c.state='done')", "");
     store_commit(j->st);
     if (requeued > 0) LOG_I("jobs", "%d interrupted chunk(s) queued again", requeued);
+    /* a controller killed between a job's last chunk and its stitching */
+    char **ready = NULL;
+    double *total = NULL;
+    size_t nready = 0;
+    store_lock(j->st);
+    sqlite3_stmt *q = jobs_prep(j, "SELECT id, coalesce(audio_duration,0) FROM jobs WHERE "
+                                    "state='running' AND NOT EXISTS (SELECT 1 FROM chunks c WHERE "
+                                    "c.job_id=jobs.id AND c.state!='done') AND EXISTS (SELECT 1 "
+                                    "FROM chunks c WHERE c.job_id=jobs.id)");
+    while (q && sqlite3_step(q) == SQLITE_ROW) {
+        ready = xrealloc(ready, (nready + 1) * sizeof *ready);
+        total = xrealloc(total, (nready + 1) * sizeof *total);
+        ready[nready] = xstrdup((const char *)sqlite3_column_text(q, 0));
+        total[nready++] = sqlite3_column_double(q, 1);
+    }
+    sqlite3_finalize(q);
+    store_unlock(j->st);
+    for (size_t i = 0; i < nready; i++) {
+        LOG_I("jobs", "job %s: every chunk was done before the stop; stitching it now", ready[i]);
+        jobs_stitch(j, ready[i], total[i]);
+        free(ready[i]);
+    }
+    free(ready);
+    free(total);
     if (gave_up > 0) LOG_W("jobs", "%d job(s) failed after %d interrupted attempts", gave_up, j->max_attempts);
     jobs_sweep(j);
     return j;

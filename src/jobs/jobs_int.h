@@ -82,6 +82,8 @@ void *jobs_prepare_main(void *arg);
 
 /* dispatch.c */
 void *jobs_dispatcher_main(void *arg);
+/* Every chunk of running job id is done: stitch its transcript, and the job is done. */
+void jobs_stitch(jobs *j, const char *id, double total);
 struct thread_arg { jobs *j; int slot; };
 
 #endif

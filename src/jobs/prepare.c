@@ -34,9 +34,6 @@ static void on_decode_progress(void *ud, double f)
     double now = now_mono();
     if (now - c->last_pub >= 0.5) {
         c->last_pub = now;
-        events_publish(c->j->bus, "job.progress",
-                       json_pack("{s:s,s:f,s:s}", "id", c->p->id, "progress", 0.0, "stage",
-                                 "preparing"), 0);
         events_publish(c->j->bus, "job.preparing",
                        json_pack("{s:s,s:f}", "id", c->p->id, "progress", f), 0);
     }

@@ -3,8 +3,9 @@
 # "integration: N passed, N failed, N skipped" line. Each script prints its own
 # "SUITE: N passed, N failed, N skipped", and its output is shown whole when it ends.
 #
-# ITEST_JOBS suites run at once (default 2: most suites wait on emulated peers more than they
-# compute); the suites named in ALONE (latency assertions) run first, by themselves. Suites
+# ITEST_JOBS suites run at once (default 3: most suites wait on emulated peers more than they
+# compute); the suites named in ALONE (latency assertions) run first, by themselves, then those
+# in FIRST (the longest, so that the others fill the second slot beside them). Suites
 # are independent: each has its own temp dir, ephemeral ports, vastsim and server.
 # After each suite /dev/null must still be a character device: when it was broken (and the
 # suite did not say so itself), that is a failure naming the suite that ended and any that
@@ -12,15 +13,17 @@
 set -u
 cd "$(dirname "$0")"
 ALONE="test_hung_peers.sh"
-jobs_max=${ITEST_JOBS:-2}
-[[ "$jobs_max" =~ ^[1-9][0-9]*$ ]] || jobs_max=2
+FIRST="test_long_audio.sh test_gpu_jobs.sh test_package.sh"   # the longest: started first
+jobs_max=${ITEST_JOBS:-3}
+[[ "$jobs_max" =~ ^[1-9][0-9]*$ ]] || jobs_max=3
 p=0; f=0; s=0
 devnull_ok=0; [ -c /dev/null ] && devnull_ok=1
 out_dir=$(mktemp -d /tmp/gs-itest-XXXXXX)
 trap 'rm -rf "$out_dir"' EXIT
 
 suites=(); alone=()
-for t in test_*.sh; do
+for t in $FIRST test_*.sh; do
+    [[ " ${suites[*]-} " == *" $t "* ]] && continue
     [ -n "${1:-}" ] && [[ "$t" != *"$1"* ]] && continue
     if [[ " $ALONE " == *" $t "* ]]; then alone+=("$t"); else suites+=("$t"); fi
 done

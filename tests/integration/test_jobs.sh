@@ -216,14 +216,41 @@ K2=$(jget .id)
 check "job to kill starts" wait_job_state "$KID" running 10
 sleep 1
 check "job to kill still runs" test "$(curl -s "$BASE/api/jobs/$KID" | jq -r .state)" = running
+# an upload still arriving when the controller dies: never acknowledged, so swept at restart
+curl -s --limit-rate 100k -F "file=@$A/long.wav" "$BASE/api/jobs" >/dev/null 2>&1 &
+UPC=$!
+half=""
+for i in $(seq 1 100); do
+    half=$(ls "$DATA/jobs" | grep -v -e "$KID" -e "$K2" | head -n1)
+    [ -n "$half" ] && [ -s "$DATA/jobs/$half/upload" ] && break
+    half=""; sleep 0.1
+done
+check "an upload is arriving as the controller is killed" test -n "$half"
 kill -KILL "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null; rc=$?; SERVER_PID=""
 check "controller SIGKILLed mid-job" test "$rc" = 137
+kill "$UPC" 2>/dev/null; wait "$UPC" 2>/dev/null
+check "the half upload is still on disk" test -s "$DATA/jobs/$half/upload"
 start_server
 check "restart logs the requeue" grep -q "interrupted chunk(s) queued again" "$SERVER_LOG"
+check "the upload cut by SIGKILL is swept at restart" test ! -e "$DATA/jobs/$half"
+check "the sweep is logged" grep -q "swept what a stopped controller left: 1 upload directory" "$SERVER_LOG"
 check "killed job runs again and finishes" test "$(wait_job "$KID" 120)" = done
 check "queued job behind it finishes" test "$(wait_job "$K2" 60)" = done
 req GET "/api/jobs/$KID"
 expect "exactly one completed run recorded" 200 '.attempts == 2 and .state == "done"'
+# stopped between a job's last chunk and its stitching (GS_FAULT, test-only): done at restart
+stop_server
+start_server GS_FAULT=job_before_stitch
+req POST /api/jobs -F "file=@$A/s2.wav"
+FID=$(jget .id)
+for i in $(seq 1 300); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+wait "$SERVER_PID" 2>/dev/null; rc=$?; SERVER_PID=""
+check "the controller stopped at job_before_stitch" test "$rc" = 70
+start_server
+check "restart stitches the job whose chunks were all done" grep -q "job $FID: every chunk was done before the stop" "$SERVER_LOG"
+check "... and it is done, run once" test "$(wait_job "$FID" 10)" = done
+req GET "/api/jobs/$FID"
+expect "its record: one attempt, its one chunk done" 200 '.attempts == 1 and .chunks_done == 1 and (.chunks[0].state == "done")'
 req GET "/api/jobs/$KID/transcript?format=txt"
 REF=$(for i in 1 2 3; do sed -e 's/([^)]*)//g' -e 's/<\/\?s>//g' "$LIBRI/transcription"; done | tr '\n' ' ')
 w=$(wer "$REF" "$BODY")

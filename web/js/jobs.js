@@ -11,7 +11,7 @@ let pageSize = 20;
 let openTranscript = () => {};
 const uploadsById = new Map(); // job id -> upload row element
 
-const STATE_WORDS = { queued: 'Queued', running: 'Running', done: 'Done', failed: 'Failed', cancelled: 'Cancelled' };
+const STATE_WORDS = { preparing: 'Preparing', queued: 'Queued', running: 'Running', done: 'Done', failed: 'Failed', cancelled: 'Cancelled' };
 
 export function initJobs({ onOpen }) {
   // opening a transcript (from the list too) retires its finished upload row
@@ -89,10 +89,9 @@ function upload(file) {
       row.dataset.state = 'queued';
       row.dataset.job = body.id;
       uploadsById.set(body.id, row);
-      upsert(body);
       cancel.textContent = 'Cancel job';
       cancel.onclick = () => cancelJob(body.id);
-      updateUploadRow(body);
+      upsert(body); // also updates this row, from the newest state known
     } else {
       const why = body?.error || xhr.statusText || `HTTP ${xhr.status}`;
       row.dataset.state = 'error';
@@ -126,7 +125,11 @@ function updateUploadRow(job) {
   const bar = row.querySelector('progress');
   const status = row.querySelector('.up-status');
   const btn = row.querySelector('.up-foot .btn');
-  if (job.state === 'queued') {
+  if (job.state === 'preparing') {
+    const p = Math.round((job.preparing_progress || 0) * 100);
+    if (bar) bar.value = 0;
+    status.textContent = `Preparing: decoding and cutting at pauses… ${p}%`;
+  } else if (job.state === 'queued') {
     bar?.removeAttribute('value'); // indeterminate while waiting
     status.textContent = 'Queued: waiting for an engine…';
   } else if (job.state === 'running') {
@@ -162,10 +165,15 @@ function processing(j) {
   return NaN;
 }
 
+// a job's states only move forward; a reply or event that arrives late (the 202 of an upload
+// whose job already ran, over another connection than the events) must not move it back
+const STATE_RANK = { preparing: 0, queued: 1, running: 2, done: 3, failed: 3, cancelled: 3 };
+const rank = (s) => STATE_RANK[s] ?? 0;
+
 export function upsert(job) {
   if (!job || !job.id) return;
   const prev = jobs.get(job.id);
-  const j = { ...prev, ...job };
+  const j = prev && rank(prev.state) > rank(job.state) ? { ...job, ...prev } : { ...prev, ...job };
   jobs.set(job.id, j);
   if (!prev) { order.unshift(job.id); total++; }
   updateUploadRow(j);
@@ -177,6 +185,15 @@ export function onProgress(ev) {
   if (!j) return;
   j.progress = ev.progress;
   if (j.state === 'queued') j.state = 'running';
+  updateUploadRow(j);
+  renderJob(j);
+}
+
+// job.preparing: {id, progress} of the decode before the job is queued
+export function onPreparing(ev) {
+  const j = jobs.get(ev.id);
+  if (!j || j.state !== 'preparing') return;
+  j.preparing_progress = ev.progress;
   updateUploadRow(j);
   renderJob(j);
 }
@@ -207,7 +224,8 @@ export async function refreshJobs() {
 }
 
 /** Poll active jobs when the event stream is down. */
-export function activeJobs() { return [...jobs.values()].filter((j) => j.state === 'queued' || j.state === 'running'); }
+const isActive = (j) => j.state === 'preparing' || j.state === 'queued' || j.state === 'running';
+export function activeJobs() { return [...jobs.values()].filter(isActive); }
 
 const rowEls = new Map();
 function renderAll() {
@@ -254,7 +272,8 @@ function renderJob(j) {
   tr.querySelector('.file-when').textContent = fmtWhen(j.created_at);
   const pill = tr.querySelector('.job-state');
   const p = Math.round((j.progress || 0) * 100);
-  pill.textContent = j.state === 'running' ? `Running ${p}%` : STATE_WORDS[j.state] || j.state;
+  pill.textContent = j.state === 'running' ? `Running ${p}%${j.chunks_total > 1 ? ` (${j.chunks_done}/${j.chunks_total} chunks)` : ''}`
+    : STATE_WORDS[j.state] || j.state;
   pill.className = `pill job-state pill-${{ done: 'ok', failed: 'bad', running: 'wait', queued: 'muted', cancelled: 'muted' }[j.state] || 'muted'}`;
   if (j.state === 'failed' && j.error) pill.title = j.error; else pill.removeAttribute('title');
   const bar = tr.querySelector('.job-bar');
@@ -267,7 +286,7 @@ function renderJob(j) {
   view.disabled = j.state !== 'done';
   view.setAttribute('aria-label', `View transcript of ${j.filename || j.id}`);
   const del = tr.querySelector('.del');
-  const active = j.state === 'queued' || j.state === 'running';
+  const active = isActive(j);
   del.textContent = active ? 'Cancel' : 'Delete';
   del.setAttribute('aria-label', `${active ? 'Cancel' : 'Delete'} ${j.filename || j.id}`);
 }
@@ -279,7 +298,7 @@ async function cancelJob(id) {
 async function removeJob(id) {
   const j = jobs.get(id);
   if (!j) return;
-  if (j.state === 'queued' || j.state === 'running') return cancelJob(id);
+  if (isActive(j)) return cancelJob(id);
   const ok = await confirmDialog({ title: 'Delete this job?', body: `${j.filename || id}: its audio and transcript are deleted from this server.`, confirmLabel: 'Delete', danger: true });
   if (!ok) return;
   try {
