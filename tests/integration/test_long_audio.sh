@@ -38,10 +38,12 @@ R1=$(row_of "$V1"); R2=$(row_of "$V2")
 # /healthz while four 1-hour uploads are being prepared (decoded, cut): no request thread
 # does that work, so it answers at once
 "$(dirname "$0")/sparse_speech.py" "$A/hour.wav" 3600 5
+ups=()
 for i in 1 2 3 4; do
     curl -s -H 'Content-Type: audio/wav' --data-binary "@$A/hour.wav" "$BASE/api/jobs?filename=h$i.wav" >"$A/h$i.json" &
+    ups+=($!)
 done
-wait
+wait "${ups[@]}"   # only the uploads (the server and vastsim are children too)
 HS=$(python3 - "$BASE" "$A"/h[1-4].json <<'PY'
 import json, sys, time, urllib.request
 base = sys.argv[1]; ids = [json.load(open(f))["id"] for f in sys.argv[2:]]
