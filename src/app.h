@@ -6,7 +6,7 @@
  * peer: what waits on Vast.ai, a worker or a .env write runs on the background pool
  * (app.bg, through api_defer) while the request is suspended. Long-lived threads: the jobs
  * dispatchers (jobs/), one per instance (fleet/instance), the fleet supervisor, the Vast
- * status poller (vastctl), the reaper, the WORKER_URL health checker, the tunnels' I/O and
+ * status poller (vastctl), the reaper, the autoscaler, the WORKER_URL health checker, the tunnels' I/O and
  * supervisor threads, the event bus's heartbeat.
  *
  * Lock order (the one place it is written). A thread holding a lock may take only locks
@@ -34,6 +34,7 @@ struct jobs;
 struct vastctl;
 struct fleet;
 struct reaper;
+struct autoscale;
 struct bgpool;
 
 typedef struct app {
@@ -48,6 +49,7 @@ typedef struct app {
     struct vastctl *vast;  /* fleet/vastctl.h: Vast client, cached instance status, boots */
     struct fleet *fleet;   /* fleet/provision.h: instance state machines, workers, tunnels */
     struct reaper *reaper; /* fleet/reaper.h: ledger, idle/hard-cap/budget destroys, orphans */
+    struct autoscale *scale; /* fleet/autoscale.h: boots for the backlog (MAX_INSTANCES) */
     struct bgpool *bg;     /* core/bgpool.h: where handlers' waits on peers run (api_defer) */
 } app;
 

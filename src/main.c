@@ -12,6 +12,7 @@
 #include "core/util.h"
 #include "api/upload.h"
 #include "fleet/provision.h"
+#include "fleet/autoscale.h"
 #include "fleet/reaper.h"
 #include "fleet/vastctl.h"
 #include "core/events.h"
@@ -100,6 +101,12 @@ static int app_busy(void *ud)
 static void fleet_remote_failure(void *ud, long long row, const char *why)
 {
     fleet_report_failure(ud, row, why);
+}
+/* For autoscaling: the audio not transcribed yet. */
+static void app_backlog(void *ud, double *audio_s, int *njobs)
+{
+    app *a = ud;
+    if (a->jobs) jobs_backlog(a->jobs, audio_s, njobs);
 }
 
 /* ------------------------------------------------------------------------------- */
@@ -190,6 +197,7 @@ static int cmd_serve(int argc, char **argv)
         jobs_set_remote(a.jobs, &jr);
     }
     a.reaper = reaper_new(cfg, a.st, a.bus, a.vast, a.fleet, app_busy, &a);
+    a.scale = autoscale_new(cfg, a.st, a.bus, a.vast, a.fleet, app_backlog, &a);
     /* what handlers wait on (Vast calls, .env writes) runs here, never on the HTTP pool */
     a.bg = bgpool_new("gs-bg", BG_THREADS, BG_QUEUE);
     if (!a.bg) {
@@ -221,6 +229,7 @@ static int cmd_serve(int argc, char **argv)
           a.gpu.cuda_available ? "local GPU" : "no local GPU");
     fleet_start(a.fleet); /* provisioning and auto-connect (VAST_INSTANCE_ID) */
     reaper_start(a.reaper); /* ledger, idle / hard cap / budget destroys, orphans */
+    autoscale_start(a.scale); /* boots for the backlog, within MAX_INSTANCES and budgets */
 
     int sig = 0;
     while (sigwait(&sigs, &sig) != 0) {}
@@ -232,6 +241,7 @@ out:
     http_server_stop(a.http);
     vast_cancel_all();      /* what waits on Vast.ai now ends within a second */
     bgpool_free(a.bg);      /* runs what is queued (failing fast) and joins */
+    autoscale_free(a.scale); /* before what it calls: fleet, vastctl, jobs */
     reaper_free(a.reaper); /* before what it calls: fleet, vastctl, jobs */
     jobs_free(a.jobs); /* a running job is interrupted and queued again */
     static_worker_free(sw);

@@ -54,6 +54,10 @@ int api_submit_upload(http_req *r, struct app *a, struct upload *u, json_t *opts
 #include "transcript/transcript.h"
 void api_reply_transcript(http_req *r, const transcript *t, enum transcript_format fmt, int words);
 
+/* fleet.c */
+void api_fleet_get(http_req *r, void *app);
+void api_fleet_put(http_req *r, void *app);
+
 /* cost.c */
 void api_cost(http_req *r, void *app);
 void api_cost_history(http_req *r, void *app);

@@ -41,7 +41,10 @@
     "\"include_unverified\":{\"type\":\"boolean\"},\"disk\":" NUM ",\"min_compute_cap\":{"   \
     "\"type\":\"integer\",\"minimum\":0,\"description\":\"compute capability x 100\"},"       \
     "\"explain\":{\"type\":\"boolean\",\"description\":\"also list, as excluded, the offers "  \
-    "the image's requirements leave out, each with its reason\"}}}") ",\"responses\":{"     \
+    "the image's requirements leave out, each with its reason\"},\"sort\":{\"type\":"       \
+    "\"string\",\"enum\":[\"dph_total\",\"cost_per_audio_hour\"],\"default\":\"dph_total\","  \
+    "\"description\":\"cost_per_audio_hour: price over measured speed, boot time spread over "  \
+    "the backlog\"}}}") ",\"responses\":{"                                                   \
     JSON_RESP("200", "offers whose hosts can run VAST_IMAGE (requirements), cheapest "       \
               "(dph_total) first; gpu_ram in GB, prices in $/h",                              \
               "{\"type\":\"object\",\"properties\":{\"offers\":{\"type\":\"array\",\"items\":" \
@@ -239,7 +242,7 @@ const http_route api_routes[] = {
      "openai", "OpenAI-compatible transcription (synchronous)", OPENAI_DOC},
     {"GET", "/v1/models", api_openai_models, 0, NULL, "openai", "OpenAI-compatible model list", NULL},
     {"POST", "/api/vast/search", api_vast_search, 0, NULL, "vast",
-     "search Vast.ai GPU offers, cheapest first", VAST_SEARCH_SCHEMA},
+     "search Vast.ai GPU offers, cheapest first (or cheapest per audio hour)", VAST_SEARCH_SCHEMA},
     {"POST", "/api/vast/boot", api_vast_boot, 0, NULL, "vast",
      "rent an offer (never twice for one request)", VAST_BOOT_SCHEMA},
     {"POST", "/api/vast/destroy/{instance_id}", api_vast_destroy, 0, NULL, "vast",
@@ -251,6 +254,11 @@ const http_route api_routes[] = {
      VAST_INSTANCE_SCHEMA},
     {"POST", "/api/vast/keepalive/{instance_id}", api_vast_keepalive, 0, NULL, "vast",
      "postpone an instance's idle destroy by IDLE_DESTROY_MINUTES", VAST_KEEPALIVE_SCHEMA},
+    {"GET", "/api/fleet", api_fleet_get, 0, NULL, "fleet",
+     "the fleet: every live instance with its slots, chunks in flight, speed and cost; the "
+     "autoscaling plan; measured GPU speeds; hosts remembered as bad", NULL},
+    {"PUT", "/api/fleet", api_fleet_put, 0, NULL, "fleet",
+     "change MAX_INSTANCES (1-64) now (also written to .env): {\"max_instances\": n}", NULL},
     {"GET", "/api/cost", api_cost, 0, NULL, "cost",
      "running cost per instance, totals (today, month, all time), cost per audio hour, budgets",
      COST_SCHEMA},

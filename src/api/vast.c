@@ -9,8 +9,11 @@
 #include "app.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "fleet/hosts.h"
 #include "fleet/ledger.h"
 #include "fleet/provision.h"
+#include "fleet/speed.h"
+#include "jobs/jobs.h"
 #include "fleet/vastctl.h"
 #include "store/instances.h"
 
@@ -80,7 +83,7 @@ static int get_int(http_req *r, json_t *body, const char *name, long min, long m
 static const char *const search_fields[] = {
     "gpu_ram_min", "max_price", "min_reliability", "min_cuda", "min_disk", "min_inet_down",
     "num_gpus", "gpu_name", "limit", "type", "include_unverified", "disk", "min_compute_cap",
-    "explain",
+    "explain", "sort",
 };
 
 /* explain: the same search without the image's requirements, run beside the real one (on
@@ -126,6 +129,8 @@ typedef struct search_job {
     vast_search s;
     char gpu_name[64];
     bool explain, relax;
+    bool by_cost;          /* sort=cost_per_audio_hour */
+    int limit;             /* offers answered (by_cost asks Vast.ai for more, to rank) */
     image_req req;
     relaxed_search rx;
     bool rx_started;
@@ -157,11 +162,47 @@ static void search_reply(http_req *r, search_job *j)
         reply_vast_err(r, &j->e);
         return;
     }
-    json_t *arr = json_array();
-    for (size_t i = 0; i < j->l.n; i++)
-        json_array_append_new(arr, vastctl_offer_json(&j->l.items[i]));
-    json_t *out = json_pack("{s:o,s:o}", "offers", arr, "requirements",
-                            vastctl_image_req_json(&j->req));
+    /* every offer with its expected cost per audio hour (fleet/speed.h); offers on hosts
+     * remembered as bad (fleet/hosts.h) apart, with the reason */
+    app *a = j->a;
+    double backlog = 0, now = now_wall();
+    if (a->jobs) jobs_backlog(a->jobs, &backlog, NULL);
+    int slots = (int)config_int(a->cfg, CFG_WORKER_SLOTS);
+    double boot_s = speed_boot_s(a->st), hours = config_num(a->cfg, CFG_BAD_HOST_HOURS);
+    offer_rank *rk = xcalloc(j->l.n ? j->l.n : 1, sizeof *rk);
+    speed_rank(a->st, config_str(a->cfg, CFG_ENGINE), slots, boot_s, backlog, j->l.items,
+               j->l.n, rk);
+    json_t *by_index = json_array(), *arr = json_array(), *bad = json_array();
+    for (size_t i = 0; i < j->l.n; i++) json_array_append_new(by_index, json_null());
+    for (size_t i = 0; i < j->l.n; i++) {
+        const vast_offer *o = &j->l.items[rk[i].index];
+        json_t *oj = vastctl_offer_json(o);
+        json_object_set_new(oj, "speed_x", json_real(round(rk[i].speed.x * 100) / 100));
+        json_object_set_new(oj, "speed_source", json_string(rk[i].speed.source));
+        json_object_set_new(oj, "cost_per_audio_hour",
+                            json_real(round(rk[i].cost_per_audio_hour * 1e4) / 1e4));
+        bad_host h;
+        if (hosts_bad(a->st, o->machine_id, hours, now, &h)) {
+            json_object_set_new(oj, "bad_host", hosts_one_json(&h));
+            json_array_append_new(bad, oj);
+        } else if (j->by_cost) {
+            if ((int)json_array_size(arr) < j->limit) json_array_append_new(arr, oj);
+            else json_decref(oj);
+        } else {
+            json_array_set_new(by_index, rk[i].index, oj);
+        }
+    }
+    if (!j->by_cost) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(by_index, i, v) if (!json_is_null(v)) json_array_append(arr, v);
+    }
+    json_decref(by_index);
+    free(rk);
+    json_t *out = json_pack("{s:o,s:o,s:s,s:o,s:f}", "offers", arr, "requirements",
+                            vastctl_image_req_json(&j->req), "sort",
+                            j->by_cost ? "cost_per_audio_hour" : "dph_total", "bad_hosts", bad,
+                            "backlog_audio_s", round(backlog));
     if (j->explain) {
         if (!j->relax) {
             json_object_set_new(out, "excluded", json_array()); /* nothing to exclude */
@@ -203,7 +244,7 @@ void api_vast_search(http_req *r, void *appv)
             http_reply_error(r, 400, "unknown field '%.64s' (known: gpu_ram_min, max_price, "
                              "min_reliability, min_cuda, min_compute_cap, min_disk, "
                              "min_inet_down, num_gpus, gpu_name, limit, type, "
-                             "include_unverified, disk, explain)", k);
+                             "include_unverified, disk, explain, sort)", k);
             json_decref(body);
             return;
         }
@@ -267,6 +308,18 @@ void api_vast_search(http_req *r, void *appv)
         }
         explain = json_is_true(v);
     }
+    bool by_cost = false;
+    v = json_object_get(body, "sort");
+    if (v && !json_is_null(v)) {
+        const char *t = json_string_value(v);
+        if (!t || (strcmp(t, "dph_total") && strcmp(t, "cost_per_audio_hour"))) {
+            http_reply_error(r, 400, "sort must be \"dph_total\" (cheapest $/h first) or "
+                             "\"cost_per_audio_hour\" (cheapest transcription first)");
+            json_decref(body);
+            return;
+        }
+        by_cost = !strcmp(t, "cost_per_audio_hour");
+    }
     if (disk < 1) disk = 1;
     s.allocated_storage = disk; /* price offers for the disk a boot rents */
     if (s.min_disk_gb <= 0) s.min_disk_gb = disk;
@@ -275,6 +328,10 @@ void api_vast_search(http_req *r, void *appv)
     j->a = a;
     j->rc = -1;
     j->explain = explain;
+    j->by_cost = by_cost;
+    j->limit = s.limit;
+    /* Vast.ai sorts by $/h: the cheapest per audio hour may be further down its list */
+    if (by_cost) s.limit = s.limit * 4 > 64 ? (s.limit * 4 < SEARCH_MAX_LIMIT ? s.limit * 4 : SEARCH_MAX_LIMIT) : 64;
     if (s.gpu_name) { /* it points into the body */
         snprintf(j->gpu_name, sizeof j->gpu_name, "%s", s.gpu_name);
         s.gpu_name = j->gpu_name;

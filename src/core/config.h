@@ -66,6 +66,12 @@ enum cfg_type { CFG_T_STR, CFG_T_SECRET, CFG_T_INT, CFG_T_NUM, CFG_T_BOOL, CFG_T
     X(DESTROY_ORPHANS, CFG_T_BOOL, "0", 0, 0, NULL, "1: destroy labelled instances the store does not know") \
     X(DEADMAN_MINUTES, CFG_T_NUM, "30", 0, 1e6, NULL, "worker self-destroy delay without controller") \
     X(SSH_WAIT_MINUTES, CFG_T_NUM, "3", 0.01, 1440, NULL, "how long a new instance may take to answer SSH") \
+    X(MAX_INSTANCES, CFG_T_INT, "1", 1, 64, NULL,                                              \
+      "most instances at once; above 1, the backlog boots more GPUs (autoscaling)")           \
+    X(SCALE_UP_WAIT_MINUTES, CFG_T_NUM, "10", 0, 1440, NULL,                                   \
+      "autoscaling boots a GPU while the backlog's estimated wait is longer than this")       \
+    X(BAD_HOST_HOURS, CFG_T_NUM, "24", 0, 8760, NULL,                                          \
+      "hide a host whose instance failed or vanished this long (0: never)")                  \
     X(WORKER_SLOTS, CFG_T_INT, "1", 1, 64, NULL, "jobs a worker runs at once on one loaded model") \
     X(WORKER_PORT, CFG_T_INT, "8765", 1, 65535, NULL, "port of the worker API inside instances (loopback)") \
     X(LOG_LEVEL, CFG_T_ENUM, "info", 0, 0, "error|warn|info|debug", "log verbosity")

@@ -356,6 +356,7 @@ static void boot_locked(vastctl *v, long long offer_id, const char *idem_key,
         return;
     }
     res->row_id = row;
+    if (priced > 0) instances_set_machine(v->st, row, off.machine_id); /* fleet/hosts.h */
     LOG_I("vast", "boot #%lld: renting offer %lld (label %s)", row, offer_id, label);
     fault_point("boot_after_insert");
 

@@ -274,6 +274,7 @@ static void step_loading(inst *in, row *r, double *delay)
                 .gpu_name = vi.gpu_name, .num_gpus = vi.num_gpus, .dph_total = vi.dph_total,
                 .dph_base = vi.dph_base, .storage_dph = vi.storage_total_cost,
                 .ssh_host = vi.ssh_host, .ssh_port = vi.ssh_port, .running_at = t,
+                .machine_id = vi.machine_id,
             };
             instances_observe(f->st, in->row, NULL, &fx, t);
             /* Vast bills the GPU since it started running (its uptime says when) */

@@ -280,6 +280,22 @@ void fleet_release_worker(fleet *f, long long row_id)
     pthread_mutex_unlock(&f->lock);
 }
 
+int fleet_inflight(fleet *f, long long row_id, int *slots)
+{
+    int n = 0, sl = 0;
+    if (f) {
+        pthread_mutex_lock(&f->lock);
+        inst *in = find_row(f, row_id);
+        if (in) {
+            n = in->inflight;
+            sl = in->worker ? worker_slots(in) : 0;
+        }
+        pthread_mutex_unlock(&f->lock);
+    }
+    if (slots) *slots = sl;
+    return n;
+}
+
 int fleet_gpu_pending(fleet *f)
 {
     if (!f) return 0;

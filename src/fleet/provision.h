@@ -66,6 +66,9 @@ int fleet_ready_worker(fleet *f, char *url, size_t urllen, long long *row_id, in
 json_t *fleet_worker_models(fleet *f);
 /* A job sent with a reserved slot (fleet_ready_worker with reserve) is over. */
 void fleet_release_worker(fleet *f, long long row_id);
+/* Chunks in flight on row_id's worker now; *slots (optional) gets the slots its /health
+ * advertised (0 while it has no worker). Never blocks. */
+int fleet_inflight(fleet *f, long long row_id, int *slots);
 /* Nonzero while the store holds an instance on its way to ready (booting, installing) or
  * ready (its worker may be reconnecting, or not yet reconnected after a restart): jobs the
  * dispatcher cannot hand to a ready worker then wait for it rather than fall back. */

@@ -211,6 +211,7 @@ static void store_seen(vastctl *v, const vast_instance *in, const char *id)
         .storage_dph = in->storage_total_cost, .ssh_host = in->ssh_host,
         .ssh_port = in->ssh_port,
         .running_at = strcmp(in->actual_status, "running") == 0 ? t : 0,
+        .machine_id = in->machine_id,
     };
     instances_observe(v->st, 0, id, &f, t);
 }

@@ -334,6 +334,29 @@ json_t *jobs_stats_json(jobs *j)
                      "retries", (json_int_t)retries, "totals", totals);
 }
 
+void jobs_backlog(jobs *j, double *audio_s, int *njobs)
+{
+    double a = 0;
+    int n = 0;
+    store_lock(j->st);
+    /* chunks not done yet (running ones count whole: a slot is busy with them), and the
+     * audio of jobs still being prepared, as their headers declared it */
+    sqlite3_stmt *st = jobs_prep(j,
+        "SELECT coalesce((SELECT sum(c.end_s-c.start_s) FROM chunks c JOIN jobs k ON "
+        "k.id=c.job_id WHERE c.state IN ('queued','running') AND k.state IN ('queued',"
+        "'running')),0) + coalesce((SELECT sum(audio_duration) FROM jobs WHERE "
+        "state='preparing'),0), (SELECT count(*) FROM jobs WHERE state IN ('preparing',"
+        "'queued','running'))");
+    if (st && sqlite3_step(st) == SQLITE_ROW) {
+        a = sqlite3_column_double(st, 0);
+        n = sqlite3_column_int(st, 1);
+    }
+    sqlite3_finalize(st);
+    store_unlock(j->st);
+    if (audio_s) *audio_s = a;
+    if (njobs) *njobs = n;
+}
+
 static char *job_state(jobs *j, const char *id)
 {
     char *s = NULL;

@@ -126,6 +126,11 @@ void jobs_set_remote(jobs *j, const jobs_remote *r);
 /* Counts for status displays. */
 void jobs_counts(jobs *j, int *queued, int *running);
 
+/* The backlog, from the store: audio seconds not transcribed yet (chunks queued or
+ * running, and jobs being prepared, by their declared length) and the jobs it belongs to.
+ * For autoscaling (fleet/autoscale.h). */
+void jobs_backlog(jobs *j, double *audio_s, int *njobs);
+
 /* What GET /metrics shows of the queue, from the store (never waits on a peer; new
  * reference): {"states": {state: jobs} (every state, 0 included), "queued_audio_s",
  * "retries" (runs beyond each job's first, ever), "totals": [{"engine", "backend", "jobs",

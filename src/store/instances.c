@@ -14,7 +14,7 @@
     " num_gpus, gpu_ram_gb, dph_total, dph_base, storage_dph, ssh_host, ssh_port,"         \
     " worker_port, error, created_at, updated_at, running_at, ready_at, destroyed_at,"     \
     " last_busy_at, ssh_key_id, attempts, deadline_at, keepalive_until, warned_at,"        \
-    " destroy_reason, seen_at FROM instances "
+    " destroy_reason, seen_at, machine_id FROM instances "
 
 #define FINAL_STATES "('failed','destroying','destroyed','orphan')"
 
@@ -60,6 +60,7 @@ static void row_read(sqlite3_stmt *s, instance_row *r)
     r->warned_at = sqlite3_column_double(s, i++);
     col_text(s, i++, r->destroy_reason, sizeof r->destroy_reason);
     r->seen_at = sqlite3_column_double(s, i++);
+    r->machine_id = sqlite3_column_int64(s, i++);
 }
 
 static void db_error(store *st, const char *sql)
@@ -374,22 +375,28 @@ int instances_observe(store *st, long long id, const char *vast_id, const instan
         " dph_total=COALESCE(NULLIF(?,0),dph_total), dph_base=COALESCE(NULLIF(?,0),dph_base),"
         " storage_dph=COALESCE(NULLIF(?,0),storage_dph), ssh_host=COALESCE(?,ssh_host),"
         " ssh_port=COALESCE(NULLIF(?,0),ssh_port), running_at=COALESCE(running_at,NULLIF(?,0)),"
-        " updated_at=? WHERE state<>'destroyed' AND ";
+        " machine_id=COALESCE(machine_id,NULLIF(?,0)), updated_at=? WHERE state<>'destroyed' AND ";
     char *sql = xasprintf("%s%s", set, id > 0 ? "id=?" : "vast_id=?");
     double z = 0;
     int n = id > 0 ?
-        exec(st, sql, "tlddddtlddl", or_null(f->gpu_name), (long long)f->num_gpus, f->gpu_ram_gb,
+        exec(st, sql, "tlddddtldldl", or_null(f->gpu_name), (long long)f->num_gpus, f->gpu_ram_gb,
              f->dph_total > 0 ? f->dph_total : z, f->dph_base > 0 ? f->dph_base : z,
              f->storage_dph > 0 ? f->storage_dph : z, or_null(f->ssh_host),
              (long long)(f->ssh_port > 0 ? f->ssh_port : 0), f->running_at > 0 ? f->running_at : z,
-             now, id) :
-        exec(st, sql, "tlddddtlddt", or_null(f->gpu_name), (long long)f->num_gpus, f->gpu_ram_gb,
+             f->machine_id > 0 ? f->machine_id : 0, now, id) :
+        exec(st, sql, "tlddddtldldt", or_null(f->gpu_name), (long long)f->num_gpus, f->gpu_ram_gb,
              f->dph_total > 0 ? f->dph_total : z, f->dph_base > 0 ? f->dph_base : z,
              f->storage_dph > 0 ? f->storage_dph : z, or_null(f->ssh_host),
              (long long)(f->ssh_port > 0 ? f->ssh_port : 0), f->running_at > 0 ? f->running_at : z,
-             now, vast_id);
+             f->machine_id > 0 ? f->machine_id : 0, now, vast_id);
     free(sql);
     return n;
+}
+
+int instances_set_machine(store *st, long long id, long long machine_id)
+{
+    if (machine_id <= 0) return 0;
+    return exec(st, "UPDATE instances SET machine_id=? WHERE id=?", "ll", machine_id, id);
 }
 
 /* ---------------------------------------------------------------- provisioning */

@@ -55,6 +55,7 @@ typedef struct instance_row {
     int attempts;
     double deadline_at, keepalive_until, warned_at, seen_at;  /* 0 when NULL */
     char destroy_reason[24];    /* user|idle|hard_cap|budget|orphan|failed|gone, "" */
+    long long machine_id;       /* the host's machine_id on Vast.ai; 0 when unknown */
 } instance_row;
 
 /* ---- lookups */
@@ -141,12 +142,18 @@ typedef struct instance_facts {
     const char *ssh_host;    /* NULL/"" unknown */
     int ssh_port;            /* <= 0 unknown */
     double running_at;       /* > 0: running since (written only when not yet known) */
+    long long machine_id;    /* > 0: the host (written only when not yet known) */
 } instance_facts;
 /* Merge f into row id (or, with id 0, the row of vast_id) unless it is destroyed: the GPU
  * fields fill only what is unknown, rates and the SSH address replace the stored ones when
  * known. */
 int instances_observe(store *st, long long id, const char *vast_id, const instance_facts *f,
                       double now);
+
+/* The host of row id (its offer's machine_id; <= 0 does nothing). A row whose state then
+ * becomes failed, or destroyed with reason "gone", marks that host bad (store migration 6's
+ * trigger; fleet/hosts.h reads it). */
+int instances_set_machine(store *st, long long id, long long machine_id);
 
 /* ---- provisioning */
 

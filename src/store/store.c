@@ -149,6 +149,44 @@ static const char *migrations[] = {
     "  WHEN NEW.attempts > OLD.attempts AND OLD.attempts >= 1 BEGIN"
     "  UPDATE job_counters SET value=value+NEW.attempts-OLD.attempts WHERE name='retries';"
     "  END;",
+    /* 6: the fleet. Each instance's host (machine_id), so a host whose instance failed or
+     * vanished is remembered (bad_hosts, kept by a trigger: fleet/hosts.h); and the speed
+     * each GPU model and engine was measured at (gpu_speeds: audio and busy seconds of the
+     * chunks done on it, kept by a trigger, so deleting a job keeps what it taught:
+     * fleet/speed.h). */
+    "ALTER TABLE instances ADD COLUMN machine_id INTEGER;"
+    "CREATE TABLE bad_hosts ("
+    "  machine_id INTEGER PRIMARY KEY,"
+    "  reason TEXT NOT NULL,"
+    "  vast_id TEXT,"
+    "  marked_at REAL NOT NULL"
+    ");"
+    "CREATE TRIGGER bad_host_failed AFTER UPDATE OF state ON instances"
+    "  WHEN NEW.machine_id IS NOT NULL AND NEW.vast_id IS NOT NULL AND NEW.state IS NOT OLD.state"
+    "  AND (NEW.state='failed' OR (NEW.state='destroyed' AND NEW.destroy_reason='gone')) BEGIN"
+    "  INSERT OR REPLACE INTO bad_hosts(machine_id, reason, vast_id, marked_at) VALUES ("
+    "    NEW.machine_id, CASE WHEN NEW.state='failed'"
+    "    THEN 'instance ' || NEW.vast_id || ' failed: ' || coalesce(NEW.error, NEW.stage, '?')"
+    "    ELSE 'instance ' || NEW.vast_id || ' vanished from Vast.ai' END,"
+    "    NEW.vast_id, coalesce(NEW.updated_at, (julianday('now')-2440587.5)*86400));"
+    "  END;"
+    "CREATE TABLE gpu_speeds ("
+    "  gpu_name TEXT NOT NULL, engine TEXT NOT NULL,"
+    "  audio_s REAL NOT NULL DEFAULT 0, busy_s REAL NOT NULL DEFAULT 0,"
+    "  chunks INTEGER NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (gpu_name, engine)"
+    ");"
+    "CREATE TRIGGER gpu_speed_chunk AFTER UPDATE OF state ON chunks"
+    "  WHEN NEW.state='done' AND OLD.state IS NOT 'done' AND NEW.backend='remote'"
+    "  AND NEW.instance_id IS NOT NULL AND coalesce(NEW.gpu_seconds,0) > 0"
+    "  AND (SELECT gpu_name FROM instances WHERE id=NEW.instance_id) IS NOT NULL BEGIN"
+    "  INSERT OR IGNORE INTO gpu_speeds(gpu_name, engine) SELECT gpu_name,"
+    "    coalesce(NEW.engine,'') FROM instances WHERE id=NEW.instance_id;"
+    "  UPDATE gpu_speeds SET audio_s=audio_s+(NEW.end_s-NEW.start_s),"
+    "    busy_s=busy_s+NEW.gpu_seconds, chunks=chunks+1"
+    "    WHERE gpu_name=(SELECT gpu_name FROM instances WHERE id=NEW.instance_id)"
+    "    AND engine=coalesce(NEW.engine,'');"
+    "  END;",
 };
 
 static int run_sql(sqlite3 *db, const char *sql, char *err, size_t errlen)
