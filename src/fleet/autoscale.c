@@ -224,6 +224,27 @@ static json_t *hold(json_t *plan, const char *reason, const char *fmt, ...)
     return plan;
 }
 
+/* True when one more hour of the fleet (fleet_dph) and the new instance's first (dph) would
+ * pass a budget; msg names it with the figures. */
+static bool budget_blocks(autoscale *a, const ledger_budgets *b, double fleet_dph, double dph,
+                          double now, char *msg, size_t msglen)
+{
+    if (!ledger_budgets_any(b)) return false;
+    double sp[3];
+    ledger_spent(a->st, now, &sp[0], &sp[1], &sp[2]);
+    const double lim[3] = {b->daily, b->monthly, b->total};
+    static const char *const var[3] = {"BUDGET_DAILY_USD", "BUDGET_MONTHLY_USD",
+                                       "BUDGET_TOTAL_USD"};
+    static const char *const when[3] = {"today", "this month", "in all"};
+    for (int i = 0; i < 3; i++) {
+        if (isnan(lim[i]) || sp[i] + fleet_dph + dph <= lim[i]) continue;
+        snprintf(msg, msglen, "%s=%.2f would be passed ($%.4f spent %s + $%.4f)", var[i],
+                 lim[i], sp[i], when[i], fleet_dph + dph);
+        return true;
+    }
+    return false;
+}
+
 static void pass(autoscale *a)
 {
     double now = now_wall();
@@ -270,17 +291,23 @@ static void pass(autoscale *a)
     size_t nc = 0;
     int room = max - nfleet;
     bool searched = false;
-    if (want && vastctl_has_key(a->vc) && (room > 0 || max <= 1)) {
+    /* off (MAX_INSTANCES 1): no Vast.ai call of its own, as before autoscaling existed */
+    if (want && max > 1 && room > 0 && vastctl_has_key(a->vc)) {
         searched = refresh_offers(a, now) == 0;
         if (searched) nc = ranked(a, boot_s, backlog, slots, now, cands, ARRAY_LEN(cands));
     }
-    json_t *sug = want ? suggestion(backlog, speed, boot_s, limit_s, cands, nc,
-                                    max > 1 ? room : 2, slots) : NULL;
+    json_t *sug = want ? suggestion(backlog, speed, boot_s, limit_s, cands, nc, room, slots)
+                       : NULL;
     json_object_set_new(plan, "suggestion", sug ? sug : json_null());
     if (nc) json_object_set_new(plan, "offer", offer_json(&cands[0]));
 
-    char w[64], l[64];
-    fmt_minutes(w, sizeof w, isfinite(wait) ? wait : 0);
+    char w[160], t[64], l[64];
+    fmt_minutes(t, sizeof t, isfinite(wait) ? wait : 0);
+    if (isfinite(wait))
+        snprintf(w, sizeof w, "would take about %s with %d instance%s", t, nfleet,
+                 nfleet == 1 ? "" : "s");
+    else
+        snprintf(w, sizeof w, "has no GPU to run on");
     fmt_minutes(l, sizeof l, limit_s);
     bool boot = false;
     if (max <= 1)
@@ -289,11 +316,10 @@ static void pass(autoscale *a)
         hold(plan, "no_backlog", "nothing to transcribe; %d instance%s", nfleet,
              nfleet == 1 ? "" : "s");
     else if (!want)
-        hold(plan, "wait_ok", "%.0f s of audio in %d job%s: about %s with %d instance%s (limit %s)",
-             backlog, njobs, njobs == 1 ? "" : "s", w, nfleet, nfleet == 1 ? "" : "s", l);
+        hold(plan, "wait_ok", "%.0f s of audio in %d job%s %s (limit %s)", backlog, njobs,
+             njobs == 1 ? "" : "s", w, l);
     else if (room <= 0)
-        hold(plan, "max", "at MAX_INSTANCES=%d: %.0f s of audio would take about %s", max,
-             backlog, w);
+        hold(plan, "max", "at MAX_INSTANCES=%d: %.0f s of audio %s", max, backlog, w);
     else if (pending > 0)
         hold(plan, "booting", "a boot is in flight; waiting for Vast.ai to answer it");
     else if (!vastctl_has_key(a->vc))
@@ -307,15 +333,12 @@ static void pass(autoscale *a)
              config_str(a->cfg, CFG_VAST_IMAGE));
     else {
         ledger_budgets bud = vastctl_budgets(a->cfg);
-        double est = fleet_dph + cands[0].o->dph_total;
-        char bmsg[512];
-        if (ledger_budgets_any(&bud) &&
-            ledger_budget_check(a->st, &bud, est, now, bmsg, sizeof bmsg) != 0) {
-            hold(plan, "budget", "not booting a %s ($%.4f/h): the budgets allow no more than "
-                 "the %d instance%s there %s (the next hour of each, $%.4f, plus the new "
-                 "one's first: %s)", cands[0].o->gpu_name, cands[0].o->dph_total, nfleet,
-                 nfleet == 1 ? "" : "s", nfleet == 1 ? "is" : "are", fleet_dph, bmsg);
-            a->retry_at = now + AUTOSCALE_RETRY_S;
+        char bmsg[400];
+        if (budget_blocks(a, &bud, fleet_dph, cands[0].o->dph_total, now, bmsg, sizeof bmsg)) {
+            hold(plan, "budget", "not booting a %s ($%.4f/h): %s; counted: the next hour of "
+                 "the %d instance%s there ($%.4f) and the new one's first ($%.4f)",
+                 cands[0].o->gpu_name, cands[0].o->dph_total, bmsg, nfleet,
+                 nfleet == 1 ? "" : "s", fleet_dph, cands[0].o->dph_total);
         } else {
             boot = true;
         }
@@ -332,10 +355,9 @@ static void pass(autoscale *a)
         char msg[700];
         if (res.http_status == 200) {
             snprintf(msg, sizeof msg, "booted instance %lld (%s, $%.4f/h, about $%.4f per audio "
-                     "hour): %.0f s of audio in %d job%s would take about %s with %d "
-                     "instance%s (limit %s)", res.instance_id, c->o->gpu_name, c->o->dph_total,
-                     c->cpah, backlog, njobs, njobs == 1 ? "" : "s", w, nfleet,
-                     nfleet == 1 ? "" : "s", l);
+                     "hour): %.0f s of audio in %d job%s %s (limit %s)", res.instance_id,
+                     c->o->gpu_name, c->o->dph_total, c->cpah, backlog, njobs,
+                     njobs == 1 ? "" : "s", w, l);
             json_object_set_new(plan, "decision", json_string("boot"));
             json_object_set_new(plan, "reason", json_string("wait"));
             json_object_set_new(plan, "message", json_string(msg));

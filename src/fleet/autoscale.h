@@ -12,8 +12,8 @@
  * the fleet provisions it). Instances leave by the reaper's rules (idle, hard cap, budget):
  * this module never destroys.
  *
- * MAX_INSTANCES 1 (the default) keeps today's behaviour: nothing is booted by itself; the
- * plan is still computed and shown. The limit can be changed while running
+ * MAX_INSTANCES 1 (the default) keeps today's behaviour: nothing is booted by itself and the
+ * autoscaler makes no Vast.ai call; the plan (backlog, fleet, wait) is still computed. The limit can be changed while running
  * (autoscale_set_max: in memory at once, written to .env by the thread).
  *
  * Every decision that differs from the last (boot, or hold and why) is logged and published

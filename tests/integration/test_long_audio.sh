@@ -64,8 +64,7 @@ t0=$(date +%s.%N)
 req POST /api/jobs -F "file=@$A/three.wav" -F language=en
 t1=$(date +%s.%N)
 expect "3 h upload answered 202 while it is prepared" 202 '.state == "preparing" and (.audio_duration | . > 10799 and . < 10801)'
-check "answered 202 right after the upload ($(python3 -c "print(round($t1-$t0,2))") s for the 345 MB upload and the answer; under 5 s)" \
-    python3 -c "import sys; sys.exit(0 if $t1 - $t0 < 5 else 1)"
+echo "     (the 345 MB upload and its answer took $(python3 -c "print(round($t1-$t0,2))") s; timings belong in bench/long_audio.sh)"
 J=$(jget .id)
 # a short job sent right behind it is not stuck behind its 18 chunks: it gets the next free slot
 "$(dirname "$0")/sparse_speech.py" "$A/short.wav" 40 5
