@@ -6,6 +6,7 @@ import { gpu, render as renderGpu, refreshAll, startPolling, startClock, upsertI
 import { initBoot, openProgress } from './js/boot.js';
 import { initJobs, refreshJobs, upsert as upsertJob, onProgress, onPreparing, onDeleted, activeJobs } from './js/jobs.js';
 import { initTranscript, open as openTranscript, close as closeTranscript, currentJob } from './js/transcript.js';
+import { initFleet, refreshFleet } from './js/fleet.js';
 
 async function loadConfig() {
   try { gpu.config = await api('GET', '/api/config'); } catch { gpu.config = gpu.config || null; }
@@ -59,6 +60,7 @@ async function boot() {
     setOpenProgress(openProgress);
     initJobs({ onOpen: (id) => { if (location.hash === `#/jobs/${id}`) openTranscript(id); else location.hash = `#/jobs/${id}`; } });
     initTranscript();
+    initFleet();
     $('#gpu-refresh').addEventListener('click', async () => { await refreshAll(); toast('GPU status refreshed.', 'info', 2000); });
     window.addEventListener('hashchange', route);
     startClock();
@@ -71,7 +73,8 @@ async function boot() {
     'job.progress': onProgress,
     'job.preparing': onPreparing,
     'job.deleted': onDeleted,
-    'instance.state': (o) => { upsertInstance(o); refreshStatus(); gpu.emit(); },
+    'instance.state': (o) => { upsertInstance(o); refreshStatus(); gpu.emit(); refreshFleet(); },
+    'fleet.scale': () => refreshFleet(),
     'gpu.status': () => pollSoon(),
   }, (state) => {
     if (state === 'open') {

@@ -56,6 +56,8 @@ async function search() {
   if (ram > 0) body.gpu_ram_min = ram;
   if (Number.isFinite(price) && price > 0) body.max_price = price;
   if (explain) body.explain = true;
+  const byCost = $('#f-sort') && $('#f-sort').value === 'cost_per_audio_hour';
+  if (byCost) body.sort = 'cost_per_audio_hour';
   status.replaceChildren(h('span.spinner', { 'aria-hidden': 'true' }), ' Searching offers…');
   status.className = 'offers-status';
   dlg.dataset.searching = '1';
@@ -79,7 +81,8 @@ async function search() {
   list.removeAttribute('aria-busy');
   showRequirements(res.requirements);
   showExcluded(explain ? res : null);
-  offers.sort((a, b) => a.dph_total - b.dph_total);
+  // the server sorts (by $/h, or by cost per audio hour); the list keeps its order
+  if (!byCost) offers.sort((a, b) => a.dph_total - b.dph_total);
   offers = offers.slice(0, 5);
   if (!offers.length) {
     status.className = 'offers-status';
@@ -87,7 +90,8 @@ async function search() {
     list.replaceChildren();
     return;
   }
-  status.textContent = `${offers.length} cheapest offer${offers.length > 1 ? 's' : ''}, lowest price first.`;
+  status.textContent = `${offers.length} cheapest offer${offers.length > 1 ? 's' : ''}, ${byCost ? 'lowest cost per audio hour' : 'lowest price'} first.`
+    + ((res.bad_hosts || []).length ? ` ${res.bad_hosts.length} on hosts that failed recently left out.` : '');
   list.replaceChildren(...offers.map(offerCard));
 }
 
@@ -156,9 +160,13 @@ function offerCard(o) {
   return h('li.offer', { dataset: { offer: o.id } },
     h('div.offer-main', null,
       h('div.offer-title', null, h('strong', null, name), o.geolocation ? h('span.hint', null, o.geolocation) : null),
-      h('div.offer-price', null, fmtRate(o.dph_total))),
+      h('div.offer-price', null, fmtRate(o.dph_total),
+        Number.isFinite(o.cost_per_audio_hour)
+          ? h('span.offer-cpah', { title: `${o.speed_x}× realtime (${o.speed_source === 'measured' ? 'measured on your fleet' : 'estimated'}), boot time spread over the backlog` },
+              `≈ ${fmtMoney(o.cost_per_audio_hour)} per audio hour`) : null)),
     h('dl.offer-facts', null,
       fact('VRAM', `${fmtGB(o.gpu_ram)}${o.num_gpus > 1 ? ' each' : ''}`),
+      Number.isFinite(o.speed_x) ? fact('Speed', `${o.speed_x}×${o.speed_source === 'measured' ? '' : ' (est.)'}`) : null,
       fact('Disk', fmtGB(o.disk_space)),
       fact('Bandwidth', `↓ ${fmtMbps(o.inet_down)} ↑ ${fmtMbps(o.inet_up)}`),
       fact('Reliability', rel),
