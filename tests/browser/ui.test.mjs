@@ -243,6 +243,27 @@ test('instance panel: GPU, state, uptime and cost', async () => {
   if (reachedReady) assert.equal(await inst.getAttribute('data-state'), 'ready');
 });
 
+test('fleet panel: the instance with its slots, speed and cost; MAX_INSTANCES set from the page', async () => {
+  const row = page.locator(`#fleet:not([hidden]) #fleet-table tbody tr[data-instance="${instanceId}"]`);
+  await row.waitFor({ timeout: 20000 });
+  const cells = await row.locator('td').allTextContents();
+  assert.equal(cells.length, 3, `busy, speed, cost: ${cells}`);
+  assert.match(cells[0], /^\d+\/(\d+|—)$/);
+  assert.match(cells[1], /^\d+(\.\d+)?×\*?$/);
+  assert.match(cells[2], /^(<\$0\.01|\$\d+\.\d\d)$/);
+  assert.match(await page.locator('#fleet-summary').textContent(), /^1 of at most 1$/);
+  assert.match(await page.locator('#fleet-plan').textContent(), /autoscaling is off/i);
+  await page.fill('#fleet-max', '2');
+  await page.click('#fleet-max-form button[type=submit]');
+  await page.waitForFunction(() => /of at most 2$/.test(document.querySelector('#fleet-summary').textContent));
+  assert.equal((await json(`${BASE}/api/fleet`)).max_instances, 2);
+  await page.locator('#fleet').screenshot({ path: `${SHOTS}/05d-desktop-fleet.png` });
+  await page.fill('#fleet-max', '1');
+  await page.click('#fleet-max-form button[type=submit]');
+  await page.waitForFunction(() => /of at most 1$/.test(document.querySelector('#fleet-summary').textContent));
+  assert.equal((await json(`${BASE}/api/fleet`)).max_instances, 1);
+});
+
 test('instance panel: the boot as a timeline of its stages, with their durations', async () => {
   const inst = page.locator(`#instances .instance[data-id="${instanceId}"]`);
   if (reachedReady) await page.waitForSelector(`#instances .instance[data-id="${instanceId}"] .boot-fig[data-done="1"]`, { timeout: 15000 });
