@@ -16,6 +16,7 @@
  *   2. vastctl env_lock (the .env writer)    -> vastctl lock -> config's env lock
  *   3. jobs lock                             -> store lock (recursive)
  *   4. fleet lock                            -> a tunnel's lock (tunnel_get_status)
+ *      autoscale lock                        -> config's locks (config_set)
  *   5. leaves, never held while taking another: store lock, config locks, the event bus,
  *      static_worker's lock, bgpool's lock, log's lock.
  * Callbacks that cross modules (jobs -> fleet/static_worker claims, fleet -> events

@@ -13,7 +13,7 @@
 set -u
 cd "$(dirname "$0")"
 ALONE="test_hung_peers.sh"
-FIRST="test_long_audio.sh test_gpu_jobs.sh test_package.sh"   # the longest: started first
+FIRST="test_long_audio.sh test_gpu_jobs.sh test_remote_worker.sh test_package.sh test_fleet_scale.sh test_bad_inputs.sh"   # the longest: started first
 jobs_max=${ITEST_JOBS:-3}
 [[ "$jobs_max" =~ ^[1-9][0-9]*$ ]] || jobs_max=3
 p=0; f=0; s=0
