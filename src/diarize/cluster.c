@@ -25,9 +25,10 @@
 #define UBM_COMPONENTS 32
 #define UBM_FRAMES 60000    /* EM on at most this many speech frames */
 #define UBM_ITERS 8
+#define UBM_FRAMES_PER_COMPONENT 200
 #define RELEVANCE 16.0      /* MAP adaptation's relevance factor */
 #define STOP_DISTANCE 2.2   /* clusters this far apart (squared supervector distance): two speakers */
-#define SWITCH_PENALTY 40.0 /* nats to change speaker between two frames */
+#define SWITCH_PENALTY 150.0 /* nats to change speaker between two frames */
 #define RESEG_ITERS 2
 
 typedef struct gstat {
@@ -401,7 +402,10 @@ int diarize_frames(const float *x, const float *energy_db, size_t n, int dim,
     pieces ps = {0};
     make_pieces(z, mask, n, dim, &ps);
     gmm ubm;
-    gmm_train(&ubm, UBM_COMPONENTS, z, n, dim, mask, UBM_FRAMES, UBM_ITERS); /* speech exists */
+    /* fewer components for little speech (about 2 s of it per component at least) */
+    int ncomp = (int)(nspeech / UBM_FRAMES_PER_COMPONENT);
+    ncomp = ncomp < 4 ? 4 : ncomp > UBM_COMPONENTS ? UBM_COMPONENTS : ncomp;
+    gmm_train(&ubm, ncomp, z, n, dim, mask, UBM_FRAMES, UBM_ITERS); /* speech exists */
     if (progress && progress(ud, 0.8)) { rc = DIARIZE_STOPPED; goto out_ubm; }
 
     /* initial clusters: the pieces of at least LONG_PIECE (the MAX_CLUSTERS longest), or all

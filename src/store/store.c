@@ -149,6 +149,8 @@ static const char *migrations[] = {
     "  WHEN NEW.attempts > OLD.attempts AND OLD.attempts >= 1 BEGIN"
     "  UPDATE job_counters SET value=value+NEW.attempts-OLD.attempts WHERE name='retries';"
     "  END;",
+    /* speakers (issue 16): why diarizing a done job failed (its transcript has no speakers) */
+    "ALTER TABLE jobs ADD COLUMN speakers_error TEXT;",
 };
 
 static int run_sql(sqlite3 *db, const char *sql, char *err, size_t errlen)
