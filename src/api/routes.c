@@ -173,7 +173,7 @@
 
 #define JOB_TRANSCRIPT_DOC                                                                   \
     "{\"parameters\":[{\"name\":\"format\",\"in\":\"query\",\"schema\":{\"type\":\"string\","   \
-    "\"enum\":[\"json\",\"verbose_json\",\"srt\",\"vtt\",\"txt\",\"text\"]}},{\"name\":"          \
+    "\"enum\":[\"json\",\"verbose_json\",\"diarized_json\",\"srt\",\"vtt\",\"txt\",\"text\"]}},{\"name\":" \
     "\"download\",\"in\":\"query\",\"schema\":{\"type\":\"string\"}}],\"responses\":{\"409\":"  \
     "{\"description\":\"the job is not done\"}}}"
 
