@@ -3,6 +3,7 @@
  * options say whether and how ("diarize", "num_speakers", "min_speakers", "max_speakers");
  * the whole job's audio.wav is diarized, so speakers agree across chunks. */
 #include "jobs/jobs_int.h"
+#include "core/fault.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "diarize/diarize.h"
@@ -79,7 +80,14 @@ int jobs_diarize(jobs *j, const char *id, transcript *t, char *note, size_t n)
     double t0 = now_mono();
     LOG_I("jobs", "job %s: diarizing (%s diarizer)", id, diarize_cpu.name);
     on_progress(&p, 0);
-    int rc = diarize_cpu.run(wav, &o, on_progress, &p, &r, err, sizeof err);
+    int rc;
+    if (fault_armed("diarize_fail")) { /* tests: the diarizer fails */
+        memset(&r, 0, sizeof r);
+        snprintf(err, sizeof err, "injected failure (GS_FAULT=diarize_fail)");
+        rc = DIARIZE_FAILED;
+    } else {
+        rc = diarize_cpu.run(wav, &o, on_progress, &p, &r, err, sizeof err);
+    }
     free(wav);
     if (rc == DIARIZE_STOPPED) {
         LOG_I("jobs", "job %s: diarization stopped", id);

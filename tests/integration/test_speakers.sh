@@ -149,4 +149,15 @@ req POST /v1/audio/transcriptions -F "file=@$A/conv.wav" -F response_format=diar
 expect "openai diarized_json" 200 \
   '(.segments|length) == 5 and ([.segments[].speaker]|unique) == ["Speaker 1","Speaker 2"] and .segments[0].speaker == .segments[2].speaker and .segments[1].speaker != .segments[0].speaker'
 stop_server
+
+# ---- a diarizer that fails loses no transcript
+start_server GS_SPHINX_JSGF="$A/t.gram" JOBS_CONCURRENCY=1 GS_FAULT=diarize_fail
+req POST /api/jobs -F "file=@$A/conv.wav" -F diarize=true
+FID=$(jget .id)
+check "job with a failing diarizer still finishes" test "$(wait_job "$FID" 120)" = done
+req GET "/api/jobs/$FID"
+expect "speakers_error says why" 200 '.state == "done" and (.speakers_error | test("speaker diarization failed"))'
+req GET "/api/jobs/$FID/transcript?format=verbose_json"
+expect "... and the transcript is there, without speakers" 200 '(.segments|length) == 5 and .speakers == null'
+stop_server
 finish
