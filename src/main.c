@@ -46,6 +46,7 @@ static void usage(FILE *out)
             "  transcribe transcribe an audio file (locally, or with --server URL)\n"
             "  worker     run the worker API on loopback (GPU instances)\n"
             "  vast       search, boot, list, destroy Vast.ai instances (vast --help)\n"
+            "  diarize    who spoke when in a 16 kHz mono WAV (the CPU diarizer; JSON turns)\n"
             "  help       show this help; `gpuscribe COMMAND --help` for a command\n"
             "  version    print the version\n\n",
             GS_VERSION);
@@ -369,6 +370,7 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "transcribe") == 0) return cli_transcribe(argc - 1, argv + 1);
     if (strcmp(argv[1], "worker") == 0) return cli_worker(argc - 1, argv + 1);
     if (strcmp(argv[1], "vast") == 0) return cli_vast(argc - 1, argv + 1);
+    if (strcmp(argv[1], "diarize") == 0) return cli_diarize(argc - 1, argv + 1);
     fprintf(stderr, "gpuscribe: unknown command '%s' (see gpuscribe --help)\n", argv[1]);
     return 2;
 }

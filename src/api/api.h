@@ -48,6 +48,7 @@ void api_jobs_get(http_req *r, void *app);
 void api_jobs_delete(http_req *r, void *app);
 void api_jobs_transcript(http_req *r, void *app);
 void api_jobs_audio(http_req *r, void *app);
+void api_jobs_speakers(http_req *r, void *app);
 void api_jobs_peaks(http_req *r, void *app);
 json_t *api_job_options(http_req *r, const struct upload *u, int openai_style);
 int api_submit_upload(http_req *r, struct app *a, struct upload *u, json_t *opts, int openai_style);

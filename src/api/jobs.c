@@ -6,6 +6,7 @@
 #include "audio/peaks.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "diarize/diarize.h"
 #include "engine/engine.h"
 #include "jobs/jobs.h"
 
@@ -33,7 +34,8 @@ json_t *api_job_options(http_req *r, const upload *u, int openai_style)
     if (fmt && *fmt) {
         if (transcript_format_parse(fmt) == TRANSCRIPT_FMT_INVALID) {
             api_error(r, openai_style, 400, "response_format",
-                      "unknown response_format '%s' (json, text, srt, vtt, verbose_json)", fmt);
+                      "unknown response_format '%s' (json, text, srt, vtt, verbose_json, "
+                      "diarized_json)", fmt);
             json_decref(o);
             return NULL;
         }
@@ -79,6 +81,55 @@ json_t *api_job_options(http_req *r, const upload *u, int openai_style)
     const char *words = upload_field(u, "word_timestamps");
     if ((gran && strstr(gran, "word")) || (words && (strcmp(words, "1") == 0 || strcmp(words, "true") == 0)))
         json_object_set_new(o, "word_timestamps", json_true());
+    /* speakers: diarize=true (implied by response_format=diarized_json) and the counts */
+    const char *dz = upload_field(u, "diarize");
+    int diarize = fmt && strcmp(fmt, "diarized_json") == 0;
+    if (dz && *dz) {
+        if (!strcmp(dz, "true") || !strcmp(dz, "1")) diarize = 1;
+        else if (!strcmp(dz, "false") || !strcmp(dz, "0")) diarize = diarize ? -1 : 0;
+        else {
+            api_error(r, openai_style, 400, "diarize", "diarize must be true or false");
+            json_decref(o);
+            return NULL;
+        }
+    }
+    if (diarize < 0) {
+        api_error(r, openai_style, 400, "diarize",
+                  "response_format=diarized_json needs diarize=true (or no diarize field)");
+        json_decref(o);
+        return NULL;
+    }
+    static const char *const counts[] = {"num_speakers", "min_speakers", "max_speakers"};
+    int cv[3] = {0, 0, 0};
+    for (int i = 0; i < 3; i++) {
+        const char *v = upload_field(u, counts[i]);
+        if (!v || !*v) continue;
+        long n;
+        if (parse_long(v, &n) != 0 || n < 1 || n > DIARIZE_MAX_SPEAKERS) {
+            api_error(r, openai_style, 400, counts[i], "%s must be an integer from 1 to %d",
+                      counts[i], DIARIZE_MAX_SPEAKERS);
+            json_decref(o);
+            return NULL;
+        }
+        if (!diarize) {
+            api_error(r, openai_style, 400, counts[i], "%s needs diarize=true", counts[i]);
+            json_decref(o);
+            return NULL;
+        }
+        cv[i] = (int)n;
+    }
+    if (diarize) {
+        diarize_opts dopt = {cv[0], cv[1], cv[2]};
+        char err[160];
+        if (diarize_opts_check(&dopt, err, sizeof err) != 0) {
+            api_error(r, openai_style, 400, "num_speakers", "%s", err);
+            json_decref(o);
+            return NULL;
+        }
+        json_object_set_new(o, "diarize", json_true());
+        for (int i = 0; i < 3; i++)
+            if (cv[i]) json_object_set_new(o, counts[i], json_integer(cv[i]));
+    }
     return o;
 bad_lang:
     api_error(r, openai_style, 400, "language", "invalid language '%s' (an ISO-639-1 code like 'en', or 'auto')", lang);
@@ -195,7 +246,8 @@ void api_jobs_transcript(http_req *r, void *appv)
     const char *fs = http_query(r, "format");
     enum transcript_format fmt = transcript_format_parse(fs ? fs : "json");
     if (fmt == TRANSCRIPT_FMT_INVALID) {
-        http_reply_error(r, 400, "unknown format '%s' (json, verbose_json, srt, vtt, txt)", fs);
+        http_reply_error(r, 400, "unknown format '%s' (json, verbose_json, diarized_json, srt, vtt, "
+                         "txt)", fs);
         return;
     }
     const char *state = NULL;
@@ -219,6 +271,42 @@ void api_jobs_transcript(http_req *r, void *appv)
     }
     api_reply_transcript(r, t, fmt, !w || strcmp(w, "0") != 0);
     transcript_free(t);
+}
+
+/* PATCH /api/jobs/{id}/speakers {"1": "Alice", "2": null}: rename; answers the speakers */
+void api_jobs_speakers(http_req *r, void *appv)
+{
+    app *a = appv;
+    const char *id = http_param(r, "id");
+    if (!valid_id(id)) {
+        http_reply_error(r, 404, "no such job: %s", id);
+        return;
+    }
+    json_t *body = http_body_json(r);
+    if (!body) return;
+    if (json_object_size(body) == 0) {
+        json_decref(body);
+        http_reply_error(r, 400, "send a JSON object mapping speaker ids to names, e.g. "
+                                 "{\"1\": \"Alice\"}");
+        return;
+    }
+    char err[256] = "";
+    int status = jobs_rename_speakers(a->jobs, id, body, err, sizeof err);
+    json_decref(body);
+    if (status != 200) {
+        http_reply_error(r, status, "%s", err);
+        return;
+    }
+    transcript *t = jobs_transcript(a->jobs, id, NULL);
+    json_t *sp = json_array();
+    for (size_t i = 0; t && i < t->n_speakers; i++) {
+        char b[32];
+        json_array_append_new(sp, json_pack("{s:i,s:s,s:f}", "id", (int)i + 1, "name",
+                                            transcript_speaker_label(t, (int)i, b, sizeof b),
+                                            "talk_time", t->speakers[i].talk_time));
+    }
+    transcript_free(t);
+    http_reply_json(r, 200, json_pack("{s:s,s:o}", "id", id, "speakers", sp));
 }
 
 void api_jobs_audio(http_req *r, void *appv)

@@ -156,7 +156,10 @@
     "\"file\":{\"type\":\"string\",\"format\":\"binary\"},\"language\":{\"type\":\"string\"},"     \
     "\"prompt\":{\"type\":\"string\"},\"model\":{\"type\":\"string\"},\"temperature\":{"          \
     "\"type\":\"number\"},\"response_format\":{\"type\":\"string\",\"enum\":[\"json\",\"text\","    \
-    "\"srt\",\"vtt\",\"verbose_json\"]},\"timestamp_granularities[]\":{\"type\":\"string\"}"
+    "\"srt\",\"vtt\",\"verbose_json\",\"diarized_json\"]},\"timestamp_granularities[]\":{"          \
+    "\"type\":\"string\"},\"diarize\":{\"type\":\"boolean\"},\"num_speakers\":{\"type\":"       \
+    "\"integer\",\"minimum\":1,\"maximum\":16},\"min_speakers\":{\"type\":\"integer\"},"          \
+    "\"max_speakers\":{\"type\":\"integer\"}"
 
 #define JOB_CREATE_DOC                                                                       \
     "{\"requestBody\":{\"required\":true,\"content\":{\"multipart/form-data\":{\"schema\":{"     \
@@ -173,7 +176,7 @@
 
 #define JOB_TRANSCRIPT_DOC                                                                   \
     "{\"parameters\":[{\"name\":\"format\",\"in\":\"query\",\"schema\":{\"type\":\"string\","   \
-    "\"enum\":[\"json\",\"verbose_json\",\"srt\",\"vtt\",\"txt\",\"text\"]}},{\"name\":"          \
+    "\"enum\":[\"json\",\"verbose_json\",\"diarized_json\",\"srt\",\"vtt\",\"txt\",\"text\"]}},{\"name\":" \
     "\"download\",\"in\":\"query\",\"schema\":{\"type\":\"string\"}}],\"responses\":{\"409\":"  \
     "{\"description\":\"the job is not done\"}}}"
 
@@ -232,6 +235,14 @@ const http_route api_routes[] = {
      "cancel an active job, or delete a finished one (its files too)", NULL},
     {"GET", "/api/jobs/{id}/transcript", api_jobs_transcript, 0, NULL, "jobs",
      "the transcript of a done job", JOB_TRANSCRIPT_DOC},
+    {"PATCH", "/api/jobs/{id}/speakers", api_jobs_speakers, 0, NULL, "jobs",
+     "rename a diarized job's speakers: a JSON object {\"1\": \"Alice\", \"2\": null, ...} "
+     "(null restores \"Speaker N\"); every format then uses the names",
+     "{\"requestBody\":{\"required\":true,\"content\":{\"application/json\":{\"schema\":{"
+     "\"type\":\"object\",\"additionalProperties\":{\"type\":\"string\",\"nullable\":true,"
+     "\"maxLength\":64}}}}},\"responses\":{\"200\":{\"description\":\"the speakers\"},"
+     "\"400\":{\"description\":\"unknown speaker id or bad name\"},\"404\":{\"description\":"
+     "\"no such job\"},\"409\":{\"description\":\"not done, or not diarized\"}}}"},
     {"GET", "/api/jobs/{id}/audio", api_jobs_audio, 0, NULL, "jobs", "the uploaded audio", NULL},
     {"GET", "/api/jobs/{id}/peaks", api_jobs_peaks, 0, NULL, "jobs",
      "the waveform of the job's audio: n (min, max) pairs of 16-bit samples", JOB_PEAKS_DOC},

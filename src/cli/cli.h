@@ -13,6 +13,10 @@ int cli_transcribe(int argc, char **argv);
 /* vast.c: `gpuscribe vast search|boot|list|destroy ...` against the Vast.ai API */
 int cli_vast(int argc, char **argv);
 
+/* diarize.c: `gpuscribe diarize FILE.wav [--num-speakers N] [--min-speakers N]
+ * [--max-speakers N]`: the CPU diarizer's turns as JSON on stdout (bench/diarize.sh) */
+int cli_diarize(int argc, char **argv);
+
 /* doc.c: gpuscribe(1) in roff and the bash completion script, from the settings table
  * (`gpuscribe help --man`, `gpuscribe help --bash-completion`) */
 void cli_print_man(FILE *out);

@@ -8,6 +8,7 @@
  *
  * Points: boot_after_insert, boot_after_create (fleet/vastctl.c, see vastctl.h);
  * job_before_stitch (jobs/dispatch.c: every chunk stored done, the job not yet).
+ * Failures (fault_armed only, no exit): diarize_fail (jobs/speakers.c: the diarizer fails).
  *
  * Thread-safe: the environment is read once under pthread_once.
  */

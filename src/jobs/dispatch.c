@@ -290,14 +290,20 @@ void jobs_stitch(jobs *j, const char *id, double total)
                               "transcript could not be read' WHERE id=? AND state='running'", "dt",
                               now_wall(), id);
     } else {
+        char note[300];
+        if (jobs_diarize(j, id, t, note, sizeof note) != 0) { /* stopped: stitched again later */
+            transcript_free(t);
+            return;
+        }
         char *js = transcript_to_json_store(t);
         store_begin(j->st);
         changed = store_execf(j->st, "UPDATE jobs SET state='done', finished_at=?, progress=1, "
                               "transcript=?, engine=?, backend=?, instance_id=NULLIF(?,0), "
-                              "gpu_seconds=NULLIF(?,-1), error=NULL WHERE id=? AND state='running'",
-                              "dtttldt", now_wall(), js, mixed_e ? "mixed" : engine,
+                              "gpu_seconds=NULLIF(?,-1), error=NULL, speakers_error=NULLIF(?,'') "
+                              "WHERE id=? AND state='running'",
+                              "dtttldtt", now_wall(), js, mixed_e ? "mixed" : engine,
                               mixed_b ? "mixed" : backend, ninst == 1 ? inst : 0LL,
-                              any_gpu ? gpu : -1.0, id);
+                              any_gpu ? gpu : -1.0, note, id);
         if (changed == 1) /* the job's transcript is the record now */
             store_execf(j->st, "UPDATE chunks SET transcript=NULL WHERE job_id=?", "t", id);
         store_commit(j->st);

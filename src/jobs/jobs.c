@@ -91,7 +91,7 @@ static const char JOB_COLS[] =
     "id, state, created_at, started_at, finished_at, filename, size_bytes, audio_duration, "
     "options, progress, engine, backend, attempts, error, instance_id, gpu_seconds, cost_usd, "
     "error_kind, (SELECT count(*) FROM chunks c WHERE c.job_id=jobs.id), "
-    "(SELECT count(*) FROM chunks c WHERE c.job_id=jobs.id AND c.state='done')";
+    "(SELECT count(*) FROM chunks c WHERE c.job_id=jobs.id AND c.state='done'), speakers_error";
 
 static json_t *num_or_null(sqlite3_stmt *st, int col)
 {
@@ -214,6 +214,8 @@ static json_t *row_json(jobs *j, sqlite3_stmt *st)
     json_object_set_new(o, "error_kind", text_or_null(st, 17));
     json_object_set_new(o, "chunks_total", json_integer(sqlite3_column_int(st, 18)));
     json_object_set_new(o, "chunks_done", json_integer(sqlite3_column_int(st, 19)));
+    /* set when diarize was asked for and failed (the transcript is there, without speakers) */
+    json_object_set_new(o, "speakers_error", text_or_null(st, 20));
     if (sqlite3_column_type(st, 3) != SQLITE_NULL && sqlite3_column_type(st, 4) != SQLITE_NULL)
         json_object_set_new(o, "processing_s", json_real(sqlite3_column_double(st, 4) -
                                                          sqlite3_column_double(st, 3)));

@@ -17,7 +17,9 @@
  * local engine (pocketsphinx or whisper.cpp, opened once per thread, reading only the
  * chunk's samples); GPU_ONLY forbids the last two, and jobs then wait, visibly, for a GPU.
  * When every chunk is done their transcripts are stitched with global timestamps into the
- * job's. A job's progress is its done audio over its total audio.
+ * job's, and, with the option diarize, speakers are assigned from the whole job's audio
+ * (src/diarize, on that thread; events job.diarizing; a failure keeps the transcript and
+ * sets the job's "speakers_error"). A job's progress is its done audio over its total audio.
  * At start-up, chunks left `running` by a killed controller go back to `queued` (up to
  * max_attempts runs each, then their job fails), jobs left `preparing` are prepared again,
  * and what a killed controller left on disk (directories of uploads never acknowledged,
@@ -92,6 +94,12 @@ const char *jobs_cancel(jobs *j, const char *id);
 /* The stored transcript of a done job (caller frees), NULL when the job is unknown or not
  * done; *state_out (optional) receives the job's state (static string) or NULL. */
 transcript *jobs_transcript(jobs *j, const char *id, const char **state_out);
+
+/* Rename speakers of done job id: names maps speaker ids ("1", "2", ...) to a name (a
+ * string of at most 64 bytes; null or "" restores "Speaker N"). Returns 200, or 400 (an
+ * unknown id, a bad name), 404 (no such job), 409 (not done, or not diarized), 500, with
+ * a sentence in err. All or nothing. */
+int jobs_rename_speakers(jobs *j, const char *id, json_t *names, char *err, size_t errlen);
 
 /* Call cb(ud) once, from the thread that finishes the job, when job id reaches a final
  * state. Returns 1 (and registers nothing) when it already has, 0 when registered, -1 when

@@ -86,4 +86,10 @@ void *jobs_dispatcher_main(void *arg);
 void jobs_stitch(jobs *j, const char *id, double total);
 struct thread_arg { jobs *j; int slot; };
 
+/* speakers.c: diarize the stitched transcript t of job id when its options ask for it
+ * ("diarize": true), publishing job.diarizing events. 0: store t (note holds a sentence
+ * when diarizing failed: t is then as it was); 1: stopped (the server stops or the job was
+ * cancelled): store nothing (a restart stitches the job again). */
+int jobs_diarize(jobs *j, const char *id, transcript *t, char *note, size_t n);
+
 #endif

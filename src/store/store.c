@@ -187,6 +187,8 @@ static const char *migrations[] = {
     "    WHERE gpu_name=(SELECT gpu_name FROM instances WHERE id=NEW.instance_id)"
     "    AND engine=coalesce(NEW.engine,'');"
     "  END;",
+    /* 7: speakers (issue 16): why diarizing a done job failed (its transcript has no speakers) */
+    "ALTER TABLE jobs ADD COLUMN speakers_error TEXT;",
 };
 
 static int run_sql(sqlite3 *db, const char *sql, char *err, size_t errlen)

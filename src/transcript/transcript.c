@@ -130,6 +130,8 @@ void transcript_free(transcript *t)
         free(s->text);
     }
     free(t->segments);
+    for (size_t i = 0; i < t->n_speakers; i++) free(t->speakers[i].name);
+    free(t->speakers);
     free(t->language);
     free(t);
 }
@@ -153,6 +155,7 @@ transcript_segment *transcript_add_segment(transcript *t, double start, double e
     s->text = clean_text(text);
     s->confidence = -1;
     s->avg_logprob = NAN;
+    s->speaker = -1;
     t->n_segments++;
     if (end > t->duration) t->duration = end;
     return s;
@@ -174,6 +177,7 @@ transcript_word *segment_add_word(transcript_segment *s, double start, double en
     w->end = end;
     w->word = clean_text(word);
     w->confidence = (isfinite(confidence) && confidence >= 0) ? dmin(confidence, 1.0) : -1;
+    w->speaker = -1;
     return w;
 }
 
@@ -188,11 +192,131 @@ void transcript_append(transcript *dst, const transcript *src, double offset)
         s->avg_logprob = in->avg_logprob;
         s->no_speech_prob = in->no_speech_prob;
         s->compression_ratio = in->compression_ratio;
+        s->speaker = in->speaker;
         for (size_t k = 0; k < in->n_words; k++)
             segment_add_word(s, dmin(in->words[k].start + offset, limit),
                              dmin(in->words[k].end + offset, limit), in->words[k].word,
-                             in->words[k].confidence);
+                             in->words[k].confidence)->speaker = in->words[k].speaker;
     }
+}
+
+/* ---------------------------------------------------------------- speakers */
+
+/* the speaker overlapping [a, b) most, else the nearest turn's; -1 without turns */
+static int speaker_at(const transcript_turn *turns, size_t n, double a, double b)
+{
+    double ov[256] = {0};
+    int best = -1;
+    double best_ov = 0, best_gap = INFINITY;
+    int near = -1;
+    for (size_t i = 0; i < n; i++) {
+        const transcript_turn *u = &turns[i];
+        if (u->speaker < 0 || u->speaker >= 256) continue;
+        double o = dmin(b, u->end) - dmax(a, u->start);
+        if (o > 0) {
+            ov[u->speaker] += o;
+            if (ov[u->speaker] > best_ov) { best_ov = ov[u->speaker]; best = u->speaker; }
+        } else {
+            double gap = u->start >= b ? u->start - b : a - u->end;
+            if (gap < best_gap) { best_gap = gap; near = u->speaker; }
+        }
+    }
+    return best >= 0 ? best : near;
+}
+
+void transcript_assign_speakers(transcript *t, const transcript_turn *turns, size_t n_turns,
+                                int n_speakers)
+{
+    if (n_speakers < 0) n_speakers = 0;
+    if (n_speakers > 256) n_speakers = 256;
+    /* speakers: names of ids that existed are kept */
+    for (size_t i = (size_t)n_speakers; i < t->n_speakers; i++) free(t->speakers[i].name);
+    t->speakers = xrealloc(t->speakers, ((size_t)n_speakers + 1) * sizeof *t->speakers);
+    for (size_t i = t->n_speakers; i < (size_t)n_speakers; i++) t->speakers[i].name = NULL;
+    t->n_speakers = (size_t)n_speakers;
+    for (size_t i = 0; i < t->n_speakers; i++) t->speakers[i].talk_time = 0;
+    for (size_t i = 0; i < n_turns; i++)
+        if (turns[i].speaker >= 0 && turns[i].speaker < n_speakers)
+            t->speakers[turns[i].speaker].talk_time += dmax(0, turns[i].end - turns[i].start);
+    /* words and segments */
+    size_t cap = t->n_segments + 8, n = 0;
+    transcript_segment *out = xmalloc(cap * sizeof *out);
+    for (size_t i = 0; i < t->n_segments; i++) {
+        transcript_segment *s = &t->segments[i];
+        if (!n_speakers) {
+            s->speaker = -1;
+            for (size_t k = 0; k < s->n_words; k++) s->words[k].speaker = -1;
+            out[n++] = *s;
+            continue;
+        }
+        for (size_t k = 0; k < s->n_words; k++)
+            s->words[k].speaker = speaker_at(turns, n_turns, s->words[k].start, s->words[k].end);
+        /* split where the speaker changes */
+        size_t k0 = 0;
+        int parts = 0;
+        while (1) {
+            size_t k1 = k0;
+            if (s->n_words) {
+                while (k1 < s->n_words && s->words[k1].speaker == s->words[k0].speaker) k1++;
+            }
+            if (n + 1 >= cap) {
+                cap *= 2;
+                out = xrealloc(out, cap * sizeof *out);
+            }
+            if (parts == 0 && (k1 == s->n_words)) { /* one speaker: the segment as it is */
+                s->speaker = s->n_words ? s->words[0].speaker
+                                        : speaker_at(turns, n_turns, s->start, s->end);
+                out[n++] = *s;
+                break;
+            }
+            transcript_segment *p = &out[n++];
+            *p = *s;
+            p->words = xmalloc((k1 - k0) * sizeof *p->words);
+            memcpy(p->words, s->words + k0, (k1 - k0) * sizeof *p->words);
+            p->n_words = p->cap_words = k1 - k0;
+            p->start = parts == 0 ? s->start : p->words[0].start;
+            p->end = k1 == s->n_words ? s->end : p->words[p->n_words - 1].end;
+            p->speaker = p->words[0].speaker;
+            buf b;
+            buf_init(&b, 0);
+            sb_add(&b, "", 0);
+            for (size_t w = 0; w < p->n_words; w++) {
+                if (w) sb_add(&b, " ", 1);
+                sb_adds(&b, p->words[w].word);
+            }
+            p->text = buf_take(&b);
+            p->confidence = -1;
+            segment_update_confidence(p);
+            parts++;
+            k0 = k1;
+            if (k0 == s->n_words) {
+                free(s->words);
+                free(s->text);
+                break;
+            }
+        }
+    }
+    for (size_t i = 0; i < n; i++) out[i].id = (int)i;
+    free(t->segments);
+    t->segments = out;
+    t->n_segments = n;
+    t->cap_segments = cap;
+}
+
+const char *transcript_speaker_label(const transcript *t, int id, char *buf, size_t n)
+{
+    if (id >= 0 && (size_t)id < t->n_speakers && t->speakers[id].name && *t->speakers[id].name)
+        return t->speakers[id].name;
+    snprintf(buf, n, "Speaker %d", id + 1);
+    return buf;
+}
+
+int transcript_set_speaker_name(transcript *t, int id, const char *name)
+{
+    if (id < 0 || (size_t)id >= t->n_speakers) return -1;
+    free(t->speakers[id].name);
+    t->speakers[id].name = name && *name ? clean_text(name) : NULL;
+    return 0;
 }
 
 void segment_update_confidence(transcript_segment *s)
@@ -228,6 +352,7 @@ static const struct { const char *name; enum transcript_format f; const char *ct
     {"srt", TRANSCRIPT_FMT_SRT, "application/x-subrip; charset=utf-8"},
     {"vtt", TRANSCRIPT_FMT_VTT, "text/vtt; charset=utf-8"},
     {"verbose_json", TRANSCRIPT_FMT_VERBOSE_JSON, "application/json"},
+    {"diarized_json", TRANSCRIPT_FMT_DIARIZED_JSON, "application/json"},
 };
 
 enum transcript_format transcript_format_parse(const char *name)
@@ -261,8 +386,48 @@ static void norm_seg(const transcript_segment *s, double *prev_end, double *star
     *prev_end = *end;
 }
 
+static int has_speakers(const transcript *t) { return t->n_speakers > 0; }
+
+static int seg_speaker(const transcript *t, const transcript_segment *s)
+{
+    return s->speaker >= 0 && (size_t)s->speaker < t->n_speakers ? s->speaker : -1;
+}
+
+/* "Speaker 1" (or the name) as a JSON string, null when unknown */
+static json_t *jlabel(const transcript *t, int id)
+{
+    char b[32];
+    if (id < 0 || (size_t)id >= t->n_speakers) return json_null();
+    return jstr(transcript_speaker_label(t, id, b, sizeof b));
+}
+
 char *transcript_to_txt(const transcript *t)
 {
+    if (has_speakers(t)) { /* one line per turn: "Speaker 1: ..." */
+        buf b;
+        buf_init(&b, 0);
+        sb_add(&b, "", 0);
+        int prev = -2;
+        for (size_t i = 0; i < t->n_segments; i++) {
+            const transcript_segment *s = &t->segments[i];
+            if (!s->text || !*s->text) continue;
+            int k = seg_speaker(t, s);
+            if (k != prev) {
+                char lb[32];
+                if (prev != -2) sb_add(&b, "\n", 1);
+                if (k >= 0) {
+                    sb_adds(&b, transcript_speaker_label(t, k, lb, sizeof lb));
+                    sb_adds(&b, ": ");
+                }
+                prev = k;
+            } else {
+                sb_add(&b, " ", 1);
+            }
+            sb_adds(&b, s->text);
+        }
+        sb_add(&b, "\n", 1);
+        return buf_take(&b);
+    }
     char *x = transcript_text(t);
     char *r = xasprintf("%s\n", x);
     free(x);
@@ -326,6 +491,17 @@ const char *transcript_language_name(const char *code)
     return code;
 }
 
+/* [{"id": 1, "name": "Speaker 1", "talk_time": 12.3}, ...] */
+static json_t *speakers_json(const transcript *t)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < t->n_speakers; i++)
+        json_array_append_new(a, json_pack("{s:i,s:o,s:f}", "id", (int)i + 1, "name",
+                                           jlabel(t, (int)i), "talk_time",
+                                           ms_round(clamp_time(t->speakers[i].talk_time))));
+    return a;
+}
+
 char *transcript_to_verbose_json(const transcript *t, int with_words)
 {
     json_t *root = json_object();
@@ -354,6 +530,11 @@ char *transcript_to_verbose_json(const transcript *t, int with_words)
                             json_real(isfinite(s->compression_ratio) ? s->compression_ratio : 0));
         json_object_set_new(js, "no_speech_prob",
                             json_real(isfinite(s->no_speech_prob) ? s->no_speech_prob : 0));
+        int spk = seg_speaker(t, s);
+        if (has_speakers(t)) {
+            json_object_set_new(js, "speaker", jlabel(t, spk));
+            json_object_set_new(js, "speaker_id", spk >= 0 ? json_integer(spk + 1) : json_null());
+        }
         json_array_append_new(segs, js);
         if (words) {
             double wprev = st;
@@ -366,6 +547,11 @@ char *transcript_to_verbose_json(const transcript *t, int with_words)
                 json_object_set_new(jw, "word", jstr(w->word));
                 json_object_set_new(jw, "start", json_real(ms_round(ws)));
                 json_object_set_new(jw, "end", json_real(ms_round(we)));
+                if (has_speakers(t)) {
+                    int ws_ = w->speaker >= 0 && (size_t)w->speaker < t->n_speakers ? w->speaker : -1;
+                    json_object_set_new(jw, "speaker", jlabel(t, ws_));
+                    json_object_set_new(jw, "speaker_id", ws_ >= 0 ? json_integer(ws_ + 1) : json_null());
+                }
                 json_array_append_new(words, jw);
             }
         }
@@ -377,6 +563,41 @@ char *transcript_to_verbose_json(const transcript *t, int with_words)
     free(x);
     json_object_set_new(root, "segments", segs);
     if (words) json_object_set_new(root, "words", words);
+    if (has_speakers(t)) json_object_set_new(root, "speakers", speakers_json(t));
+    return dump(root, JSON_REAL_PRECISION(10));
+}
+
+char *transcript_to_diarized_json(const transcript *t)
+{
+    json_t *root = json_object();
+    json_object_set_new(root, "task", json_string(t->translated ? "translate" : "transcribe"));
+    double prev = 0, last_end = 0;
+    json_t *segs = json_array();
+    for (size_t i = 0; i < t->n_segments; i++) {
+        const transcript_segment *s = &t->segments[i];
+        double st, en;
+        norm_seg(s, &prev, &st, &en);
+        last_end = en;
+        if (!s->text || !*s->text) continue;
+        char id[32];
+        snprintf(id, sizeof id, "seg_%zu", i);
+        json_t *js = json_object();
+        json_object_set_new(js, "type", json_string("transcript.text.segment"));
+        json_object_set_new(js, "id", json_string(id));
+        json_object_set_new(js, "start", json_real(ms_round(st)));
+        json_object_set_new(js, "end", json_real(ms_round(en)));
+        json_object_set_new(js, "text", jstr(s->text));
+        json_object_set_new(js, "speaker", jlabel(t, seg_speaker(t, s)));
+        json_array_append_new(segs, js);
+    }
+    double dur = dmax(clamp_time(t->duration), last_end);
+    json_object_set_new(root, "duration", json_real(ms_round(dur)));
+    char *x = transcript_text(t);
+    json_object_set_new(root, "text", jstr(x));
+    free(x);
+    json_object_set_new(root, "segments", segs);
+    json_object_set_new(root, "usage", json_pack("{s:s,s:f}", "type", "duration", "seconds",
+                                                 ms_round(dur)));
     return dump(root, JSON_REAL_PRECISION(10));
 }
 
@@ -430,11 +651,37 @@ static char *render_cues(const transcript *t, int vtt)
     int cue = 0;
     buf text;
     buf_init(&text, 0);
+    int prev_spk = -2;
     for (size_t i = 0; i < t->n_segments; i++) {
         double st, en;
         norm_seg(&t->segments[i], &prev, &st, &en);
         text.len = 0;
-        if (!cue_text(&text, t->segments[i].text, vtt)) continue;
+        int spk = has_speakers(t) ? seg_speaker(t, &t->segments[i]) : -1;
+        if (spk >= 0) {
+            char lb[32];
+            const char *label = transcript_speaker_label(t, spk, lb, sizeof lb);
+            if (vtt) { /* a voice tag on every cue */
+                sb_adds(&text, "<v ");
+                for (const char *c = label; *c; c++) {
+                    if (*c == '&') sb_adds(&text, "&amp;");
+                    else if (*c == '<') sb_adds(&text, "&lt;");
+                    else if (*c == '>') sb_adds(&text, "&gt;");
+                    else if (*c == '\n' || *c == '\r') sb_add(&text, " ", 1);
+                    else sb_add(&text, c, 1);
+                }
+                sb_adds(&text, ">");
+            } else if (spk != prev_spk) { /* SRT: the name where a turn starts */
+                for (const char *c = label; *c; c++)
+                    sb_add(&text, (*c == '\n' || *c == '\r') ? " " : c, 1);
+                sb_adds(&text, ": ");
+            }
+        }
+        size_t pre = text.len;
+        if (!cue_text(&text, t->segments[i].text, vtt) || text.len == pre) {
+            text.len = 0;
+            continue;
+        }
+        prev_spk = spk;
         cue++;
         if (!vtt) {
             char num[32];
@@ -463,6 +710,7 @@ char *transcript_render(const transcript *t, enum transcript_format f, int with_
     case TRANSCRIPT_FMT_SRT: return transcript_to_srt(t);
     case TRANSCRIPT_FMT_VTT: return transcript_to_vtt(t);
     case TRANSCRIPT_FMT_VERBOSE_JSON: return transcript_to_verbose_json(t, with_words);
+    case TRANSCRIPT_FMT_DIARIZED_JSON: return transcript_to_diarized_json(t);
     case TRANSCRIPT_FMT_INVALID: break;
     }
     return NULL;
@@ -473,7 +721,9 @@ char *transcript_render(const transcript *t, enum transcript_format f, int with_
  * {"version":1,"language":"en"|null,"duration":D,"task":"transcribe"|"translate",
  *  "temperature":T,"segments":[{"id":0,"start":S,"end":E,"text":"...",
  *  "confidence":C|null,"avg_logprob":L|null,"no_speech_prob":P,"compression_ratio":R,
- *  "words":[["word",S,E,C|null],...]},...]}
+ *  "speaker":K (optional),"words":[["word",S,E,C|null(,K)],...]},...],
+ *  "speakers":[{"name":N|null,"talk_time":T},...] (optional: diarized)}
+ * Speaker indexes K out of the speakers' range are dropped when loading.
  */
 
 #define STORE_VERSION 1
@@ -510,17 +760,29 @@ char *transcript_to_json_store(const transcript *t)
                             json_real(isfinite(s->no_speech_prob) ? s->no_speech_prob : 0));
         json_object_set_new(js, "compression_ratio",
                             json_real(isfinite(s->compression_ratio) ? s->compression_ratio : 0));
+        if (s->speaker >= 0) json_object_set_new(js, "speaker", json_integer(s->speaker));
         json_t *jw = json_array();
         for (size_t j = 0; j < s->n_words; j++) {
             const transcript_word *w = &s->words[j];
-            json_array_append_new(jw, json_pack("[o,f,f,o]", jstr(w->word),
-                                                clamp_time(w->start), clamp_time(w->end),
-                                                jreal_or_null(w->confidence, w->confidence >= 0)));
+            json_t *a = json_pack("[o,f,f,o]", jstr(w->word), clamp_time(w->start),
+                                  clamp_time(w->end),
+                                  jreal_or_null(w->confidence, w->confidence >= 0));
+            if (w->speaker >= 0) json_array_append_new(a, json_integer(w->speaker));
+            json_array_append_new(jw, a);
         }
         json_object_set_new(js, "words", jw);
         json_array_append_new(segs, js);
     }
     json_object_set_new(root, "segments", segs);
+    if (t->n_speakers) {
+        json_t *sp = json_array();
+        for (size_t i = 0; i < t->n_speakers; i++)
+            json_array_append_new(sp, json_pack("{s:o,s:f}", "name",
+                                                t->speakers[i].name ? jstr(t->speakers[i].name)
+                                                                    : json_null(),
+                                                "talk_time", clamp_time(t->speakers[i].talk_time)));
+        json_object_set_new(root, "speakers", sp);
+    }
     return dump(root, JSON_COMPACT);
 }
 
@@ -561,7 +823,23 @@ transcript *transcript_from_json_store(const char *json, char *err, size_t errle
     json_t *segs = json_object_get(root, "segments");
     if (!json_is_array(segs)) FAIL("transcript JSON: segments must be an array");
 
+    json_t *spk = json_object_get(root, "speakers");
+    if (spk && !json_is_array(spk)) FAIL("transcript JSON: speakers must be an array");
     t = transcript_new(json_is_string(lang) ? json_string_value(lang) : NULL, 0);
+    if (json_array_size(spk)) {
+        size_t ns = json_array_size(spk) > 256 ? 256 : json_array_size(spk);
+        t->speakers = xcalloc(ns, sizeof *t->speakers);
+        t->n_speakers = ns;
+        for (size_t k = 0; k < ns; k++) {
+            json_t *o = json_array_get(spk, k), *nm = json_object_get(o, "name");
+            double tt;
+            if (!json_is_object(o) || (nm && !json_is_null(nm) && !json_is_string(nm)) ||
+                get_num(json_object_get(o, "talk_time"), 0, &tt) != 0)
+                FAIL("transcript JSON: speaker %zu is malformed", k);
+            t->speakers[k].name = json_is_string(nm) ? clean_text(json_string_value(nm)) : NULL;
+            t->speakers[k].talk_time = clamp_time(tt);
+        }
+    }
     t->translated = task && strcmp(json_string_value(task), "translate") == 0;
     t->temperature = temp;
     size_t i;
@@ -583,17 +861,26 @@ transcript *transcript_from_json_store(const char *json, char *err, size_t errle
         s->avg_logprob = alp;
         s->no_speech_prob = nsp;
         s->compression_ratio = cr;
+        json_t *ss = json_object_get(js, "speaker");
+        if (json_is_integer(ss) && json_integer_value(ss) >= 0 &&
+            (size_t)json_integer_value(ss) < t->n_speakers)
+            s->speaker = (int)json_integer_value(ss);
         size_t k;
         json_t *w;
         json_array_foreach(jw, k, w) {
             double ws, we, wc;
             json_t *word = json_array_get(w, 0);
-            if (!json_is_array(w) || json_array_size(w) != 4 || !json_is_string(word) ||
+            if (!json_is_array(w) || json_array_size(w) < 4 || json_array_size(w) > 5 ||
+                !json_is_string(word) ||
                 get_num(json_array_get(w, 1), 0, &ws) != 0 ||
                 get_num(json_array_get(w, 2), 0, &we) != 0 ||
                 get_num(json_array_get(w, 3), -1, &wc) != 0)
                 FAIL("transcript JSON: segment %zu word %zu is malformed", i, k);
-            segment_add_word(s, ws, we, json_string_value(word), wc);
+            transcript_word *tw = segment_add_word(s, ws, we, json_string_value(word), wc);
+            json_t *wk = json_array_get(w, 4);
+            if (json_is_integer(wk) && json_integer_value(wk) >= 0 &&
+                (size_t)json_integer_value(wk) < t->n_speakers)
+                tw->speaker = (int)json_integer_value(wk);
         }
         /* after the words: segment_add_word never touches the confidence */
         s->confidence = (isfinite(conf) && conf >= 0) ? dmin(conf, 1.0) : -1;

@@ -19,6 +19,14 @@
  *                 (OpenAI's shape; "words" only when asked for)
  *   srt           1-based cues "HH:MM:SS,mmm --> HH:MM:SS,mmm", a blank line between cues
  *   vtt           "WEBVTT" header, cues "HH:MM:SS.mmm --> HH:MM:SS.mmm"
+ *   diarized_json {"task","duration","text","segments":[{"type":"transcript.text.segment",
+ *                 "id":"seg_N","start","end","text","speaker"}],"usage":{"type":"duration",
+ *                 "seconds"}} (OpenAI's diarized answer; speaker null when unknown)
+ * Speakers (when the transcript has them): txt puts each turn on its own line as
+ * "Speaker 1: ...", srt starts the cue of each turn with "Speaker 1: ", vtt tags every cue
+ * with <v Speaker 1>, verbose_json gives segments and words "speaker" (the label) and
+ * "speaker_id" (1-based), plus "speakers": [{"id","name","talk_time"}]. Labels are the
+ * speakers' names when renamed.
  * Segments whose text is empty produce no SRT/VTT cue (cue numbers stay contiguous).
  * Cue text never holds a blank line or "-->" (SRT breaks it as "-- >"; VTT escapes & < >).
  *
@@ -36,6 +44,7 @@ typedef struct transcript_word {
     double start, end;   /* seconds */
     char *word;          /* no surrounding spaces */
     double confidence;   /* 0..1, < 0 = unknown */
+    int speaker;         /* index into the transcript's speakers, -1 = unknown */
 } transcript_word;
 
 typedef struct transcript_segment {
@@ -46,9 +55,15 @@ typedef struct transcript_segment {
     double avg_logprob;        /* NAN = unknown (verbose_json then uses log(confidence) or 0) */
     double no_speech_prob;     /* 0 when unknown */
     double compression_ratio;  /* 0 when unknown */
+    int speaker;               /* index into the transcript's speakers, -1 = unknown */
     transcript_word *words;
     size_t n_words, cap_words;
 } transcript_segment;
+
+typedef struct transcript_speaker {
+    char *name;          /* set by a rename; NULL = the default label "Speaker <i+1>" */
+    double talk_time;    /* seconds of speech */
+} transcript_speaker;
 
 typedef struct transcript {
     char *language;      /* ISO-639-1 code, or NULL when unknown */
@@ -57,7 +72,15 @@ typedef struct transcript {
     double temperature;
     transcript_segment *segments;
     size_t n_segments, cap_segments;
+    transcript_speaker *speakers; /* n_speakers of them (0: not diarized); speaker i has id i */
+    size_t n_speakers;
 } transcript;
+
+/* A speaker turn from a diarizer: [start, end) seconds, speaker 0-based. */
+typedef struct transcript_turn {
+    double start, end;
+    int speaker;
+} transcript_turn;
 
 enum transcript_format {
     TRANSCRIPT_FMT_INVALID = -1,
@@ -66,6 +89,7 @@ enum transcript_format {
     TRANSCRIPT_FMT_SRT,
     TRANSCRIPT_FMT_VTT,
     TRANSCRIPT_FMT_VERBOSE_JSON,
+    TRANSCRIPT_FMT_DIARIZED_JSON,
 };
 
 /* language may be NULL. */
@@ -89,10 +113,22 @@ void transcript_append(transcript *dst, const transcript *src, double offset);
  * none is known). */
 void segment_update_confidence(transcript_segment *s);
 
+/* Speakers (diarization): give every word the speaker whose turns overlap it most (the
+ * nearest turn when none does), every segment its words' speaker (by duration; its own
+ * overlap when it has no words), split segments where the speaker changes between two
+ * words (texts rebuilt from the words, ids renumbered), and set t's speakers (n_speakers,
+ * talk time from the turns; names kept for ids that existed). turns sorted by start. */
+void transcript_assign_speakers(transcript *t, const transcript_turn *turns, size_t n_turns,
+                                int n_speakers);
+/* The speaker's display name: its name, else "Speaker <id+1>" (written to buf). */
+const char *transcript_speaker_label(const transcript *t, int id, char *buf, size_t n);
+/* Rename speaker id (NULL or "" = back to the default label). -1 when id is unknown. */
+int transcript_set_speaker_name(transcript *t, int id, const char *name);
+
 /* The segment texts joined by one space (no trailing newline). Caller frees. */
 char *transcript_text(const transcript *t);
 
-/* "json", "text" (also "txt"), "srt", "vtt", "verbose_json" -> format; an unknown name or
+/* "json", "text" (also "txt"), "srt", "vtt", "verbose_json", "diarized_json" -> format; an unknown name or
  * NULL gives TRANSCRIPT_FMT_INVALID. */
 enum transcript_format transcript_format_parse(const char *name);
 /* The canonical name ("json", "text", ...), or "invalid". */
@@ -105,6 +141,7 @@ char *transcript_to_json(const transcript *t);
 char *transcript_to_verbose_json(const transcript *t, int with_words);
 char *transcript_to_srt(const transcript *t);
 char *transcript_to_vtt(const transcript *t);
+char *transcript_to_diarized_json(const transcript *t);
 /* Dispatch on format (with_words only matters for verbose_json). NULL for an invalid
  * format. */
 char *transcript_render(const transcript *t, enum transcript_format f, int with_words);

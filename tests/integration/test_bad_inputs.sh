@@ -49,7 +49,7 @@ J=(-H 'Content-Type: application/json')
 r GET /openapi.json
 ROUTES=$(jq -r '.paths | to_entries[] | .key as $p | .value | keys[] | "\(ascii_upcase) \($p)"' <<<"$BODY" | sort)
 check "openapi lists routes" test -n "$ROUTES"
-COVERED="GET /healthz|GET /openapi.json|GET /docs|GET /api/gpu-status|GET /api/config|POST /api/jobs|GET /api/jobs|GET /api/jobs/{id}|DELETE /api/jobs/{id}|GET /api/jobs/{id}/transcript|GET /api/jobs/{id}/audio|GET /api/events|POST /v1/audio/transcriptions|GET /v1/models|POST /api/vast/search|POST /api/vast/boot|POST /api/vast/destroy/{instance_id}|GET /api/vast/instances|GET /api/vast/instances/{instance_id}|POST /api/vast/keepalive/{instance_id}|GET /api/cost|GET /api/cost/history|GET /api/jobs/{id}/peaks|GET /metrics"
+COVERED="GET /healthz|GET /openapi.json|GET /docs|GET /api/gpu-status|GET /api/config|POST /api/jobs|GET /api/jobs|GET /api/jobs/{id}|DELETE /api/jobs/{id}|GET /api/jobs/{id}/transcript|GET /api/jobs/{id}/audio|GET /api/events|POST /v1/audio/transcriptions|GET /v1/models|POST /api/vast/search|POST /api/vast/boot|POST /api/vast/destroy/{instance_id}|GET /api/vast/instances|GET /api/vast/instances/{instance_id}|POST /api/vast/keepalive/{instance_id}|GET /api/cost|GET /api/cost/history|GET /api/jobs/{id}/peaks|PATCH /api/jobs/{id}/speakers|GET /metrics"
 missing=$(grep -vxE "$(sed 's/[{}.]/\\&/g' <<<"$COVERED")" <<<"$ROUTES" || true)
 if [ -z "$missing" ]; then pass "every route has bad-input cases"; else fail "every route has bad-input cases" "new: $missing"; fi
 
@@ -118,6 +118,14 @@ done
 for q in 'n=abc' 'n=0' 'n=15' 'n=4001' 'n=-5' 'n=1e99' 'n=%00'; do
     r GET "/api/jobs/0123456789abcdef0123456789abcdef/peaks?$q"
     want "peaks rejects $q (or the unknown job)" 400 404
+done
+for id in abc -1 '%00' '..%2f..%2fetc' 0123456789abcdef0123456789abcdef; do
+    r PATCH "/api/jobs/$id/speakers" -H 'Content-Type: application/json' -d '{"1":"A"}'
+    want "speakers of job id $id" 400 404
+done
+for body in '' 'null' '[]' '{' '"x"' '{"1":' "$(printf '{"1":"%0100000d"}' 0)"; do
+    r PATCH /api/jobs/0123456789abcdef/speakers -H 'Content-Type: application/json' -d "$body"
+    want "speakers rejects the body ${body:0:20}" 400 404 413 415
 done
 r POST /metrics
 want "metrics is GET only" 405

@@ -19,7 +19,7 @@ TEST(store_open_migrates_and_reopens)
     char err[256];
     store *s = store_open("data/sub", err, sizeof err);
     ASSERT_NOT_NULL(s);
-    ASSERT_EQ(store_schema_version(s), 6);
+    ASSERT_EQ(store_schema_version(s), 7);
     ASSERT_EQ(count(s, "SELECT count(*) FROM pragma_table_info('instances') WHERE name IN ('instance_api_key','keepalive_until','destroy_reason')"), 3);
     ASSERT_EQ(count(s, "SELECT count(*) FROM sqlite_master WHERE type='table' AND name IN ('instances','jobs','events','ledger')"), 4);
     sqlite3_stmt *st = NULL;

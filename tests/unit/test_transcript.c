@@ -373,3 +373,118 @@ TEST(transcript_store_duration_covers_word_extended_segment)
     transcript_free(t2);
     transcript_free(t);
 }
+
+/* ---- speakers */
+
+static transcript *two_voices(void)
+{
+    transcript *t = transcript_new("en", 10);
+    transcript_segment *s = transcript_add_segment(t, 0, 4, "hello there how are you");
+    segment_add_word(s, 0.0, 0.5, "hello", 0.9);
+    segment_add_word(s, 0.6, 1.0, "there", 0.9);
+    segment_add_word(s, 2.0, 2.4, "how", 0.8);   /* the second voice starts at 1.8 */
+    segment_add_word(s, 2.5, 2.8, "are", 0.8);
+    segment_add_word(s, 2.9, 3.3, "you", 0.8);
+    s = transcript_add_segment(t, 5, 6, "fine");
+    segment_add_word(s, 5.0, 6.0, "fine", 0.7);
+    return t;
+}
+
+static const transcript_turn turns2[] = {{0, 1.8, 0}, {1.8, 4.0, 1}, {4.9, 6.2, 0}};
+
+TEST(transcript_assign_speakers_splits_at_turns)
+{
+    transcript *t = two_voices();
+    transcript_assign_speakers(t, turns2, 3, 2);
+    ASSERT_EQ(t->n_speakers, 2);
+    ASSERT_EQ(t->n_segments, 3);
+    ASSERT_STR_EQ(t->segments[0].text, "hello there");
+    ASSERT_EQ(t->segments[0].speaker, 0);
+    ASSERT_STR_EQ(t->segments[1].text, "how are you");
+    ASSERT_EQ(t->segments[1].speaker, 1);
+    ASSERT_EQ(t->segments[1].id, 1);
+    ASSERT_NEAR(t->segments[1].start, 2.0, 1e-9);
+    ASSERT_NEAR(t->segments[1].end, 4.0, 1e-9);
+    ASSERT_EQ(t->segments[2].speaker, 0);
+    ASSERT_EQ(t->segments[2].words[0].speaker, 0);
+    for (size_t i = 0; i < t->segments[1].n_words; i++) ASSERT_EQ(t->segments[1].words[i].speaker, 1);
+    ASSERT_NEAR(t->speakers[0].talk_time, 1.8 + 1.3, 1e-9);
+    ASSERT_NEAR(t->speakers[1].talk_time, 2.2, 1e-9);
+    /* a word outside every turn goes to the nearest one */
+    transcript *u = transcript_new("en", 10);
+    segment_add_word(transcript_add_segment(u, 7, 8, "late"), 7, 8, "late", 1);
+    transcript_assign_speakers(u, turns2, 3, 2);
+    ASSERT_EQ(u->segments[0].speaker, 0);
+    transcript_free(u);
+    transcript_free(t);
+}
+
+TEST(transcript_speaker_renderers)
+{
+    transcript *t = two_voices();
+    transcript_assign_speakers(t, turns2, 3, 2);
+    char *txt = transcript_to_txt(t);
+    ASSERT_STR_EQ(txt, "Speaker 1: hello there\nSpeaker 2: how are you\nSpeaker 1: fine\n");
+    free(txt);
+    char *srt = transcript_to_srt(t);
+    ASSERT_STR_EQ(srt, "1\n00:00:00,000 --> 00:00:01,000\nSpeaker 1: hello there\n\n"
+                       "2\n00:00:02,000 --> 00:00:04,000\nSpeaker 2: how are you\n\n"
+                       "3\n00:00:05,000 --> 00:00:06,000\nSpeaker 1: fine\n\n");
+    free(srt);
+    ASSERT_EQ(transcript_set_speaker_name(t, 1, "Ann <&>"), 0);
+    ASSERT_EQ(transcript_set_speaker_name(t, 2, "x"), -1);
+    char *vtt = transcript_to_vtt(t);
+    ASSERT_STR_EQ(vtt, "WEBVTT\n\n00:00:00.000 --> 00:00:01.000\n<v Speaker 1>hello there\n\n"
+                       "00:00:02.000 --> 00:00:04.000\n<v Ann &lt;&amp;&gt;>how are you\n\n"
+                       "00:00:05.000 --> 00:00:06.000\n<v Speaker 1>fine\n\n");
+    free(vtt);
+    char *vj = transcript_to_verbose_json(t, 1);
+    json_t *v = json_loads(vj, 0, NULL);
+    ASSERT_STR_EQ(json_string_value(json_object_get(json_array_get(json_object_get(v, "segments"), 1), "speaker")), "Ann <&>");
+    ASSERT_EQ(json_integer_value(json_object_get(json_array_get(json_object_get(v, "words"), 2), "speaker_id")), 2);
+    ASSERT_EQ(json_array_size(json_object_get(v, "speakers")), 2);
+    json_decref(v);
+    free(vj);
+    char *dj = transcript_to_diarized_json(t);
+    json_t *d = json_loads(dj, 0, NULL);
+    json_t *s0 = json_array_get(json_object_get(d, "segments"), 0);
+    ASSERT_STR_EQ(json_string_value(json_object_get(s0, "type")), "transcript.text.segment");
+    ASSERT_STR_EQ(json_string_value(json_object_get(s0, "id")), "seg_0");
+    ASSERT_STR_EQ(json_string_value(json_object_get(s0, "speaker")), "Speaker 1");
+    ASSERT_STR_EQ(json_string_value(json_object_get(json_object_get(d, "usage"), "type")), "duration");
+    json_decref(d);
+    free(dj);
+    ASSERT_EQ(transcript_format_parse("diarized_json"), TRANSCRIPT_FMT_DIARIZED_JSON);
+    transcript_free(t);
+}
+
+TEST(transcript_speakers_store_roundtrip)
+{
+    transcript *t = two_voices();
+    transcript_assign_speakers(t, turns2, 3, 2);
+    transcript_set_speaker_name(t, 0, "Alice");
+    char *js = transcript_to_json_store(t);
+    char err[128];
+    transcript *u = transcript_from_json_store(js, err, sizeof err);
+    ASSERT_TRUE(u != NULL);
+    ASSERT_EQ(u->n_speakers, 2);
+    ASSERT_STR_EQ(u->speakers[0].name, "Alice");
+    ASSERT_TRUE(u->speakers[1].name == NULL);
+    ASSERT_EQ(u->segments[1].speaker, 1);
+    ASSERT_EQ(u->segments[1].words[0].speaker, 1);
+    char *js2 = transcript_to_json_store(u);
+    ASSERT_STR_EQ(js, js2);
+    free(js2);
+    free(js);
+    transcript_free(u);
+    /* an undiarized transcript renders as before: no speaker anywhere */
+    transcript *p = two_voices();
+    char *txt = transcript_to_txt(p);
+    ASSERT_STR_EQ(txt, "hello there how are you fine\n");
+    free(txt);
+    char *dj = transcript_to_diarized_json(p);
+    ASSERT_TRUE(strstr(dj, "\"speaker\": null") != NULL);
+    free(dj);
+    transcript_free(p);
+    transcript_free(t);
+}

@@ -1,5 +1,7 @@
 // Transcript view: segments with timestamps (verbose_json), click to play that part of the
 // audio, search with highlights, downloads (TXT, SRT, VTT, JSON) and copy to clipboard.
+// Diarized jobs: a colour per speaker, names editable in place (PATCH .../speakers), a
+// filter by speaker and each speaker's talk time.
 import { api, getToken, fetchBlob } from './api.js';
 import { h, $, fmtClock, fmtDuration, toast } from './util.js';
 import { getJob } from './jobs.js';
@@ -116,7 +118,7 @@ async function setAudio(id) {
 function render(t, job) {
   const list = $('#tr-segments');
   const words = Array.isArray(t.words) ? t.words : [];
-  segments = (t.segments || []).map((s) => ({ start: s.start, end: s.end, text: (s.text || '').trim() }));
+  segments = (t.segments || []).map((s) => ({ start: s.start, end: s.end, text: (s.text || '').trim(), speaker: s.speaker_id || null }));
   if (!segments.length && t.text) segments = [{ start: 0, end: t.duration || 0, text: t.text.trim() }];
   fullText = segments.map((s) => s.text).join('\n');
   let w = 0;
@@ -132,7 +134,11 @@ function render(t, job) {
       });
     } else textEl.textContent = s.text;
     const ts = h('button.seg-time', { type: 'button', 'aria-label': `Play from ${fmtClock(s.start)}` }, fmtClock(s.start));
-    const li = h('li.segment', { dataset: { i, start: s.start, end: s.end } }, ts, textEl);
+    const chip = s.speaker ? h('span.seg-speaker', { style: `--spk: ${speakerColour(s.speaker)}` },
+      speakerName(t, s.speaker)) : null;
+    const li = h('li.segment', { dataset: { i, start: s.start, end: s.end, speaker: s.speaker || '' } },
+      chip ? h('div.seg-lead', null, ts, chip) : ts, textEl);
+    if (s.speaker) li.style.setProperty('--spk', speakerColour(s.speaker));
     s.el = li;
     s.plain = textEl.textContent;
     return li;
@@ -155,7 +161,63 @@ function render(t, job) {
     job && Number.isFinite(job.processing_s) ? `took ${fmtDuration(job.processing_s)}` : null,
   ].filter(Boolean);
   $('#tr-meta').textContent = parts.join(' · ');
+  renderSpeakers(t, job);
   if (!segments.length) list.replaceChildren(h('li.empty', null, 'No speech was found in this audio.'));
+}
+
+// ---- speakers: colours, in-place renames, the filter, talk time
+const hidden = new Set(); // speaker ids filtered out
+
+function speakerColour(id) { return `hsl(${(id - 1) * 137.5 % 360} 65% 42%)`; }
+function speakerName(t, id) { return (t.speakers || []).find((x) => x.id === id)?.name || `Speaker ${id}`; }
+
+function applyFilter() {
+  for (const s of segments) if (s.el) s.el.hidden = Boolean(s.speaker && hidden.has(s.speaker));
+}
+
+function renderSpeakers(t, job) {
+  let bar = $('#tr-speakers');
+  if (!bar) {
+    bar = h('div.speakers', { role: 'group', 'aria-label': 'Speakers' });
+    bar.id = 'tr-speakers';
+    $('#tr-segments').before(bar);
+  }
+  hidden.clear();
+  const sp = Array.isArray(t.speakers) ? t.speakers : [];
+  bar.hidden = sp.length === 0;
+  if (!sp.length) { bar.replaceChildren(); return; }
+  const total = sp.reduce((a, x) => a + (x.talk_time || 0), 0) || 1;
+  bar.replaceChildren(...sp.map((x) => {
+    const show = h('input', { type: 'checkbox', checked: true, 'aria-label': `Show ${x.name}` });
+    show.addEventListener('change', () => {
+      if (show.checked) hidden.delete(x.id); else hidden.add(x.id);
+      applyFilter();
+    });
+    const name = h('span.spk-name', { contenteditable: 'plaintext-only', spellcheck: 'false',
+      title: 'Click to rename', 'aria-label': `Name of speaker ${x.id}` }, x.name);
+    const commit = async () => {
+      const v = name.textContent.trim();
+      if (v === x.name) return;
+      try {
+        await api('PATCH', `/api/jobs/${job?.id || current}/speakers`, { body: { [x.id]: v || null } });
+        const id = current;
+        const nt = await api('GET', `/api/jobs/${id}/transcript?format=verbose_json`);
+        if (current === id) render(nt, job);
+      } catch (e) {
+        name.textContent = x.name;
+        toast(`Cannot rename the speaker: ${e.data?.error || e.message}`);
+      }
+    };
+    name.addEventListener('keydown', (e) => {
+      if (e.key === 'Enter') { e.preventDefault(); name.blur(); }
+      if (e.key === 'Escape') { name.textContent = x.name; name.blur(); }
+    });
+    name.addEventListener('blur', commit);
+    const pct = Math.round(100 * (x.talk_time || 0) / total);
+    return h('label.speaker', { style: `--spk: ${speakerColour(x.id)}` }, show,
+      h('span.spk-swatch', { 'aria-hidden': 'true' }), name,
+      h('span.spk-time', null, `${fmtDuration(x.talk_time || 0)} (${pct}%)`));
+  }));
 }
 
 /** The waveform, its segments laid on it: a click on a segment plays it and highlights it in
