@@ -9,14 +9,14 @@
 # instance is destroyed (idle rule), the controller's ledger total next to vastsim's billing.
 # The instances share this machine's cores: the speed-up measures the scheduling, not GPUs.
 # Needs root (vastsim's isolation). Loopback only; temp files under /var/tmp.
-#   bench/fleet.sh [files] [minutes]     (default: 6 20)
+#   bench/fleet.sh [files] [minutes]     (default: 6 10)
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${GS_BIN:-$ROOT/build/gpuscribe}
 SIMBIN=${GS_SIM:-$ROOT/build/vastsim}
 [ -x "$BIN" ] && [ -x "$SIMBIN" ] && [ -x "$ROOT/build/gpuscribe-worker" ] || { echo "fleet: build first (make)"; exit 1; }
 [ "$(id -u)" = 0 ] || { echo "fleet: needs root (vastsim's instances are namespaces)"; exit 1; }
-FILES=${1:-6}; MIN=${2:-20}
+FILES=${1:-6}; MIN=${2:-10}
 T=$(mktemp -d /var/tmp/gs-bench-fleet-XXXX)
 PIDS=()
 trap 'kill "${PIDS[@]}" 2>/dev/null; sleep 1; rm -rf $T' EXIT
@@ -47,6 +47,11 @@ for n in 1 2 3; do
     for i in $(seq 1 "$FILES"); do
         ids+=("$(curl -s -H 'Content-Type: audio/wav' --data-binary "@$T/f$i.wav" "$B/api/jobs?filename=f$i.wav" | jq -r .id)")
     done
+    # MAX_INSTANCES=1 is autoscaling off: that one instance is booted by hand, as a user would
+    if [ "$n" = 1 ]; then
+        offer=$(curl -s -X POST -H 'Content-Type: application/json' -d '{"sort": "cost_per_audio_hour", "limit": 1}' "$B/api/vast/search" | jq -r '.offers[0].id')
+        curl -s -X POST -H 'Content-Type: application/json' -d "{\"offer_id\": $offer}" "$B/api/vast/boot" >/dev/null
+    fi
     tready=""
     for id in "${ids[@]}"; do
         while :; do
@@ -68,7 +73,7 @@ for n in 1 2 3; do
     printf '%-9s %6s %14.1f %9s %8.2f %14.6f %14.6f %8.2f\n' "$n" "$booted" \
         "$(awk -v a="$t0" -v b="$tready" 'BEGIN{print b-a}')" "$wall" \
         "$(awk -v a="$base" -v b="$wall" 'BEGIN{print a/b}')" "$ours" "$theirs" \
-        "$(awk -v a="$ours" -v b="$theirs" 'BEGIN{print b > 0 ? (a-b)/b*100 : 0}')"
+        "$(awk -v a="$ours" -v b="$theirs" 'BEGIN{print (b > 0 ? (a-b)/b*100 : 0)}')"
     kill -TERM "$CPID"; wait "$CPID" 2>/dev/null || true
     kill -TERM "$SPID"; wait "$SPID" 2>/dev/null || true
 done
