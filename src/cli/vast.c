@@ -6,6 +6,8 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "fleet/vastctl.h"
+#include "store/instances.h"
+#include "store/store.h"
 #include "vast/vast.h"
 
 #include <stdbool.h>
@@ -15,7 +17,6 @@
 #include <string.h>
 #include <time.h>
 
-#define CLI_LABEL VASTCTL_LABEL_PREFIX "-cli"
 
 static void usage(FILE *out)
 {
@@ -31,9 +32,11 @@ static void usage(FILE *out)
             "      Only hosts that can run VAST_IMAGE are listed (whisper.cpp's main-cuda:\n"
             "      CUDA >= 13.0, compute capability >= 7.5, disk for WHISPER_MODEL); a filter\n"
             "      can tighten that, never loosen it. VAST_IMAGE_MIN_CUDA overrides the CUDA.\n"
-            "  boot OFFER_ID [--json]      rent an offer (label " CLI_LABEL "); writes\n"
-            "                              VAST_INSTANCE_ID to the .env file; refuses an\n"
-            "                              offer whose host cannot run VAST_IMAGE\n"
+            "  boot OFFER_ID [--json]      rent an offer: a row in DATA_DIR's store (label\n"
+            "                              gpuscribe-<row>), which a running or later server\n"
+            "                              sets up; VAST_INSTANCE_ID names the newest (one it\n"
+            "                              named stays in the fleet); refuses an offer whose\n"
+            "                              host cannot run VAST_IMAGE, or a budget's excess\n"
             "  list [--json]               the account's instances\n"
             "  destroy ID [--json]         destroy an instance; clears VAST_INSTANCE_ID when it\n"
             "                              named it\n\n"
@@ -240,38 +243,31 @@ static int do_search(const config *cfg, vast_client *c, const opts *o)
     return 0;
 }
 
-/* The offer as it is now, for the image check: 1 found, 0 not offered, -1 error. */
-static int offer_now(const config *cfg, vast_client *c, long long id, vast_offer *out,
-                     vast_error *e)
+
+/* The store of DATA_DIR and the Vast state over it, as the server has them (a boot or a
+ * destroy from the shell is recorded there). Their log lines below warnings unless LOG_LEVEL
+ * says otherwise. 0, or -1 after saying why. */
+static int open_fleet(config *cfg, const char *what, store **st, vastctl **v)
 {
-    vast_search s = {0};
-    s.offer_id = id;
-    s.include_unverified = true;
-    s.limit = 1;
-    s.allocated_storage = (double)config_int(cfg, CFG_VAST_DISK_GB);
-    vast_offer_list l;
-    if (vast_search_offers(c, &s, &l, e) != 0) return -1;
-    int found = 0;
-    for (size_t i = 0; i < l.n && !found; i++)
-        if (l.items[i].id == id) { *out = l.items[i]; found = 1; }
-    vast_offer_list_free(&l);
-    return found;
+    char err[512];
+    const char *dir = config_str(cfg, CFG_DATA_DIR);
+    if (config_source(cfg, CFG_LOG_LEVEL) == CFG_SRC_DEFAULT) log_set_level(LOG_WARN);
+    *st = store_open(dir, err, sizeof err);
+    if (!*st) {
+        fprintf(stderr, "gpuscribe vast %s: cannot open the store in %s (%s); nothing was "
+                        "done\n", what, dir ? dir : "DATA_DIR", err);
+        return -1;
+    }
+    *v = vastctl_new(cfg, *st);
+    return 0;
 }
 
-static void env_write(const config *cfg, const char *value, bool quiet)
-{
-    char err[1024];
-    const char *path = config_env_path(cfg);
-    if (config_env_set(path, "VAST_INSTANCE_ID", value, err, sizeof err) != 0)
-        fprintf(stderr, "warning: %s; VAST_INSTANCE_ID%s%s is not %s\n", err,
-                value ? "=" : "", value ? value : "", value ? "saved" : "removed");
-    else if (!quiet && value)
-        printf("VAST_INSTANCE_ID=%s written to %s\n", value, path);
-    else if (!quiet)
-        printf("VAST_INSTANCE_ID removed from %s\n", path);
-}
-
-static int do_boot(const config *cfg, vast_client *c, const opts *o, const char *arg)
+/* A boot from the shell is a boot like the server's: the row and its label (gpuscribe-<row>)
+ * in the store of DATA_DIR before Vast.ai is called (vastctl_boot), so a running server's
+ * fleet provisions it within seconds and a server started later drives it; neither ever
+ * takes it for an orphan. VAST_INSTANCE_ID names the newest; one it named before stays in
+ * the fleet, and the output says so. */
+static int do_boot(config *cfg, const opts *o, const char *arg)
 {
     long long offer;
     if (positive_id(arg, &offer) != 0) {
@@ -281,47 +277,50 @@ static int do_boot(const config *cfg, vast_client *c, const opts *o, const char 
         return 2;
     }
     if (need_key(cfg, "boot")) return 1;
-    image_req req;
-    vastctl_image_req(cfg, &req);
-    vast_offer off;
-    vast_error oe;
-    int found = offer_now(cfg, c, offer, &off, &oe);
-    if (found < 0 && (req.min_cuda > 0 || req.min_compute_cap > 0)) {
-        char d[640];
-        vastctl_describe(&oe, d, sizeof d);
-        fprintf(stderr, "gpuscribe vast boot: offer %lld cannot be read to check that it runs "
-                        "%s (%s); nothing was rented. Try again\n", offer, req.image, d);
+    store *st;
+    vastctl *v;
+    if (open_fleet(cfg, "boot", &st, &v) != 0) return 1;
+    char before[32];
+    vastctl_current_instance(v, before, sizeof before);
+    vastctl_result res;
+    vastctl_boot(v, offer, NULL, &res);
+    char label[64] = "";
+    instance_row r;
+    if (res.row_id > 0 && instances_get(st, res.row_id, &r) == 1)
+        snprintf(label, sizeof label, "%s", r.label);
+    char cur[32];
+    vastctl_current_instance(v, cur, sizeof cur);
+    vastctl_free(v);
+    store_close(st);
+    if (res.http_status != 200) {
+        if (o->json)
+            print_json(json_pack("{s:b,s:s,s:s}", "success", 0, "error", res.message, "kind",
+                                 res.kind));
+        else
+            fprintf(stderr, "gpuscribe vast boot: %s%s\n", res.message,
+                    strcmp(res.kind, "offer_taken") ? "" : " (gpuscribe vast search)");
         return 1;
-    }
-    char why[1024];
-    if (vastctl_offer_mismatch(cfg, &req, found > 0 ? &off : NULL, why, sizeof why) != 0) {
-        fprintf(stderr, "gpuscribe vast boot: %s\n", why);
-        return 1;
-    }
-    vast_create cr;
-    vastctl_create_params(cfg, CLI_LABEL, &cr);
-    vast_created out;
-    vast_error e;
-    if (vast_create_instance(c, offer, &cr, &out, &e) != 0) {
-        if (e.kind == VAST_ERR_OFFER_TAKEN) {
-            fprintf(stderr, "gpuscribe vast boot: offer %lld is no longer available (rented by "
-                            "someone else or withdrawn). Run `gpuscribe vast search` again and "
-                            "pick another offer. (Vast.ai: %s)\n", offer, e.message);
-            return 1;
-        }
-        return fail_vast("boot", &e);
     }
     char ids[32];
-    snprintf(ids, sizeof ids, "%lld", out.instance_id);
-    vast_created_clear(&out);
-    env_write(cfg, ids, o->json);
-    if (o->json)
-        print_json(json_pack("{s:b,s:s,s:I,s:s,s:s}", "success", 1, "instance_id", ids,
-                             "offer_id", (json_int_t)offer, "label", CLI_LABEL, "message",
-                             "Instance created."));
-    else
-        printf("Instance %s created from offer %lld (label %s).\nWatch it: gpuscribe vast list\n",
-               ids, offer, CLI_LABEL);
+    snprintf(ids, sizeof ids, "%lld", res.instance_id);
+    bool added = before[0] && strcmp(before, ids) != 0;
+    if (o->json) {
+        print_json(json_pack("{s:b,s:s,s:I,s:s,s:s,s:s}", "success", 1, "instance_id", ids,
+                             "offer_id", (json_int_t)offer, "label", label, "message",
+                             res.message, "vast_instance", cur));
+    } else {
+        if (res.reused)
+            printf("Instance %s was booted from offer %lld a moment ago (label %s): the same "
+                   "instance, nothing rented twice.\n", ids, offer, label);
+        else
+            printf("Instance %s created from offer %lld (label %s).\n", ids, offer, label);
+        printf("VAST_INSTANCE_ID=%s (in %s)\n", cur, config_env_path(cfg));
+        if (added)
+            printf("Added to the fleet beside instance %s (no longer VAST_INSTANCE_ID, still "
+                   "set up and billed until destroyed: gpuscribe vast list).\n", before);
+        printf("A running `gpuscribe serve` on this DATA_DIR sets it up now; otherwise the next "
+               "one does.\nWatch it: gpuscribe vast list\n");
+    }
     return 0;
 }
 
@@ -373,7 +372,9 @@ static int do_list(const config *cfg, vast_client *c, const opts *o)
     return 0;
 }
 
-static int do_destroy(const config *cfg, vast_client *c, const opts *o, const char *arg)
+/* Through the store, as the server destroys: Vast.ai first, then the row (destroyed, reason
+ * user, its ledger closed) and VAST_INSTANCE_ID when it named the instance. */
+static int do_destroy(config *cfg, const opts *o, const char *arg)
 {
     long long id;
     if (positive_id(arg, &id) != 0) {
@@ -382,21 +383,24 @@ static int do_destroy(const config *cfg, vast_client *c, const opts *o, const ch
         return 2;
     }
     if (need_key(cfg, "destroy")) return 1;
-    vast_error e;
-    char ids[32];
-    snprintf(ids, sizeof ids, "%lld", id);
-    const char *cur = config_str(cfg, CFG_VAST_INSTANCE_ID);
-    bool current = cur && strcmp(cur, ids) == 0;
-    if (vast_destroy_instance(c, id, &e) != 0) {
-        if (e.kind == VAST_ERR_NOT_FOUND) {
-            if (current) env_write(cfg, NULL, o->json);
+    store *st;
+    vastctl *v;
+    if (open_fleet(cfg, "destroy", &st, &v) != 0) return 1;
+    vastctl_result res;
+    vastctl_destroy_for(v, id, "user", &res);
+    vastctl_free(v);
+    store_close(st);
+    if (res.http_status != 200) {
+        if (o->json)
+            print_json(json_pack("{s:b,s:s,s:s}", "success", 0, "error", res.message, "kind",
+                                 res.kind));
+        else if (res.http_status == 404)
             fprintf(stderr, "gpuscribe vast destroy: instance %lld not found on this account "
                             "(already destroyed, or not yours)\n", id);
-            return 1;
-        }
-        return fail_vast("destroy", &e);
+        else
+            fprintf(stderr, "gpuscribe vast destroy: %s\n", res.message);
+        return 1;
     }
-    if (current) env_write(cfg, NULL, o->json);
     if (o->json)
         print_json(json_pack("{s:b,s:s}", "success", 1, "message", "destroyed"));
     else
@@ -450,11 +454,11 @@ int cli_vast(int argc, char **argv)
     } else if (strcmp(sub, "search") == 0) {
         rc = do_search(cfg, c, &o);
     } else if (strcmp(sub, "boot") == 0) {
-        rc = do_boot(cfg, c, &o, arg);
+        rc = do_boot(cfg, &o, arg);
     } else if (strcmp(sub, "list") == 0) {
         rc = do_list(cfg, c, &o);
     } else {
-        rc = do_destroy(cfg, c, &o, arg);
+        rc = do_destroy(cfg, &o, arg);
     }
     vast_client_free(c);
     vast_global_cleanup();

@@ -24,6 +24,7 @@ static void boot_ok(vastctl *v, vastctl_result *res, long long vast_id, long lon
 {
     char ids[32];
     snprintf(ids, sizeof ids, "%lld", vast_id);
+    /* the newest boot is the one to auto-connect; one it replaces stays a row of the fleet */
     vastctl_set_instance(v, ids, NULL);
     res->http_status = 200;
     res->kind[0] = '\0';
