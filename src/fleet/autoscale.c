@@ -351,7 +351,8 @@ static void pass(autoscale *a)
         snprintf(key, sizeof key, "autoscale-%.0f", now * 1000);
         vastctl_result res;
         vastctl_boot(a->vc, c->o->id, key, &res);
-        a->have_offers = false; /* that offer is taken now */
+        if (a->have_offers) vast_offer_list_free(&a->offers); /* that offer is taken now */
+        a->have_offers = false;
         char msg[700];
         if (res.http_status == 200) {
             snprintf(msg, sizeof msg, "booted instance %lld (%s, $%.4f/h, about $%.4f per audio "

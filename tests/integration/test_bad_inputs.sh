@@ -49,7 +49,7 @@ J=(-H 'Content-Type: application/json')
 r GET /openapi.json
 ROUTES=$(jq -r '.paths | to_entries[] | .key as $p | .value | keys[] | "\(ascii_upcase) \($p)"' <<<"$BODY" | sort)
 check "openapi lists routes" test -n "$ROUTES"
-COVERED="GET /healthz|GET /openapi.json|GET /docs|GET /api/gpu-status|GET /api/config|POST /api/jobs|GET /api/jobs|GET /api/jobs/{id}|DELETE /api/jobs/{id}|GET /api/jobs/{id}/transcript|GET /api/jobs/{id}/audio|GET /api/events|POST /v1/audio/transcriptions|GET /v1/models|POST /api/vast/search|POST /api/vast/boot|POST /api/vast/destroy/{instance_id}|GET /api/vast/instances|GET /api/vast/instances/{instance_id}|POST /api/vast/keepalive/{instance_id}|GET /api/cost|GET /api/cost/history|GET /api/jobs/{id}/peaks|PATCH /api/jobs/{id}/speakers|GET /metrics"
+COVERED="GET /healthz|GET /openapi.json|GET /docs|GET /api/gpu-status|GET /api/config|POST /api/jobs|GET /api/jobs|GET /api/jobs/{id}|DELETE /api/jobs/{id}|GET /api/jobs/{id}/transcript|GET /api/jobs/{id}/audio|GET /api/events|POST /v1/audio/transcriptions|GET /v1/models|POST /api/vast/search|POST /api/vast/boot|POST /api/vast/destroy/{instance_id}|GET /api/vast/instances|GET /api/vast/instances/{instance_id}|POST /api/vast/keepalive/{instance_id}|GET /api/cost|GET /api/cost/history|GET /api/jobs/{id}/peaks|PATCH /api/jobs/{id}/speakers|GET /metrics|GET /api/fleet|PUT /api/fleet"
 missing=$(grep -vxE "$(sed 's/[{}.]/\\&/g' <<<"$COVERED")" <<<"$ROUTES" || true)
 if [ -z "$missing" ]; then pass "every route has bad-input cases"; else fail "every route has bad-input cases" "new: $missing"; fi
 
@@ -111,6 +111,14 @@ for q in 'days=0' 'days=-1' 'days=abc' 'days=367' 'days=99999999999999999999' 'd
 done
 r GET /api/cost/history
 want "cost history with its default" 200
+r GET '/api/fleet?x=%00'
+want "fleet view ignores junk in the query" 200
+for body in '' 'not json' '[]' '{}' '{"max_instances": null}' '{"max_instances": 0}' '{"max_instances": -1}' \
+            '{"max_instances": 65}' '{"max_instances": 2.5}' '{"max_instances": "2"}' \
+            '{"max_instances": 99999999999999999999}' '{"max_instances": 2, "x": 1}'; do
+    r PUT /api/fleet -H 'Content-Type: application/json' -d "$body"
+    want "PUT /api/fleet rejects '$body'" 400
+done
 for id in abc -1 '%00' '..%2f..%2fetc' 0123456789abcdef0123456789abcdef; do
     r GET "/api/jobs/$id/peaks"
     want "peaks of job id $id" 400 404
@@ -243,7 +251,8 @@ for _ in $(seq 1 8); do
     t0=$(date +%s%N)
     r GET /healthz
     ms=$(( ($(date +%s%N) - t0) / 1000000 ))
-    { [ "$STATUS" = 200 ] && [ $ms -lt 1000 ]; } || { slow_ok=0; echo "  healthz $STATUS in $ms ms"; }
+    # blocked by them, it would wait out their 6 s of trickling: 3 s leaves room for a loaded CI
+    { [ "$STATUS" = 200 ] && [ $ms -lt 3000 ]; } || { slow_ok=0; echo "  healthz $STATUS in $ms ms"; }
     sleep 0.5
 done
 wait $SLOW
