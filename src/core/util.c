@@ -137,6 +137,8 @@ double now_wall(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+double round_to(double x, double scale) { return round(x * scale) / scale; }
+
 int mkdir_p(const char *path, unsigned mode)
 {
     char tmp[PATH_MAX];

@@ -43,6 +43,8 @@ char *buf_take(buf *b);
 
 double now_mono(void);
 double now_wall(void);
+/* x rounded to 1/scale (scale 1e4: four decimals), for figures in JSON */
+double round_to(double x, double scale);
 
 int mkdir_p(const char *path, unsigned mode);
 /* Read a whole file (up to max bytes) into a NUL-terminated heap string; NULL on error

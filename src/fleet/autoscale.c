@@ -95,8 +95,8 @@ json_t *autoscale_plan_json(autoscale *a)
 
 /* ---- one pass ------------------------------------------------------------------------------ */
 
-static double r2(double x) { return round(x * 100) / 100; }
-static double r4(double x) { return round(x * 1e4) / 1e4; }
+static double r2(double x) { return round_to(x, 100); }
+static double r4(double x) { return round_to(x, 1e4); }
 
 /* A fresh enough search for offers that fit VAST_IMAGE (thread-only). */
 static int refresh_offers(autoscale *a, double now)
@@ -351,8 +351,6 @@ static void pass(autoscale *a)
         snprintf(key, sizeof key, "autoscale-%.0f", now * 1000);
         vastctl_result res;
         vastctl_boot(a->vc, c->o->id, key, &res);
-        if (a->have_offers) vast_offer_list_free(&a->offers); /* that offer is taken now */
-        a->have_offers = false;
         char msg[700];
         if (res.http_status == 200) {
             snprintf(msg, sizeof msg, "booted instance %lld (%s, $%.4f/h, about $%.4f per audio "
@@ -371,6 +369,9 @@ static void pass(autoscale *a)
             a->retry_at = now + AUTOSCALE_RETRY_S;
             publish(a, plan, false);
         }
+        /* that offer is taken now; c points into the list, so this comes last */
+        if (a->have_offers) vast_offer_list_free(&a->offers);
+        a->have_offers = false;
     }
     pthread_mutex_lock(&a->lock);
     json_decref(a->plan);

@@ -179,6 +179,27 @@ static int sshd_connections(const sshd_t *d)
     return n;
 }
 
+/* sshd logs a connection from its own process, a moment after the client may
+ * already have its answer: wait (up to 10 s) until at least `min` are logged */
+static int sshd_connections_at_least(const sshd_t *d, int min)
+{
+    double end = now_mono() + 10;
+    int n;
+    while ((n = sshd_connections(d)) < min && now_mono() < end) sleep_ms(20);
+    return n;
+}
+
+/* the count once it has stayed the same for 300 ms */
+static int sshd_connections_settled(const sshd_t *d)
+{
+    int n = sshd_connections(d), m;
+    for (;;) {
+        sleep_ms(300);
+        if ((m = sshd_connections(d)) == n) return n;
+        n = m;
+    }
+}
+
 static void sshd_start(sshd_t *d, const char *name)
 {
     sshd_prepare(d, name);
@@ -362,11 +383,12 @@ TEST(ssh_connect_tofu_and_changed_key)
     ASSERT_NULL(c);
     ASSERT_EQ(k, SSHC_ERR_HOSTKEY);
     /* connect_retry stops at once on a changed key: one connection, not retries */
-    int conns = sshd_connections(&d);
+    int conns = sshd_connections_settled(&d);
     c = sshc_connect_retry(&t, 10, 1, &k, err, sizeof err);
     ASSERT_NULL(c);
     ASSERT_EQ(k, SSHC_ERR_HOSTKEY);
-    ASSERT_EQ(sshd_connections(&d) - conns, 1);
+    sshd_connections_at_least(&d, conns + 1);
+    ASSERT_EQ(sshd_connections_settled(&d) - conns, 1);
     char *after = read_file(d.kh, 1 << 16, NULL);
     ASSERT_STR_EQ(after, before);
     /* forgetting the alias lets it pin again; the other name stays pinned */
@@ -400,19 +422,21 @@ TEST(ssh_auth_and_connect_errors)
     ASSERT_EQ(k, SSHC_ERR_AUTH);
     ASSERT_CONTAINS(err, "refused our key");
     /* without retry_auth, connect_retry gives up at once: one connection */
-    int conns = sshd_connections(&d);
+    sshd_connections_at_least(&d, 1);
+    int conns = sshd_connections_settled(&d);
     c = sshc_connect_retry(&t, 10, 0, &k, err, sizeof err);
     ASSERT_NULL(c);
     ASSERT_EQ(k, SSHC_ERR_AUTH);
-    ASSERT_EQ(sshd_connections(&d) - conns, 1);
+    sshd_connections_at_least(&d, conns + 1);
+    ASSERT_EQ(sshd_connections_settled(&d) - conns, 1);
     /* with retry_auth it keeps trying until the deadline */
-    conns = sshd_connections(&d);
+    conns = sshd_connections_settled(&d);
     double t0 = now_mono();
     c = sshc_connect_retry(&t, 1.0, 1, &k, err, sizeof err);
     ASSERT_NULL(c);
     ASSERT_EQ(k, SSHC_ERR_AUTH);
     ASSERT_TRUE(now_mono() - t0 >= 0.9); /* a lower bound: a loaded machine only adds to it */
-    ASSERT_TRUE(sshd_connections(&d) - conns >= 2);
+    ASSERT_TRUE(sshd_connections_at_least(&d, conns + 2) - conns >= 2);
     /* missing key file */
     t.key_path = "/nonexistent/key";
     c = sshc_connect(&t, &k, err, sizeof err);

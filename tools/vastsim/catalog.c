@@ -64,7 +64,7 @@ static uint64_t rng_next(void)
 }
 static double rng_unit(void) { return (double)(rng_next() >> 11) / 9007199254740992.0; }
 static size_t rng_pick(size_t n) { return (size_t)(rng_next() % n); }
-static double round_to(double v, double q) { return round(v / q) * q; }
+static double quantize(double v, double q) { return round(v / q) * q; }
 
 static long driver_int(const char *v)
 {
@@ -81,31 +81,31 @@ static json_t *gen_offer(long id, int idx, double now)
     if (g->ram_mb > 60000 && n == 8 && rng_unit() < 0.5) n = 4;
     size_t ci = rng_pick(ARRAY_LEN(CUDAS));
     if (g->cc >= 1200 && CUDAS[ci] < 12.8) ci = 2;   /* Blackwell needs a 570+ driver */
-    double dph_base = round_to(n * g->price * (0.75 + 0.6 * rng_unit()), 0.0001);
-    double storage_cost = round_to(0.05 + 0.25 * rng_unit(), 0.0001);
-    double rel = round_to(0.85 + 0.1499 * rng_unit(), 0.0001);
+    double dph_base = quantize(n * g->price * (0.75 + 0.6 * rng_unit()), 0.0001);
+    double storage_cost = quantize(0.05 + 0.25 * rng_unit(), 0.0001);
+    double rel = quantize(0.85 + 0.1499 * rng_unit(), 0.0001);
     int cores = n * (8 + 8 * (int)rng_pick(4));
-    double inet_down = round_to(100 + 4900 * rng_unit() * rng_unit(), 0.1);
-    double inet_up = round_to(inet_down * (0.3 + 0.7 * rng_unit()), 0.1);
-    double disk = round_to(50 + 1950 * rng_unit(), 0.1);
+    double inet_down = quantize(100 + 4900 * rng_unit() * rng_unit(), 0.1);
+    double inet_up = quantize(inet_down * (0.3 + 0.7 * rng_unit()), 0.1);
+    double disk = quantize(50 + 1950 * rng_unit(), 0.1);
     bool verified = rng_unit() < 0.85;
     bool dc = rng_unit() < 0.3;
     int dports = rng_unit() < 0.1 ? 0 : 10 + (int)rng_pick(490);
-    double in_cost = round_to(0.001 + 0.02 * rng_unit(), 0.0001);
-    double out_cost = round_to(0.001 + 0.02 * rng_unit(), 0.0001);
+    double in_cost = quantize(0.001 + 0.02 * rng_unit(), 0.0001);
+    double out_cost = quantize(0.001 + 0.02 * rng_unit(), 0.0001);
     const char *drv = DRIVERS[ci];
-    double dlperf = round_to(n * g->dlperf * (0.9 + 0.2 * rng_unit()), 0.001);
-    double duration = round_to(86400.0 * (7 + 170 * rng_unit()), 1);
+    double dlperf = quantize(n * g->dlperf * (0.9 + 0.2 * rng_unit()), 0.001);
+    double duration = quantize(86400.0 * (7 + 170 * rng_unit()), 1);
     const char *geo = GEOS[rng_pick(ARRAY_LEN(GEOS))];
     long machine = 10000 + idx * 3 + (long)rng_pick(3);
     /* Every draw is its own statement: argument evaluation order must not change the catalog. */
     const char *cpu = CPUS[rng_pick(ARRAY_LEN(CPUS))];
-    double ghz = round_to(2.0 + 2.0 * rng_unit(), 0.1);
+    double ghz = quantize(2.0 + 2.0 * rng_unit(), 0.1);
     int ram_mb = n * (32 + 32 * (int)rng_pick(4)) * 1024;
-    double disk_bw = round_to(500 + 5000 * rng_unit(), 0.1);
+    double disk_bw = quantize(500 + 5000 * rng_unit(), 0.1);
     const char *disk_name = rng_unit() < 0.5 ? "Samsung SSD 990 PRO 2TB" : "INTEL SSDPE2KX040T8";
     bool static_ip = rng_unit() < 0.5;
-    double min_bid = round_to(dph_base * (0.35 + 0.3 * rng_unit()), 0.0001);
+    double min_bid = quantize(dph_base * (0.35 + 0.3 * rng_unit()), 0.0001);
     int geocode = 1000 + (int)rng_pick(9000);
     json_t *o = json_pack(
         "{s:I, s:I, s:I, s:n, s:I, s:I, s:i, s:s, s:s, s:i, s:i, s:f, s:i, s:i, s:i, s:i, s:b}",
@@ -126,21 +126,21 @@ static json_t *gen_offer(long id, int idx, double now)
         "disk_space", disk, "disk_bw", disk_bw,
         "disk_name", disk_name,
         "inet_up", inet_up, "inet_down", inet_down, "inet_up_cost", out_cost,
-        "inet_down_cost", in_cost, "internet_up_cost_per_tb", round_to(out_cost * 1024, 0.01),
-        "internet_down_cost_per_tb", round_to(in_cost * 1024, 0.01), "direct_port_count", dports,
+        "inet_down_cost", in_cost, "internet_up_cost_per_tb", quantize(out_cost * 1024, 0.01),
+        "internet_down_cost_per_tb", quantize(in_cost * 1024, 0.01), "direct_port_count", dports,
         "public_ipaddr", "127.0.0.1", "static_ip", static_ip));
     json_object_update_new(o, json_pack(
         "{s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:s, s:i, s:b, s:b, s:b, s:b, s:i, s:b, s:b}",
         "dph_base", dph_base, "min_bid", min_bid,
         "storage_cost", storage_cost, "credit_discount_max", 0.0, "dlperf", dlperf,
-        "total_flops", round_to(n * g->tflops, 0.01), "reliability", rel, "reliability2", rel,
+        "total_flops", quantize(n * g->tflops, 0.01), "reliability", rel, "reliability2", rel,
         "verification", verified ? "verified" : "unverified", "vericode", 0, "rentable", 1,
         "rented", 0, "is_bid", 0, "external", 0, "hosting_type", dc ? 1 : 0, "vms_enabled", 0,
         "is_vm_deverified", 0));
     json_object_update_new(o, json_pack(
         "{s:f, s:s, s:i, s:f, s:f, s:f, s:s, s:s, s:s, s:f, s:f, s:f, s:i, s:n, s:s, s:s, s:n}",
         "reliability_mult", 1.0, "geolocation", geo, "geolocode", geocode,
-        "start_date", round_to(now - 86400.0 * 30, 1), "end_date", round_to(now + duration, 1),
+        "start_date", quantize(now - 86400.0 * 30, 1), "end_date", quantize(now + duration, 1),
         "duration", duration, "os_version", "22.04", "ubuntu_version", "22.04",
         "mobo_name", "ROMED8-2T", "pci_gen", 4.0, "pcie_bw", 25.6, "bw_nvlink", 0.0, "has_avx", 1,
         "cluster_id", "resource_type", "gpu", "logo", "/static/logos/vastai_small2.png",
