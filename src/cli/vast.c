@@ -1,21 +1,27 @@
 /* cli/vast.c: `gpuscribe vast search|boot|list|destroy`, talking to the Vast.ai API directly
- * with the client (VAST_API_KEY and VAST_URL from .env, the environment or flags); boot and
- * destroy keep VAST_INSTANCE_ID in the .env file up to date. */
+ * with the client (VAST_API_KEY and VAST_URL from .env, the environment or flags). Boot and
+ * destroy go through DATA_DIR's store as the server's do (the store is the fleet) and keep
+ * VAST_INSTANCE_ID in the .env file up to date; list adds what the store knows (cost so far)
+ * to what Vast.ai says. With --json every answer, errors included, is one JSON object on
+ * stdout (errors: {"success": false, "error", "kind"}); otherwise errors go to stderr. */
 #include "cli/cli.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "fleet/ledger.h"
 #include "fleet/vastctl.h"
 #include "store/instances.h"
 #include "store/store.h"
 #include "vast/vast.h"
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 
 static void usage(FILE *out)
@@ -37,16 +43,19 @@ static void usage(FILE *out)
             "                              sets up; VAST_INSTANCE_ID names the newest (one it\n"
             "                              named stays in the fleet); refuses an offer whose\n"
             "                              host cannot run VAST_IMAGE, or a budget's excess\n"
-            "  list [--json]               the account's instances\n"
-            "  destroy ID [--json]         destroy an instance; clears VAST_INSTANCE_ID when it\n"
-            "                              named it\n\n"
+            "  list [--json]               the account's instances: state and Vast.ai's status\n"
+            "                              message, what is billed now (GPU, or storage only\n"
+            "                              when stopped), cost so far (from the store), totals\n"
+            "  destroy ID [-y] [--json]    destroy an instance (asks first unless -y; without\n"
+            "                              a terminal -y is needed); clears VAST_INSTANCE_ID\n"
+            "                              when it named it\n\n"
             "Configuration (VAST_API_KEY, VAST_URL, VAST_IMAGE, VAST_DISK_GB, VAST_IMAGE_MIN_CUDA,\n"
             "WHISPER_MODEL) comes from .env\n"
             "(or --env-file PATH), the environment, or flags such as --vast-url URL.\n");
 }
 
 typedef struct opts {
-    bool json, interruptible, explain;
+    bool json, interruptible, explain, yes;
     double gpu_ram_min, max_price, min_rel, min_cuda, min_disk, min_inet;
     long num_gpus, limit, min_cc;
     const char *gpu_name;
@@ -69,6 +78,9 @@ static const struct numflag {
     {"--min-compute-cap", offsetof(opts, min_cc), true, 10000},
 };
 
+static int fail(int rc, const char *what, const char *kind, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* Takes our own flags out of argv; the rest goes to config_load. -1 on a bad value. */
 static int take_flags(int argc, char **argv, opts *o, char **pass, int *npass)
 {
@@ -77,6 +89,7 @@ static int take_flags(int argc, char **argv, opts *o, char **pass, int *npass)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--json") == 0) { o->json = true; continue; }
+        if (strcmp(a, "-y") == 0 || strcmp(a, "--yes") == 0) { o->yes = true; continue; }
         if (strcmp(a, "--interruptible") == 0) { o->interruptible = true; continue; }
         if (strcmp(a, "--explain") == 0) { o->explain = true; continue; }
         const char *val = NULL;
@@ -92,9 +105,9 @@ static int take_flags(int argc, char **argv, opts *o, char **pass, int *npass)
             bool ok = val && (f->integer ? parse_long(val, &l) == 0 && (d = (double)l, 1)
                                          : parse_double(val, &d) == 0);
             if (!ok || d < 0 || d > f->max) {
-                fprintf(stderr, "gpuscribe vast: %s needs a %s from 0 to %g%s%s%s\n", f->name,
-                        f->integer ? "whole number" : "number", f->max, val ? " (got '" : "",
-                        val ? val : "", val ? "')" : "");
+                fail(0, NULL, "bad_flag", "%s needs a %s from 0 to %g%s%s%s", f->name,
+                     f->integer ? "whole number" : "number", f->max, val ? " (got '" : "",
+                     val ? val : "", val ? "')" : "");
                 return -1;
             }
             if (f->integer) *(long *)(void *)((char *)o + f->off) = l;
@@ -104,7 +117,7 @@ static int take_flags(int argc, char **argv, opts *o, char **pass, int *npass)
         if (alen == strlen("--gpu-name") && strncmp(a, "--gpu-name", alen) == 0) {
             val = a[alen] == '=' ? a + alen + 1 : (i + 1 < argc ? argv[++i] : NULL);
             if (!val || !*val) {
-                fprintf(stderr, "gpuscribe vast: --gpu-name needs a GPU model, e.g. RTX_4090\n");
+                fail(0, NULL, "bad_flag", "--gpu-name needs a GPU model, e.g. RTX_4090");
                 return -1;
             }
             o->gpu_name = val;
@@ -116,29 +129,77 @@ static int take_flags(int argc, char **argv, opts *o, char **pass, int *npass)
     return 0;
 }
 
-static int fail_vast(const char *what, const vast_error *e)
-{
-    char msg[640];
-    vastctl_describe(e, msg, sizeof msg);
-    fprintf(stderr, "gpuscribe vast %s: %s\n", what, msg);
-    return 1;
-}
-
 static void print_json(json_t *j)
 {
-    char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
     if (s) printf("%s\n", s);
     free(s);
     json_decref(j);
 }
 
+/* --json anywhere on the line: errors are JSON too, even those found before the flags are
+ * read */
+static bool g_json;
+
+/* Every error of `gpuscribe vast`: JSON on stdout with --json, else a line on stderr. */
+static int fail(int rc, const char *what, const char *kind, const char *fmt, ...)
+{
+    char msg[1400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (g_json)
+        print_json(json_pack("{s:b,s:s,s:s}", "success", 0, "error", msg, "kind", kind));
+    else
+        fprintf(stderr, "gpuscribe vast%s%s: %s\n", what ? " " : "", what ? what : "", msg);
+    return rc;
+}
+
+/* Where VAST_URL came from, for errors that could not reach it */
+static void url_origin(const config *cfg, char *out, size_t n)
+{
+    const char *url = config_str(cfg, CFG_VAST_URL);
+    const char *from;
+    switch (config_source(cfg, CFG_VAST_URL)) {
+    case CFG_SRC_FLAG: from = "from --vast-url"; break;
+    case CFG_SRC_ENV: from = "from the environment"; break;
+    case CFG_SRC_ENVFILE: from = NULL; break;
+    case CFG_SRC_KEYFILE: from = "from the key file"; break;
+    default: from = "the default"; break;
+    }
+    if (from) snprintf(out, n, " (VAST_URL=%s, %s)", url ? url : "", from);
+    else snprintf(out, n, " (VAST_URL=%s, from %s)", url ? url : "", config_env_path(cfg));
+}
+
+static bool unreachable(const char *kind)
+{
+    return strcmp(kind, "network") == 0 || strcmp(kind, "timeout") == 0;
+}
+
+static int fail_vast(const config *cfg, const char *what, const vast_error *e)
+{
+    char msg[640], where[600] = "";
+    vastctl_describe(e, msg, sizeof msg);
+    const char *kind = vast_err_kind_name(e->kind);
+    if (unreachable(kind)) url_origin(cfg, where, sizeof where);
+    return fail(1, what, kind, "%s%s", msg, where);
+}
+
+/* A failed vastctl_result, as fail_vast */
+static int fail_res(const config *cfg, const char *what, const vastctl_result *res)
+{
+    char where[600] = "";
+    if (unreachable(res->kind)) url_origin(cfg, where, sizeof where);
+    return fail(1, what, res->kind[0] ? res->kind : "failed", "%s%s", res->message, where);
+}
+
 static int need_key(const config *cfg, const char *what)
 {
     if (config_isset(cfg, CFG_VAST_API_KEY)) return 0;
-    fprintf(stderr, "gpuscribe vast %s: no Vast.ai API key configured: set VAST_API_KEY in the "
-                    ".env file or the environment, or log in with the vast CLI (`vastai set "
-                    "api-key KEY` writes ~/.config/vastai/vast_api_key)\n", what);
-    return 1;
+    return fail(1, what, "no_key", "no Vast.ai API key configured: set VAST_API_KEY in the "
+                ".env file or the environment, or log in with the vast CLI (`vastai set "
+                "api-key KEY` writes ~/.config/vastai/vast_api_key)");
 }
 
 static int positive_id(const char *s, long long *out)
@@ -174,10 +235,10 @@ static int do_search(const config *cfg, vast_client *c, const opts *o)
                                 s.min_disk_gb != user.min_disk_gb);
     vast_offer_list l, x = {0};
     vast_error e;
-    if (vast_search_offers(c, &s, &l, &e) != 0) return fail_vast("search", &e);
+    if (vast_search_offers(c, &s, &l, &e) != 0) return fail_vast(cfg, "search", &e);
     if (relax && vast_search_offers(c, &user, &x, &e) != 0) {
         vast_offer_list_free(&l);
-        return fail_vast("search --explain", &e);
+        return fail_vast(cfg, "search --explain", &e);
     }
     if (o->json) {
         json_t *arr = json_array();
@@ -254,8 +315,8 @@ static int open_fleet(config *cfg, const char *what, store **st, vastctl **v)
     if (config_source(cfg, CFG_LOG_LEVEL) == CFG_SRC_DEFAULT) log_set_level(LOG_WARN);
     *st = store_open(dir, err, sizeof err);
     if (!*st) {
-        fprintf(stderr, "gpuscribe vast %s: cannot open the store in %s (%s); nothing was "
-                        "done\n", what, dir ? dir : "DATA_DIR", err);
+        fail(0, what, "store", "cannot open the store in %s (%s); nothing was done",
+             dir ? dir : "DATA_DIR", err);
         return -1;
     }
     *v = vastctl_new(cfg, *st);
@@ -271,10 +332,9 @@ static int do_boot(config *cfg, const opts *o, const char *arg)
 {
     long long offer;
     if (positive_id(arg, &offer) != 0) {
-        fprintf(stderr, "gpuscribe vast boot: OFFER_ID must be a positive integer (see "
-                        "gpuscribe vast search)%s%s%s\n", arg ? ", got '" : "", arg ? arg : "",
-                arg ? "'" : "");
-        return 2;
+        return fail(2, "boot", "bad_request", "OFFER_ID must be a positive integer (see "
+                    "gpuscribe vast search)%s%s%s", arg ? ", got '" : "", arg ? arg : "",
+                    arg ? "'" : "");
     }
     if (need_key(cfg, "boot")) return 1;
     store *st;
@@ -293,13 +353,10 @@ static int do_boot(config *cfg, const opts *o, const char *arg)
     vastctl_free(v);
     store_close(st);
     if (res.http_status != 200) {
-        if (o->json)
-            print_json(json_pack("{s:b,s:s,s:s}", "success", 0, "error", res.message, "kind",
-                                 res.kind));
-        else
-            fprintf(stderr, "gpuscribe vast boot: %s%s\n", res.message,
-                    strcmp(res.kind, "offer_taken") ? "" : " (gpuscribe vast search)");
-        return 1;
+        if (strcmp(res.kind, "offer_taken") == 0 && !o->json)
+            snprintf(res.message + strlen(res.message), sizeof res.message - strlen(res.message),
+                     " (gpuscribe vast search)");
+        return fail_res(cfg, "boot", &res);
     }
     char ids[32];
     snprintf(ids, sizeof ids, "%lld", res.instance_id);
@@ -333,56 +390,150 @@ static void age(double start, char *out, size_t n)
     else snprintf(out, n, "%.1fd", (double)s / 86400);
 }
 
-static int do_list(const config *cfg, vast_client *c, const opts *o)
+/* What Vast.ai bills for an instance now: the GPU (dph_total, storage included) while it
+ * runs, storage only while it exists stopped, nothing once offline. *rate in $/h. */
+static const char *billed_now(const vast_instance *in, double *rate)
+{
+    const char *st = in->actual_status;
+    if (strcmp(st, "running") == 0) { *rate = in->dph_total; return "gpu"; }
+    if (strcmp(st, "offline") == 0) { *rate = 0; return "none"; }
+    if (strcmp(st, "stopped") == 0 || strcmp(st, "exited") == 0 || strcmp(st, "created") == 0 ||
+        strcmp(st, "loading") == 0 || !st[0]) {
+        *rate = in->storage_total_cost;
+        return "storage";
+    }
+    *rate = in->dph_total;
+    return "gpu";
+}
+
+/* Cost so far from the store's ledger; < 0 when the store does not know the instance. */
+static double cost_so_far(store *st, long long vast_id)
+{
+    if (!st) return -1;
+    char ids[32];
+    snprintf(ids, sizeof ids, "%lld", vast_id);
+    long long row = instances_id_of(st, ids);
+    ledger_usage u;
+    if (row <= 0 || ledger_instance(st, row, now_wall(), &u) != 0) return -1;
+    return u.cost;
+}
+
+static int do_list(config *cfg, vast_client *c, const opts *o)
 {
     if (need_key(cfg, "list")) return 1;
     vast_instance_list l;
     vast_error e;
-    if (vast_list_instances(c, &l, &e) != 0) return fail_vast("list", &e);
+    if (vast_list_instances(c, &l, &e) != 0) return fail_vast(cfg, "list", &e);
+    /* the store adds what Vast.ai does not say (cost so far); without it, list still works */
+    char err[512];
+    if (config_source(cfg, CFG_LOG_LEVEL) == CFG_SRC_DEFAULT) log_set_level(LOG_WARN);
+    store *st = store_open(config_str(cfg, CFG_DATA_DIR), err, sizeof err);
     const char *cur = config_str(cfg, CFG_VAST_INSTANCE_ID);
+    double total_rate = 0, total_cost = 0;
+    size_t known = 0;
     if (o->json) {
         json_t *arr = json_array();
         for (size_t i = 0; i < l.n; i++) {
-            json_t *j = vastctl_instance_json(&l.items[i]);
+            const vast_instance *in = &l.items[i];
+            json_t *j = vastctl_instance_json(in);
             char ids[32];
-            snprintf(ids, sizeof ids, "%lld", l.items[i].id);
+            snprintf(ids, sizeof ids, "%lld", in->id);
+            double rate, cost = cost_so_far(st, in->id);
+            const char *what = billed_now(in, &rate);
+            total_rate += rate;
+            if (cost >= 0) { total_cost += cost; known++; }
+            json_object_set_new(j, "billed_now", json_string(what));
+            json_object_set_new(j, "billed_per_hour", json_real(round_to(rate, 1e4)));
+            json_object_set_new(j, "cost_usd", cost >= 0 ? json_real(round_to(cost, 1e4))
+                                                         : json_null());
             json_object_set_new(j, "current", json_boolean(cur && strcmp(cur, ids) == 0));
             json_array_append_new(arr, j);
         }
-        print_json(json_pack("{s:o,s:s?}", "instances", arr, "vast_instance", cur));
+        json_t *tot = json_pack("{s:i,s:f,s:f,s:i}", "instances", (int)l.n, "billed_per_hour",
+                                round_to(total_rate, 1e4), "cost_usd", round_to(total_cost, 1e4),
+                                "instances_with_cost", (int)known);
+        print_json(json_pack("{s:o,s:o,s:s?}", "instances", arr, "total", tot,
+                             "vast_instance", cur));
     } else if (l.n == 0) {
         printf("No instances on this account.\n");
     } else {
-        printf("%-10s %-9s %-18s %3s %8s %-22s %-8s %s\n", "ID", "Status", "GPU", "N", "$/hr",
-               "SSH", "Age", "Label");
+        printf("%-10s %-9s %-18s %3s %-16s %9s %-22s %-8s %s\n", "ID", "Status", "GPU", "N",
+               "Billed now", "Cost", "SSH", "Age", "Label");
         for (size_t i = 0; i < l.n; i++) {
             const vast_instance *in = &l.items[i];
-            char ssh[64], ag[16], ids[32];
+            char ssh[64], ag[16], ids[32], bill[32], cost_s[16];
             snprintf(ids, sizeof ids, "%lld", in->id);
             if (in->ssh_port) snprintf(ssh, sizeof ssh, "%s:%d", in->ssh_host, in->ssh_port);
             else snprintf(ssh, sizeof ssh, "-");
             age(in->start_date, ag, sizeof ag);
-            printf("%-10lld %-9.9s %-18.18s %3d %8.4f %-22.22s %-8s %-16s%s\n", in->id,
+            double rate, cost = cost_so_far(st, in->id);
+            const char *what = billed_now(in, &rate);
+            total_rate += rate;
+            if (cost >= 0) { total_cost += cost; known++; }
+            if (strcmp(what, "none") == 0) snprintf(bill, sizeof bill, "nothing");
+            else snprintf(bill, sizeof bill, "%s $%.4f/h", strcmp(what, "gpu") ? "disk" : "GPU",
+                          rate);
+            if (cost >= 0) snprintf(cost_s, sizeof cost_s, "$%.4f", cost);
+            else snprintf(cost_s, sizeof cost_s, "-");
+            printf("%-10lld %-9.9s %-18.18s %3d %-16s %9s %-22.22s %-8s %-16s%s\n", in->id,
                    in->actual_status[0] ? in->actual_status : "creating", in->gpu_name,
-                   in->num_gpus, in->dph_total, ssh, ag, in->label[0] ? in->label : "-",
+                   in->num_gpus, bill, cost_s, ssh, ag, in->label[0] ? in->label : "-",
                    cur && strcmp(cur, ids) == 0 ? "  <- VAST_INSTANCE_ID" : "");
+            if (in->status_msg[0]) printf("           %.200s\n", in->status_msg);
         }
+        printf("Total: %zu instance%s, billed now $%.4f/h; spent so far $%.4f", l.n,
+               l.n == 1 ? "" : "s", total_rate, total_cost);
+        if (known < l.n)
+            printf(" (%zu of them not in this DATA_DIR's store: their cost is not known here)",
+                   l.n - known);
+        printf("\n");
     }
+    if (st) store_close(st);
     vast_instance_list_free(&l);
+    return 0;
+}
+
+/* Asks on the terminal; without one, -y is needed. 0 to go on, else the exit code. */
+static int confirm_destroy(config *cfg, vast_client *c, long long id)
+{
+    if (!isatty(STDIN_FILENO))
+        return fail(2, "destroy", "confirm", "not destroying instance %lld without a yes: "
+                    "stdin is not a terminal, so add -y", id);
+    vast_instance in;
+    vast_error e;
+    if (vast_show_instance(c, id, &in, &e) != 0) {
+        if (e.kind == VAST_ERR_NOT_FOUND)
+            return fail(1, "destroy", "not_found", "instance %lld not found on this account "
+                        "(already destroyed, or not yours)", id);
+        return fail_vast(cfg, "destroy", &e);
+    }
+    fprintf(stderr, "Destroy instance %lld (%s, %s, $%.4f/h, label %s)? Its disk is deleted "
+            "with it. [y/N] ", id, in.gpu_name[0] ? in.gpu_name : "GPU",
+            in.actual_status[0] ? in.actual_status : "creating", in.dph_total,
+            in.label[0] ? in.label : "-");
+    fflush(stderr);
+    vast_instance_clear(&in);
+    char line[32];
+    if (!fgets(line, sizeof line, stdin) || (line[0] != 'y' && line[0] != 'Y')) {
+        fprintf(stderr, "Not destroyed.\n");
+        return 1;
+    }
     return 0;
 }
 
 /* Through the store, as the server destroys: Vast.ai first, then the row (destroyed, reason
  * user, its ledger closed) and VAST_INSTANCE_ID when it named the instance. */
-static int do_destroy(config *cfg, const opts *o, const char *arg)
+static int do_destroy(config *cfg, vast_client *c, const opts *o, const char *arg)
 {
     long long id;
-    if (positive_id(arg, &id) != 0) {
-        fprintf(stderr, "gpuscribe vast destroy: ID must be a positive integer (see gpuscribe "
-                        "vast list)%s%s%s\n", arg ? ", got '" : "", arg ? arg : "", arg ? "'" : "");
-        return 2;
-    }
+    if (positive_id(arg, &id) != 0)
+        return fail(2, "destroy", "bad_request", "ID must be a positive integer (see gpuscribe "
+                    "vast list)%s%s%s", arg ? ", got '" : "", arg ? arg : "", arg ? "'" : "");
     if (need_key(cfg, "destroy")) return 1;
+    if (!o->yes) {
+        int rc = confirm_destroy(cfg, c, id);
+        if (rc) return rc;
+    }
     store *st;
     vastctl *v;
     if (open_fleet(cfg, "destroy", &st, &v) != 0) return 1;
@@ -390,19 +541,13 @@ static int do_destroy(config *cfg, const opts *o, const char *arg)
     vastctl_destroy_for(v, id, "user", &res);
     vastctl_free(v);
     store_close(st);
-    if (res.http_status != 200) {
-        if (o->json)
-            print_json(json_pack("{s:b,s:s,s:s}", "success", 0, "error", res.message, "kind",
-                                 res.kind));
-        else if (res.http_status == 404)
-            fprintf(stderr, "gpuscribe vast destroy: instance %lld not found on this account "
-                            "(already destroyed, or not yours)\n", id);
-        else
-            fprintf(stderr, "gpuscribe vast destroy: %s\n", res.message);
-        return 1;
-    }
+    if (res.http_status == 404)
+        return fail(1, "destroy", "not_found", "instance %lld not found on this account "
+                    "(already destroyed, or not yours)", id);
+    if (res.http_status != 200) return fail_res(cfg, "destroy", &res);
     if (o->json)
-        print_json(json_pack("{s:b,s:s}", "success", 1, "message", "destroyed"));
+        print_json(json_pack("{s:b,s:s,s:I}", "success", 1, "message", "destroyed",
+                             "instance_id", (json_int_t)id));
     else
         printf("Instance %lld destroyed\n", id);
     return 0;
@@ -415,6 +560,8 @@ int cli_vast(int argc, char **argv)
             usage(stdout);
             return 0;
         }
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--json") == 0) g_json = true;
     opts o = {0};
     char **pass = xcalloc((size_t)argc + 1, sizeof *pass);
     int npass = 0, rc = 2;
@@ -425,7 +572,7 @@ int cli_vast(int argc, char **argv)
     char err[512];
     cfg = config_load(npass, pass, &rest, err, sizeof err);
     if (!cfg) {
-        fprintf(stderr, "gpuscribe vast: %s\n", err);
+        fail(2, NULL, "config", "%s", err);
         goto out;
     }
     log_set_level((enum log_level)log_parse_level(config_str(cfg, CFG_LOG_LEVEL)));
@@ -438,19 +585,17 @@ int cli_vast(int argc, char **argv)
     int want_args = strcmp(sub, "boot") == 0 || strcmp(sub, "destroy") == 0 ? 1 : 0;
     if (strcmp(sub, "search") && strcmp(sub, "boot") && strcmp(sub, "list") &&
         strcmp(sub, "destroy")) {
-        fprintf(stderr, "gpuscribe vast: unknown command '%s' (search, boot, list, destroy)\n", sub);
+        fail(2, NULL, "bad_request", "unknown command '%s' (search, boot, list, destroy)", sub);
         goto out;
     }
     if ((want_args && arg && rest[2]) || (!want_args && arg)) {
-        fprintf(stderr, "gpuscribe vast %s: unexpected argument '%s'\n", sub,
-                want_args ? rest[2] : arg);
+        fail(2, sub, "bad_request", "unexpected argument '%s'", want_args ? rest[2] : arg);
         goto out;
     }
     vast_global_init();
     c = vastctl_client_from_config(cfg, err, sizeof err);
     if (!c) {
-        fprintf(stderr, "gpuscribe vast: %s\n", err);
-        rc = 1;
+        rc = fail(2, NULL, "config", "%s", err);
     } else if (strcmp(sub, "search") == 0) {
         rc = do_search(cfg, c, &o);
     } else if (strcmp(sub, "boot") == 0) {
@@ -458,7 +603,7 @@ int cli_vast(int argc, char **argv)
     } else if (strcmp(sub, "list") == 0) {
         rc = do_list(cfg, c, &o);
     } else {
-        rc = do_destroy(cfg, &o, arg);
+        rc = do_destroy(cfg, c, &o, arg);
     }
     vast_client_free(c);
     vast_global_cleanup();

@@ -367,10 +367,10 @@ cli list
 check "cli without key -> exit 1 explaining" bash -c "[ $RC = 1 ] && grep -q VAST_API_KEY '$O'"
 VAST_API_KEY=bad-cli-key-987654 cli list
 check "cli wrong key -> exit 1 explaining" bash -c "[ $RC = 1 ] && grep -q 'rejected the API key' '$O' && ! grep -q bad-cli-key-987654 '$O'"
-VAST_API_KEY=$KEY cli destroy "$CID" --env-file "$TDIR/cli.env"
+VAST_API_KEY=$KEY cli destroy "$CID" -y --env-file "$TDIR/cli.env"
 check "cli destroy" bash -c "[ $RC = 0 ] && grep -q 'Instance $CID destroyed' '$O'"
 check "cli destroy clears VAST_INSTANCE_ID" bash -c "! grep -q VAST_INSTANCE_ID '$TDIR/cli.env'"
-VAST_API_KEY=$KEY cli destroy "$CID" --env-file "$TDIR/cli.env"
+VAST_API_KEY=$KEY cli destroy "$CID" -y --env-file "$TDIR/cli.env"
 check "cli destroy unknown -> exit 1" bash -c "[ $RC = 1 ] && grep -q 'not found' '$O'"
 cli frob
 check "cli unknown subcommand -> exit 2" bash -c "[ $RC = 2 ] && grep -q 'unknown command' '$O'"
