@@ -27,7 +27,7 @@ for i in $(seq 1 "$FILES"); do "$ROOT/tests/integration/sparse_speech.py" "$T/f$
 printf '%-9s %6s %14s %9s %8s %14s %14s %8s\n' instances booted first_ready_s wall_s speedup ledger_usd vastsim_usd diff_pct
 base=""
 for n in 1 2 3; do
-    rm -rf "$T/data" "$T/sim"; mkdir -p "$T/sim"; : >"$T/app.env"
+    rm -rf "$T/data" "$T/sim" "$T/sim.out" "$T/c.log"; mkdir -p "$T/sim"; : >"$T/app.env"
     key=bench-key-$RANDOM$RANDOM
     "$SIMBIN" --port 0 --api-key "$key" --loading-delay 0.2 --running-delay 0.3 --offers 5 \
         --state-dir "$T/sim" >"$T/sim.out" 2>"$T/sim.log" &

@@ -69,12 +69,20 @@ skip() {
     if [ "${CI:-}" = true ]; then fail "$1" "unexpected skip under CI: $2"
     else SKIPPED=$((SKIPPED + 1)); echo "skip $SUITE: $1 -- $2"; fi
 }
+# server_dead: true when the server this suite started (SERVER_PID) has exited, so that the
+# waits below stop at once instead of running out their time against a dead port
+server_dead() {
+    [ -n "$SERVER_PID" ] || return 1
+    local st; st=$(awk '{print $3}' "/proc/$SERVER_PID/stat" 2>/dev/null)
+    [ -z "$st" ] || [ "$st" = Z ]
+}
 # wait_for NAME SECONDS CMD...: pass NAME once CMD succeeds; fail NAME (and return 1) when it
-# never did within SECONDS
+# never did within SECONDS, or at once when the server died
 wait_for() {
     local name=$1 t=$2 i; shift 2
     for i in $(seq 1 $((t * 10))); do
         if "$@" >/dev/null 2>&1; then pass "$name"; return 0; fi
+        if server_dead; then fail "$name" "the server exited ($(tail -n 3 "$SERVER_LOG" | tr '\n' ' ' | cut -c1-300))"; return 1; fi
         sleep 0.1
     done
     fail "$name" "not within ${t}s: $*"
@@ -164,6 +172,7 @@ wait_job() {
     for i in $(seq 1 $((t * 10))); do
         state=$(curl -s "$BASE/api/jobs/$id" | jq -r .state)
         case "$state" in done|failed|cancelled) echo "$state"; return 0;; esac
+        server_dead && { echo "server-exited:$state"; return 1; }
         sleep 0.1
     done
     echo "timeout:$state"
@@ -171,7 +180,7 @@ wait_job() {
 }
 # wait_job_state ID STATE [seconds]: until the job is in STATE
 wait_job_state() {
-    local i; for i in $(seq 1 $((${3:-60} * 10))); do [ "$(curl -s "$BASE/api/jobs/$1" | jq -r .state)" = "$2" ] && return 0; sleep 0.1; done; return 1
+    local i; for i in $(seq 1 $((${3:-60} * 10))); do [ "$(curl -s "$BASE/api/jobs/$1" | jq -r .state)" = "$2" ] && return 0; server_dead && return 1; sleep 0.1; done; return 1
 }
 
 # long_speech_wav OUT [repeats]: real speech (the pocketsphinx librivox clips) REPEATS times
@@ -278,6 +287,7 @@ wait_instance() {
         s=$(jget .state 2>/dev/null)
         [ "$s" = "$want" ] && return 0
         [ "$s" = failed ] && [ "$want" != failed ] && return 1
+        server_dead && return 1
         sleep 0.1
     done
     return 1

@@ -55,6 +55,7 @@ ok=0
 for i in $(seq 1 600); do
     req GET /api/fleet
     [ "$(jq '[.instances[] | select(.state == "ready")] | length' <<<"$BODY")" = 3 ] && { ok=1; break; }
+    server_dead && break
     sleep 0.2
 done
 if [ $ok = 1 ]; then pass "the fleet grew to 3 ready instances by itself"
@@ -76,7 +77,7 @@ check "three boots, each published with its reason and figures ($(jq -r .message
 check "the log says it holds at MAX_INSTANCES=3" grep -q 'autoscale: max (at MAX_INSTANCES=3' "$SERVER_LOG"
 check "the speed of RTX 4090 with sphinx was measured" jq -e '.speeds.models | map(select(.gpu_name == "RTX 4090" and .engine == "sphinx" and .chunks > 0 and .x > 0)) | length == 1' "$A/fleet1.json"
 ok=0
-for i in $(seq 1 900); do [ "$(sim_live_instances)" = 0 ] && { ok=1; break; }; sleep 0.2; done
+for i in $(seq 1 900); do [ "$(sim_live_instances)" = 0 ] && { ok=1; break; }; server_dead && break; sleep 0.2; done
 check "the fleet shrank to 0 through the idle rule" test $ok = 1
 req GET /api/cost
 check "each was destroyed for being idle" jq -e '[.instances[] | .destroy_reason] | (length == 3 and all(. == "idle"))' <<<"$BODY"
@@ -114,6 +115,7 @@ ok=0
 for i in $(seq 1 300); do
     req GET /api/fleet
     [ "$(jget .plan.reason)" = budget ] && [ "$(jq '.instances | length' <<<"$BODY")" = 2 ] && { ok=1; break; }
+    server_dead && break
     sleep 0.2
 done
 if [ $ok = 1 ]; then pass "with a budget for 2 first hours it stops at 2 ($(jget .plan.message | cut -c1-160))"
@@ -130,7 +132,7 @@ stop_server
 LIMIT=$(python3 -c "print(round($SPENT + 0.0006, 6))")
 start_server "${SRV2[@]}" BUDGET_TOTAL_USD="$LIMIT" -- --env-file "$TDIR/app2.env" || { fail "server starts (budget reached)"; sim_stop; finish; exit 1; }
 ok=0
-for i in $(seq 1 600); do [ "$(sim_live_instances)" = 0 ] && { ok=1; break; }; sleep 0.2; done
+for i in $(seq 1 600); do [ "$(sim_live_instances)" = 0 ] && { ok=1; break; }; server_dead && break; sleep 0.2; done
 check "the budget (\$$LIMIT, \$$SPENT spent) destroyed every instance" test $ok = 1
 req GET /api/cost
 check "each destroyed for the budget" jq -e '[.instances[] | select(.destroyed_at != null) | .destroy_reason] | (length == 2 and all(. == "budget"))' <<<"$BODY"
