@@ -6,7 +6,7 @@ import { gpu, render as renderGpu, refreshAll, startPolling, startClock, upsertI
 import { initBoot, openProgress } from './js/boot.js';
 import { initJobs, refreshJobs, upsert as upsertJob, onProgress, onPreparing, onDeleted, activeJobs } from './js/jobs.js';
 import { initTranscript, open as openTranscript, close as closeTranscript, currentJob } from './js/transcript.js';
-import { initFleet, refreshFleet } from './js/fleet.js';
+import { initFleet, refreshFleet, refreshFleetSoon } from './js/fleet.js';
 
 async function loadConfig() {
   try { gpu.config = await api('GET', '/api/config'); } catch { gpu.config = gpu.config || null; }
@@ -69,7 +69,7 @@ async function boot() {
   let everOpen = false;
   eventsHandle = openEvents({
     'job.created': upsertJob,
-    'job.state': upsertJob,
+    'job.state': (o) => { upsertJob(o); refreshFleetSoon(); }, // slots in use change with jobs
     'job.progress': onProgress,
     'job.preparing': onPreparing,
     'job.deleted': onDeleted,

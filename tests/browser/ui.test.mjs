@@ -5,6 +5,7 @@
 //   GS_BASE_NOKEY  a second server without a Vast.ai key (optional)
 //   GS_SIM_URL     vastsim, for its admin API (what was rented, what still runs)
 //   GS_WAV         a speech WAV (espeak-ng)
+//   GS_WAV2        two espeak-ng voices taking turns (the speakers view)
 //   GS_SHOTS       where screenshots go (tests/out/screenshots)
 //   CHROMIUM       the browser binary
 // Any console error or page error fails the run.
@@ -17,6 +18,7 @@ const BASE = process.env.GS_BASE;
 const BASE_NOKEY = process.env.GS_BASE_NOKEY;
 const SIM = process.env.GS_SIM_URL;
 const WAV = process.env.GS_WAV;
+const WAV2 = process.env.GS_WAV2;
 const SHOTS = process.env.GS_SHOTS || 'tests/out/screenshots';
 const CHROMIUM = process.env.CHROMIUM || '/usr/lib/chromium/chromium';
 assert.ok(BASE && SIM && WAV, 'GS_BASE, GS_SIM_URL and GS_WAV must be set');
@@ -385,6 +387,56 @@ test('transcript: SRT download and copy to clipboard', async () => {
   await page.waitForFunction(() => document.querySelector('#tr-copy').textContent === 'Copied');
   const clip = await page.evaluate(() => navigator.clipboard.readText());
   assert.ok(clip.length > 3 && srt.includes(clip.split('\n')[0].trim().split(' ')[0]), `clipboard: ${clip}`);
+});
+
+test('speakers: labelled on upload; a colour each, renamed in place, filtered, talk time', async () => {
+  assert.ok(WAV2, 'GS_WAV2 (two voices) must be set');
+  assert.equal(await page.locator('#opt-speakers').isDisabled(), true, 'the count waits for "Label speakers"');
+  await page.check('#opt-diarize');
+  assert.equal(await page.locator('#opt-speakers').isDisabled(), false);
+  await page.selectOption('#opt-speakers', '2');
+  await page.setInputFiles('#file-input', WAV2);
+  const row = page.locator('#uploads .upload', { hasText: 'two-voices.wav' });
+  await page.waitForSelector('#uploads .upload[data-job]:has-text("two-voices.wav")', { timeout: 30000 });
+  const id = await row.getAttribute('data-job');
+  await page.waitForSelector(`#jobs-body tr[data-id="${id}"][data-state=done]`, { timeout: 90000 });
+  const job = await json(`${BASE}/api/jobs/${id}`);
+  assert.equal(job.options.diarize, true);
+  assert.equal(job.options.num_speakers, 2);
+  await row.locator('button', { hasText: 'View transcript' }).click();
+  await page.waitForSelector('#tr-speakers:not([hidden]) label.speaker');
+  assert.equal(await page.locator('#tr-speakers label.speaker').count(), 2, 'two speakers in the bar');
+  const segs = () => page.evaluate(() => [...document.querySelectorAll('#tr-segments .segment')].map((li) => ({
+    speaker: li.dataset.speaker, hidden: li.hidden,
+    name: li.querySelector('.seg-speaker')?.textContent || '',
+    colour: li.querySelector('.seg-speaker') ? getComputedStyle(li.querySelector('.seg-speaker')).getPropertyValue('--spk').trim() : '' })));
+  let list = await segs();
+  assert.deepEqual([...new Set(list.map((x) => x.speaker))].sort(), ['1', '2'], `segments of both speakers: ${JSON.stringify(list)}`);
+  const colourOf = (sp) => list.find((x) => x.speaker === sp).colour;
+  assert.ok(colourOf('1') && colourOf('2') && colourOf('1') !== colourOf('2'), `a colour each: ${colourOf('1')} / ${colourOf('2')}`);
+  for (const t of await page.locator('#tr-speakers .spk-time').allTextContents())
+    assert.match(t, /\d.*\(\d+%\)$/, `talk time with its share: ${t}`);
+  // rename speaker 1 in place: every segment and the API use the name
+  const name = page.locator('#tr-speakers .spk-name').first();
+  await name.click();
+  await name.fill('Alice');
+  await name.press('Enter');
+  await page.waitForFunction(() => [...document.querySelectorAll('#tr-segments .segment[data-speaker="1"] .seg-speaker')]
+    .every((e) => e.textContent.includes('Alice')));
+  const v = await json(`${BASE}/api/jobs/${id}/transcript?format=verbose_json`);
+  assert.equal(v.speakers.find((x) => x.id === 1).name, 'Alice');
+  assert.match(await (await fetch(`${BASE}/api/jobs/${id}/transcript?format=srt`)).text(), /Alice: /);
+  list = await segs();
+  assert.ok(list.filter((x) => x.speaker === '2').every((x) => /Speaker 2/.test(x.name)), 'the other keeps its name');
+  // the filter: hide Alice, only speaker 2's segments stay
+  await page.locator('#tr-speakers input[aria-label="Show Alice"]').uncheck();
+  list = await segs();
+  assert.ok(list.every((x) => x.hidden === (x.speaker === '1')), `filtered: ${JSON.stringify(list.map((x) => [x.speaker, x.hidden]))}`);
+  await page.locator('#tr-speakers input[aria-label="Show Alice"]').check();
+  assert.ok((await segs()).every((x) => !x.hidden));
+  await shot(page, '08-desktop-speakers');
+  await page.locator('#transcript').screenshot({ path: `${SHOTS}/08b-desktop-speakers-transcript.png` });
+  await page.uncheck('#opt-diarize');
 });
 
 test('destroy: confirmation with the cost, badge back to red', async () => {

@@ -21,7 +21,7 @@ node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0
 [ "$node_major" -ge 18 ] || skip_all "node $(node --version) is too old for playwright-core 1.61 (needs 18+)"
 [ -d "$BROWSER_DIR/node_modules/playwright-core" ] ||
     skip_all "playwright-core is not installed (scripts/setup.sh --test runs npm ci in tests/browser)"
-for tool in curl espeak-ng; do
+for tool in curl espeak-ng sox; do
     command -v $tool >/dev/null || { fail "prerequisite $tool" "not installed"; finish; exit 1; }
 done
 
@@ -45,11 +45,27 @@ WAV=$TDIR/speech.wav
 espeak-ng -v en-us -s 150 -w "$WAV" "Hello world. This is a test of the transcription server. The quick brown fox jumps over the lazy dog." \
     || { fail "espeak-ng makes speech"; finish; exit 1; }
 
+# two voices taking turns (as test_speakers.sh), for the speakers view
+WAV2=$TDIR/two-voices.wav
+sox -n -r 16000 -c 1 -b 16 "$TDIR/gap.wav" trim 0 0.7 || { fail "sox makes silence"; finish; exit 1; }
+parts=()
+i=0
+for turn in "en-us+m3 -p 30|the quick brown fox jumps over the lazy dog" \
+            "en-gb+f4 -p 75|please call stella and ask her to bring these things" \
+            "en-us+m3 -p 30|we will meet at the station at nine" \
+            "en-gb+f4 -p 75|she sells sea shells by the sea shore"; do
+    # shellcheck disable=SC2086
+    espeak-ng -v ${turn%%|*} -s 150 -w "$TDIR/raw$i.wav" "${turn#*|}" &&
+        sox "$TDIR/raw$i.wav" -r 16000 -c 1 -b 16 "$TDIR/turn$i.wav" || { fail "two voices"; finish; exit 1; }
+    parts+=("$TDIR/turn$i.wav" "$TDIR/gap.wav"); i=$((i + 1))
+done
+sox "${parts[@]}" "$WAV2" || { fail "two voices joined"; finish; exit 1; }
+
 SHOTS=$ROOT/tests/out/screenshots
 mkdir -p "$SHOTS"
 rm -f "$SHOTS"/*.png
 t0=$(date +%s.%N)
-(cd "$BROWSER_DIR" && GS_BASE=$BASE GS_BASE_NOKEY=$BASE_NOKEY GS_NOKEY_TOKEN=$NOKEY_TOKEN GS_SIM_URL=$SIM GS_WAV=$WAV \
+(cd "$BROWSER_DIR" && GS_BASE=$BASE GS_BASE_NOKEY=$BASE_NOKEY GS_NOKEY_TOKEN=$NOKEY_TOKEN GS_SIM_URL=$SIM GS_WAV=$WAV GS_WAV2=$WAV2 \
     GS_SHOTS=$SHOTS CHROMIUM=$CHROMIUM timeout 180 node --test --test-reporter=tap ui.test.mjs) \
     >"$TDIR/tap.out" 2>&1
 rc=$?

@@ -56,6 +56,14 @@ export async function refreshFleet() {
   try { renderFleet(await api('GET', '/api/fleet')); } catch { /* the GPU card says what is wrong */ }
 }
 
+/** A refresh within half a second, however many events ask for one meanwhile (jobs change
+ * the slots in use). */
+let soon = null;
+export function refreshFleetSoon() {
+  if (soon) return;
+  soon = setTimeout(() => { soon = null; refreshFleet(); }, 500);
+}
+
 export function initFleet() {
   $('#fleet-max-form').addEventListener('submit', async (e) => {
     e.preventDefault();

@@ -35,6 +35,7 @@ export function initJobs({ onOpen }) {
   window.addEventListener('drop', (e) => e.preventDefault());
   $('#jobs-more').addEventListener('click', () => { pageSize += 20; refreshJobs(); });
   $('#opt-model').addEventListener('focus', refreshModels);
+  $('#opt-diarize').addEventListener('change', (e) => { $('#opt-speakers').disabled = !e.target.checked; });
   refreshModels();
 }
 
@@ -72,6 +73,11 @@ function upload(file) {
   if (model) fd.append('model', model);
   fd.append('response_format', $('#opt-format').value);
   if ($('#opt-words').checked) fd.append('word_timestamps', 'true');
+  if ($('#opt-diarize').checked) {
+    fd.append('diarize', 'true');
+    const n = $('#opt-speakers').value;
+    if (n) fd.append('num_speakers', n);
+  }
 
   const xhr = new XMLHttpRequest();
   xhr.open('POST', '/api/jobs');

@@ -134,8 +134,8 @@ function render(t, job) {
       });
     } else textEl.textContent = s.text;
     const ts = h('button.seg-time', { type: 'button', 'aria-label': `Play from ${fmtClock(s.start)}` }, fmtClock(s.start));
-    const chip = s.speaker ? h('span.seg-speaker', { style: `--spk: ${speakerColour(s.speaker)}` },
-      speakerName(t, s.speaker)) : null;
+    const chip = s.speaker ? h('span.seg-speaker', { style: `--spk: ${speakerColour(s.speaker)}`,
+      title: speakerName(t, s.speaker) }, speakerName(t, s.speaker)) : null;
     const li = h('li.segment', { dataset: { i, start: s.start, end: s.end, speaker: s.speaker || '' } },
       chip ? h('div.seg-lead', null, ts, chip) : ts, textEl);
     if (s.speaker) li.style.setProperty('--spk', speakerColour(s.speaker));
