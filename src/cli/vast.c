@@ -308,12 +308,17 @@ static int do_search(const config *cfg, vast_client *c, const opts *o)
 /* The store of DATA_DIR and the Vast state over it, as the server has them (a boot or a
  * destroy from the shell is recorded there). Their log lines below warnings unless LOG_LEVEL
  * says otherwise. 0, or -1 after saying why. */
+static store *open_store(const config *cfg, char *err, size_t errlen)
+{
+    if (config_source(cfg, CFG_LOG_LEVEL) == CFG_SRC_DEFAULT) log_set_level(LOG_WARN);
+    return store_open(config_str(cfg, CFG_DATA_DIR), err, errlen);
+}
+
 static int open_fleet(config *cfg, const char *what, store **st, vastctl **v)
 {
     char err[512];
     const char *dir = config_str(cfg, CFG_DATA_DIR);
-    if (config_source(cfg, CFG_LOG_LEVEL) == CFG_SRC_DEFAULT) log_set_level(LOG_WARN);
-    *st = store_open(dir, err, sizeof err);
+    *st = open_store(cfg, err, sizeof err);
     if (!*st) {
         fail(0, what, "store", "cannot open the store in %s (%s); nothing was done",
              dir ? dir : "DATA_DIR", err);
@@ -390,20 +395,16 @@ static void age(double start, char *out, size_t n)
     else snprintf(out, n, "%.1fd", (double)s / 86400);
 }
 
-/* What Vast.ai bills for an instance now: the GPU (dph_total, storage included) while it
- * runs, storage only while it exists stopped, nothing once offline. *rate in $/h. */
+/* What Vast.ai bills for an instance now, by the ledger's rule (reaper.c): the GPU
+ * (dph_total, storage included) while it runs, storage only while it exists otherwise,
+ * nothing once offline. *rate in $/h. */
 static const char *billed_now(const vast_instance *in, double *rate)
 {
     const char *st = in->actual_status;
     if (strcmp(st, "running") == 0) { *rate = in->dph_total; return "gpu"; }
     if (strcmp(st, "offline") == 0) { *rate = 0; return "none"; }
-    if (strcmp(st, "stopped") == 0 || strcmp(st, "exited") == 0 || strcmp(st, "created") == 0 ||
-        strcmp(st, "loading") == 0 || !st[0]) {
-        *rate = in->storage_total_cost;
-        return "storage";
-    }
-    *rate = in->dph_total;
-    return "gpu";
+    *rate = in->storage_total_cost;
+    return "storage";
 }
 
 /* Cost so far from the store's ledger; < 0 when the store does not know the instance. */
@@ -426,27 +427,33 @@ static int do_list(config *cfg, vast_client *c, const opts *o)
     if (vast_list_instances(c, &l, &e) != 0) return fail_vast(cfg, "list", &e);
     /* the store adds what Vast.ai does not say (cost so far); without it, list still works */
     char err[512];
-    if (config_source(cfg, CFG_LOG_LEVEL) == CFG_SRC_DEFAULT) log_set_level(LOG_WARN);
-    store *st = store_open(config_str(cfg, CFG_DATA_DIR), err, sizeof err);
+    store *st = open_store(cfg, err, sizeof err);
     const char *cur = config_str(cfg, CFG_VAST_INSTANCE_ID);
+    struct row { const char *billed; double rate, cost; bool current; } *rows =
+        xcalloc(l.n ? l.n : 1, sizeof *rows);
     double total_rate = 0, total_cost = 0;
     size_t known = 0;
+    for (size_t i = 0; i < l.n; i++) {
+        struct row *r = &rows[i];
+        char ids[32];
+        snprintf(ids, sizeof ids, "%lld", l.items[i].id);
+        r->billed = billed_now(&l.items[i], &r->rate);
+        r->cost = cost_so_far(st, l.items[i].id);
+        r->current = cur && strcmp(cur, ids) == 0;
+        total_rate += r->rate;
+        if (r->cost >= 0) { total_cost += r->cost; known++; }
+    }
+    if (st) store_close(st);
     if (o->json) {
         json_t *arr = json_array();
         for (size_t i = 0; i < l.n; i++) {
-            const vast_instance *in = &l.items[i];
-            json_t *j = vastctl_instance_json(in);
-            char ids[32];
-            snprintf(ids, sizeof ids, "%lld", in->id);
-            double rate, cost = cost_so_far(st, in->id);
-            const char *what = billed_now(in, &rate);
-            total_rate += rate;
-            if (cost >= 0) { total_cost += cost; known++; }
-            json_object_set_new(j, "billed_now", json_string(what));
-            json_object_set_new(j, "billed_per_hour", json_real(round_to(rate, 1e4)));
-            json_object_set_new(j, "cost_usd", cost >= 0 ? json_real(round_to(cost, 1e4))
-                                                         : json_null());
-            json_object_set_new(j, "current", json_boolean(cur && strcmp(cur, ids) == 0));
+            const struct row *r = &rows[i];
+            json_t *j = vastctl_instance_json(&l.items[i]);
+            json_object_set_new(j, "billed_now", json_string(r->billed));
+            json_object_set_new(j, "billed_per_hour", json_real(round_to(r->rate, 1e4)));
+            json_object_set_new(j, "cost_usd", r->cost >= 0 ? json_real(round_to(r->cost, 1e4))
+                                                            : json_null());
+            json_object_set_new(j, "current", json_boolean(r->current));
             json_array_append_new(arr, j);
         }
         json_t *tot = json_pack("{s:i,s:f,s:f,s:i}", "instances", (int)l.n, "billed_per_hour",
@@ -461,24 +468,20 @@ static int do_list(config *cfg, vast_client *c, const opts *o)
                "Billed now", "Cost", "SSH", "Age", "Label");
         for (size_t i = 0; i < l.n; i++) {
             const vast_instance *in = &l.items[i];
-            char ssh[64], ag[16], ids[32], bill[32], cost_s[16];
-            snprintf(ids, sizeof ids, "%lld", in->id);
+            const struct row *r = &rows[i];
+            char ssh[64], ag[16], bill[32], cost_s[16];
             if (in->ssh_port) snprintf(ssh, sizeof ssh, "%s:%d", in->ssh_host, in->ssh_port);
             else snprintf(ssh, sizeof ssh, "-");
             age(in->start_date, ag, sizeof ag);
-            double rate, cost = cost_so_far(st, in->id);
-            const char *what = billed_now(in, &rate);
-            total_rate += rate;
-            if (cost >= 0) { total_cost += cost; known++; }
-            if (strcmp(what, "none") == 0) snprintf(bill, sizeof bill, "nothing");
-            else snprintf(bill, sizeof bill, "%s $%.4f/h", strcmp(what, "gpu") ? "disk" : "GPU",
-                          rate);
-            if (cost >= 0) snprintf(cost_s, sizeof cost_s, "$%.4f", cost);
+            if (strcmp(r->billed, "none") == 0) snprintf(bill, sizeof bill, "nothing");
+            else snprintf(bill, sizeof bill, "%s $%.4f/h",
+                          strcmp(r->billed, "gpu") ? "disk" : "GPU", r->rate);
+            if (r->cost >= 0) snprintf(cost_s, sizeof cost_s, "$%.4f", r->cost);
             else snprintf(cost_s, sizeof cost_s, "-");
             printf("%-10lld %-9.9s %-18.18s %3d %-16s %9s %-22.22s %-8s %-16s%s\n", in->id,
                    in->actual_status[0] ? in->actual_status : "creating", in->gpu_name,
                    in->num_gpus, bill, cost_s, ssh, ag, in->label[0] ? in->label : "-",
-                   cur && strcmp(cur, ids) == 0 ? "  <- VAST_INSTANCE_ID" : "");
+                   r->current ? "  <- VAST_INSTANCE_ID" : "");
             if (in->status_msg[0]) printf("           %.200s\n", in->status_msg);
         }
         printf("Total: %zu instance%s, billed now $%.4f/h; spent so far $%.4f", l.n,
@@ -488,9 +491,15 @@ static int do_list(config *cfg, vast_client *c, const opts *o)
                    l.n - known);
         printf("\n");
     }
-    if (st) store_close(st);
+    free(rows);
     vast_instance_list_free(&l);
     return 0;
+}
+
+static int not_found(long long id)
+{
+    return fail(1, "destroy", "not_found", "instance %lld not found on this account (already "
+                "destroyed, or not yours)", id);
 }
 
 /* Asks on the terminal; without one, -y is needed. 0 to go on, else the exit code. */
@@ -502,9 +511,7 @@ static int confirm_destroy(config *cfg, vast_client *c, long long id)
     vast_instance in;
     vast_error e;
     if (vast_show_instance(c, id, &in, &e) != 0) {
-        if (e.kind == VAST_ERR_NOT_FOUND)
-            return fail(1, "destroy", "not_found", "instance %lld not found on this account "
-                        "(already destroyed, or not yours)", id);
+        if (e.kind == VAST_ERR_NOT_FOUND) return not_found(id);
         return fail_vast(cfg, "destroy", &e);
     }
     fprintf(stderr, "Destroy instance %lld (%s, %s, $%.4f/h, label %s)? Its disk is deleted "
@@ -541,9 +548,7 @@ static int do_destroy(config *cfg, vast_client *c, const opts *o, const char *ar
     vastctl_destroy_for(v, id, "user", &res);
     vastctl_free(v);
     store_close(st);
-    if (res.http_status == 404)
-        return fail(1, "destroy", "not_found", "instance %lld not found on this account "
-                    "(already destroyed, or not yours)", id);
+    if (res.http_status == 404) return not_found(id);
     if (res.http_status != 200) return fail_res(cfg, "destroy", &res);
     if (o->json)
         print_json(json_pack("{s:b,s:s,s:I}", "success", 1, "message", "destroyed",

@@ -43,7 +43,8 @@ char *buf_take(buf *b);
 
 double now_mono(void);
 double now_wall(void);
-/* x rounded to 1/scale (scale 1e4: four decimals), for figures in JSON */
+/* x rounded to 1/scale (scale 1e4: four decimals), dividing last so that it prints short
+ * (16.4, not 16.400000000000002): for figures in JSON */
 double round_to(double x, double scale);
 
 int mkdir_p(const char *path, unsigned mode);

@@ -422,7 +422,6 @@ int ledger_budget_check(store *st, const ledger_budgets *b, double est, double n
     return 0;
 }
 
-
 json_t *ledger_summary_json(store *st, long long row, double now)
 {
     ledger_usage u;

@@ -102,7 +102,6 @@ ledger_budgets vastctl_budgets(const config *cfg)
 
 /* ---- JSON views shared by the API and the CLI */
 
-/* x rounded to 1/scale, dividing last so that it prints short (16.4, not 16.400000000000002) */
 /* Vast's gpu_ram is MiB; the client reports MB/1000. Whole GiB is what people call it. */
 static json_int_t gib(double gb) { return (json_int_t)llround(gb * 1000.0 / 1024.0); }
 static json_t *str_or_null(const char *s) { return s && *s ? json_string(s) : json_null(); }
