@@ -44,10 +44,12 @@ PKGS    += parakeet
 DEFS    += -DHAVE_PARAKEET=1
 endif
 
-# FFmpeg and pocketsphinx are compiled against (their -dev headers) but not linked: the
-# controller opens them with dlopen on first use (src/audio/ffmpeg_dl.c,
-# src/engine/sphinx_dl.c), by the sonames the -dev packages' .so links point at, read here.
-DL_PKGS := libavformat libavcodec libswresample libavutil pocketsphinx sphinxbase
+# FFmpeg, pocketsphinx, libcurl and libssh are compiled against (their -dev headers) but not
+# linked: the controller opens them with dlopen on first use (src/audio/ffmpeg_dl.c,
+# src/engine/sphinx_dl.c, src/core/curl_dl.c, src/ssh/ssh_dl.c), by the sonames the -dev
+# packages' .so links point at, read here. The unit tests link libcurl (they send requests of
+# their own); the code under test still opens it by its soname.
+DL_PKGS := libavformat libavcodec libswresample libavutil pocketsphinx sphinxbase libcurl libssh
 soname = $(shell f=$$(readlink -f "$$(pkg-config --variable=libdir $(1))/$(2).so") && \
                  objdump -p "$$f" 2>/dev/null | awk '$$1 == "SONAME" { print $$2 }')
 
@@ -58,17 +60,20 @@ SONAMES := AVUTIL=$(call soname,libavutil,libavutil) AVCODEC=$(call soname,libav
            AVFORMAT=$(call soname,libavformat,libavformat) \
            SWRESAMPLE=$(call soname,libswresample,libswresample) \
            SPHINXBASE=$(call soname,sphinxbase,libsphinxbase) \
-           POCKETSPHINX=$(call soname,pocketsphinx,libpocketsphinx)
+           POCKETSPHINX=$(call soname,pocketsphinx,libpocketsphinx) \
+           CURL=$(call soname,libcurl,libcurl) SSH=$(call soname,libssh,libssh)
 $(foreach s,$(SONAMES),$(if $(filter %=,$(s)),$(error cannot read the soname for $(s): \
     is its -dev package installed (and objdump, from binutils)?)))
-DEFS += -DGS_SPHINX_DLOPEN=1 $(foreach s,$(SONAMES),-DGS_SONAME_$(firstword $(subst =, ,$(s)))=\"$(lastword $(subst =, ,$(s)))\")
+DEFS += -DGS_SPHINX_DLOPEN=1 -DGS_CURL_DLOPEN=1 $(foreach s,$(SONAMES),-DGS_SONAME_$(firstword $(subst =, ,$(s)))=\"$(lastword $(subst =, ,$(s)))\")
 endif
 ALL_CFLAGS := -std=gnu11 $(WARN) $(CPPFLAGS) $(CFLAGS) $(DEFS) -Isrc $(PKG_CFLAGS) -MMD -MP \
               -DGS_VERSION=\"$(VERSION)\" -DGS_SRCDIR=\"$(SRCDIR)\" -DGS_SHAREDIR=\"$(SHAREDIR)\"
 LDLIBS  := $(PKG_LIBS) -lpthread -ldl -lm
+TEST_LIBS := $(if $(WORKER_ONLY),,$(shell pkg-config --libs libcurl))
 
 # ---- the lean worker: its sources, libraries and bundle
-WORKER_SRCS := src/core/util.c src/core/log.c src/core/err.c src/core/config.c src/core/gpu.c src/core/metrics.c src/http/http.c \
+WORKER_SRCS := src/core/util.c src/core/log.c src/core/err.c src/core/config.c src/core/gpu.c src/core/metrics.c \
+               src/core/curl_dl.c src/http/http.c \
                src/transcript/transcript.c $(sort $(wildcard src/engine/*.c)) \
                src/vast/vast.c src/vast/vast_http.c src/vast/vast_json.c \
                src/audio/opus_dec.c src/worker/worker.c src/cli/worker.c src/worker/main.c
@@ -173,7 +178,7 @@ install: build/gpuscribe build/gpuscribe-worker build/gpuscribe-src.tar.gz doc
 
 build/unit_tests: $(call obj,build,$(SRCS) $(TEST_SRCS))
 	@$(if $(Q),echo '  LD      $@')
-	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) $(TEST_LIBS)
 
 build/vastsim: $(call obj,build,$(CORE_SRCS) $(SIM_SRCS))
 	@$(if $(Q),echo '  LD      $@')
@@ -191,7 +196,7 @@ build/asan/gpuscribe: $(call obj,build/asan,$(SRCS) src/main.c)
 
 build/asan/unit_tests: $(call obj,build/asan,$(SRCS) $(TEST_SRCS))
 	@$(if $(Q),echo '  LD-SAN  $@')
-	$(Q)$(CC) $(SAN) -o $@ $^ $(LDLIBS)
+	$(Q)$(CC) $(SAN) -o $@ $^ $(LDLIBS) $(TEST_LIBS)
 
 build/asan/vastsim: $(call obj,build/asan,$(CORE_SRCS) $(SIM_SRCS))
 	@$(if $(Q),echo '  LD-SAN  $@')

@@ -23,7 +23,7 @@
 #include "jobs/static_worker.h"
 #include "store/store.h"
 
-#include <curl/curl.h>
+#include "core/curl_dl.h"
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -288,27 +288,32 @@ static int cmd_status(int argc, char **argv)
     int v6 = strchr(host, ':') != NULL;
     char *url = xasprintf("http://%s%s%s:%ld/api/gpu-status", v6 ? "[" : "", host, v6 ? "]" : "",
                           config_int(cfg, CFG_PORT));
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    CURL *c = curl_easy_init();
+    char cerr[256];
+    CURL *c = curl_dl_easy(cerr, sizeof cerr);
+    if (!c) {
+        fprintf(stderr, "gpuscribe status: %s\n", cerr);
+        free(url);
+        goto out;
+    }
     buf body;
     buf_init(&body, 1 << 20);
     struct curl_slist *hdr = NULL;
     if (config_isset(cfg, CFG_API_TOKEN)) {
         char *h = xasprintf("Authorization: Bearer %s", config_str(cfg, CFG_API_TOKEN));
-        hdr = curl_slist_append(hdr, h);
+        hdr = gs_curl.curl_slist_append(hdr, h);
         free(h);
     }
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
-    CURLcode cc = curl_easy_perform(c);
+    gs_curl.curl_easy_setopt(c, CURLOPT_URL, url);
+    gs_curl.curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
+    gs_curl.curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    gs_curl.curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
+    gs_curl.curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+    CURLcode cc = gs_curl.curl_easy_perform(c);
     long code = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    gs_curl.curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
     if (cc != CURLE_OK) {
         fprintf(stderr, "gpuscribe status: cannot reach the server at %s: %s\n"
-                        "Is `gpuscribe serve` running?\n", url, curl_easy_strerror(cc));
+                        "Is `gpuscribe serve` running?\n", url, gs_curl.curl_easy_strerror(cc));
     } else {
         json_t *j = json_loads(body.data ? body.data : "", 0, NULL);
         if (code != 200 || !j) {
@@ -330,9 +335,9 @@ static int cmd_status(int argc, char **argv)
         json_decref(j);
     }
     buf_release(&body);
-    curl_slist_free_all(hdr);
-    curl_easy_cleanup(c);
-    curl_global_cleanup();
+    gs_curl.curl_slist_free_all(hdr);
+    gs_curl.curl_easy_cleanup(c);
+    curl_dl_cleanup();
     free(url);
 out:
     config_free(cfg);

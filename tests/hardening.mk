@@ -59,7 +59,7 @@ build/tsan/gpuscribe: $(call obj,build/tsan,$(SRCS) src/main.c)
 
 build/tsan/unit_tests: $(call obj,build/tsan,$(SRCS) $(TEST_SRCS))
 	@$(if $(Q),echo '  LD-TSAN $@')
-	$(Q)$(CC) $(TSAN) -o $@ $^ $(LDLIBS)
+	$(Q)$(CC) $(TSAN) -o $@ $^ $(LDLIBS) $(TEST_LIBS)
 
 TSAN_SUITES ?= jobs vast provision hung_peers
 TSAN_ENV := TSAN_OPTIONS="halt_on_error=0 exitcode=66 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp"

@@ -18,7 +18,7 @@
 #include "engine/engine.h"
 #include "transcript/transcript.h"
 
-#include <curl/curl.h>
+#include "core/curl_dl.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -187,18 +187,18 @@ struct http_out {
 static CURLcode srv_req(CURL *c, const char *url, struct curl_slist *hdr, curl_mime *mime,
                         long timeout_ms, struct http_out *o)
 {
-    curl_easy_reset(c);
+    gs_curl.curl_easy_reset(c);
     buf_release(&o->body);
     buf_init(&o->body, (size_t)256 << 20);
     o->status = 0;
     httpc_setup(c, url, hdr, &o->body, o->errbuf);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
-    if (timeout_ms > 0) curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
-    if (mime) curl_easy_setopt(c, CURLOPT_MIMEPOST, mime);
-    CURLcode cc = curl_easy_perform(c);
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &o->status);
+    gs_curl.curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
+    gs_curl.curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    gs_curl.curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
+    if (timeout_ms > 0) gs_curl.curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
+    if (mime) gs_curl.curl_easy_setopt(c, CURLOPT_MIMEPOST, mime);
+    CURLcode cc = gs_curl.curl_easy_perform(c);
+    gs_curl.curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &o->status);
     return cc;
 }
 
@@ -237,43 +237,45 @@ static int run_server(const config *cfg, const char *server, const char *path,
     int rc = 1;
     char msg[512];
     struct bar b = {.on = isatty(2), .last_pct = -1, .t0 = now_mono()};
-    CURL *c = curl_easy_init();
+    char cerr[256];
+    CURL *c = curl_dl_easy(cerr, sizeof cerr);
+    if (!c) {
+        fprintf(stderr, "gpuscribe transcribe: %s\n", cerr);
+        free(base);
+        return 1;
+    }
     struct http_out o = {0};
     buf_init(&o.body, 0);
-    struct curl_slist *hdr = curl_slist_append(NULL, "Expect:");
+    struct curl_slist *hdr = gs_curl.curl_slist_append(NULL, "Expect:");
     if (config_isset(cfg, CFG_API_TOKEN)) {
         char *h = xasprintf("Authorization: Bearer %s", config_str(cfg, CFG_API_TOKEN));
-        hdr = curl_slist_append(hdr, h);
+        hdr = gs_curl.curl_slist_append(hdr, h);
         free(h);
     }
     char *url = NULL, *id = NULL;
     json_t *j = NULL;
-    if (!c) {
-        fprintf(stderr, "gpuscribe transcribe: cannot initialise libcurl\n");
-        goto out;
-    }
 
     /* ---- upload */
-    curl_mime *m = curl_mime_init(c);
-    curl_mimepart *p = curl_mime_addpart(m);
-    curl_mime_name(p, "file");
-    curl_mime_filedata(p, path);
+    curl_mime *m = gs_curl.curl_mime_init(c);
+    curl_mimepart *p = gs_curl.curl_mime_addpart(m);
+    gs_curl.curl_mime_name(p, "file");
+    gs_curl.curl_mime_filedata(p, path);
     if (lang) {
-        p = curl_mime_addpart(m);
-        curl_mime_name(p, "language");
-        curl_mime_data(p, lang, CURL_ZERO_TERMINATED);
+        p = gs_curl.curl_mime_addpart(m);
+        gs_curl.curl_mime_name(p, "language");
+        gs_curl.curl_mime_data(p, lang, CURL_ZERO_TERMINATED);
     }
-    p = curl_mime_addpart(m);
-    curl_mime_name(p, "response_format");
-    curl_mime_data(p, transcript_format_name(fmt), CURL_ZERO_TERMINATED);
+    p = gs_curl.curl_mime_addpart(m);
+    gs_curl.curl_mime_name(p, "response_format");
+    gs_curl.curl_mime_data(p, transcript_format_name(fmt), CURL_ZERO_TERMINATED);
     url = xasprintf("%s/api/jobs", base);
     if (b.on) fprintf(stderr, "uploading %s...\n", path);
     CURLcode cc = srv_req(c, url, hdr, m, 0, &o);
-    curl_mime_free(m);
+    gs_curl.curl_mime_free(m);
     if (cc != CURLE_OK) {
         fprintf(stderr, "gpuscribe transcribe: cannot reach the server at %s: %s\n"
                         "Is `gpuscribe serve` running?\n", base,
-                o.errbuf[0] ? o.errbuf : curl_easy_strerror(cc));
+                o.errbuf[0] ? o.errbuf : gs_curl.curl_easy_strerror(cc));
         goto out;
     }
     if (o.status != 200 && o.status != 201 && o.status != 202) {
@@ -317,7 +319,7 @@ static int run_server(const config *cfg, const char *server, const char *path,
             if (now_mono() - outage > 30) {
                 bar_end(&b);
                 fprintf(stderr, "gpuscribe transcribe: lost the server at %s: %s (job %s)\n",
-                        base, o.errbuf[0] ? o.errbuf : curl_easy_strerror(cc), id);
+                        base, o.errbuf[0] ? o.errbuf : gs_curl.curl_easy_strerror(cc), id);
                 goto out;
             }
             continue;
@@ -341,7 +343,7 @@ static int run_server(const config *cfg, const char *server, const char *path,
     cc = srv_req(c, url, hdr, NULL, 120000, &o);
     if (cc != CURLE_OK) {
         fprintf(stderr, "gpuscribe transcribe: cannot fetch the transcript: %s\n",
-                o.errbuf[0] ? o.errbuf : curl_easy_strerror(cc));
+                o.errbuf[0] ? o.errbuf : gs_curl.curl_easy_strerror(cc));
         goto out;
     }
     if (o.status != 200) {
@@ -356,8 +358,8 @@ out:
     free(url);
     free(base);
     buf_release(&o.body);
-    curl_slist_free_all(hdr);
-    if (c) curl_easy_cleanup(c);
+    gs_curl.curl_slist_free_all(hdr);
+    gs_curl.curl_easy_cleanup(c);
     return rc;
 }
 
@@ -435,9 +437,8 @@ int cli_transcribe(int argc, char **argv)
                             "not '%s'\n", server);
             goto out;
         }
-        curl_global_init(CURL_GLOBAL_DEFAULT);
         rc = run_server(cfg, server, file, fmt, lang, out_path);
-        curl_global_cleanup();
+        curl_dl_cleanup();
     } else {
         rc = run_local(cfg, file, fmt, lang, model, words, out_path);
     }

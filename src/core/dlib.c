@@ -6,9 +6,19 @@
 #include <stdio.h>
 #include <string.h>
 
+/* libraries whose Debian package departs from the policy's name */
+static const char *const g_pkg_exceptions[][2] = {
+    {"libssh.so.4", "libssh-4"},
+};
+
 void dlib_package(const char *soname, char *out, size_t n)
 {
     if (!n) return;
+    for (size_t i = 0; i < sizeof g_pkg_exceptions / sizeof g_pkg_exceptions[0]; i++)
+        if (!strcmp(soname, g_pkg_exceptions[i][0])) {
+            snprintf(out, n, "%s", g_pkg_exceptions[i][1]);
+            return;
+        }
     const char *so = strstr(soname, ".so");
     if (!so) {
         snprintf(out, n, "%s", soname);

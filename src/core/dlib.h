@@ -1,9 +1,10 @@
 /* dlib: open a shared library by soname on first use, with an error a user can act on.
  *
- * The controller never links FFmpeg or pocketsphinx (src/audio/ffmpeg_dl.c,
- * src/engine/sphinx_dl.c): their sonames are fixed at build time (the Makefile reads them
- * from the -dev packages' .so links) and opened here when first needed, so a server that
- * never decodes or transcribes locally maps neither (nor their ~150 dependencies).
+ * The controller never links FFmpeg, pocketsphinx, libcurl or libssh (src/audio/ffmpeg_dl.c,
+ * src/engine/sphinx_dl.c, src/core/curl_dl.c, src/ssh/ssh_dl.c): their sonames are fixed at
+ * build time (the Makefile reads them from the -dev packages' .so links) and opened here when
+ * first needed, so a server that never decodes, transcribes locally, sends a request or opens
+ * an SSH session maps none of them (nor their ~150 dependencies, OpenSSL among them).
  * Libraries opened here are never closed (their code stays valid for the process).
  */
 #ifndef GS_DLIB_H
@@ -22,7 +23,8 @@ void *dlib_sym(void *h, const char *soname, const char *what, const char *name, 
                size_t errlen);
 
 /* The Debian package that ships soname: "libavformat.so.59" -> "libavformat59",
- * "libfoo2.so.1" -> "libfoo2-1" (Debian's policy for names ending in a digit). */
+ * "libfoo2.so.1" -> "libfoo2-1" (Debian's policy for names ending in a digit); the few that
+ * depart from the policy by a table ("libssh.so.4" -> "libssh-4"). */
 void dlib_package(const char *soname, char *out, size_t n);
 
 #endif

@@ -12,15 +12,15 @@ static size_t on_write(char *p, size_t sz, size_t n, void *ud)
 void httpc_setup(CURL *c, const char *url, struct curl_slist *hdr, buf *body, char *errbuf)
 {
     errbuf[0] = '\0';
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    gs_curl.curl_easy_setopt(c, CURLOPT_URL, url);
+    gs_curl.curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 #if LIBCURL_VERSION_NUM >= 0x075500
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    gs_curl.curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
 #endif
-    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(c, CURLOPT_USERAGENT, "gpuscribe/" GS_VERSION);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_write);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, body);
+    gs_curl.curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+    gs_curl.curl_easy_setopt(c, CURLOPT_USERAGENT, "gpuscribe/" GS_VERSION);
+    gs_curl.curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
+    gs_curl.curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+    gs_curl.curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_write);
+    gs_curl.curl_easy_setopt(c, CURLOPT_WRITEDATA, body);
 }

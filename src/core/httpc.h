@@ -8,12 +8,12 @@
  * appends the answer to body. body's cap (buf_init's max) bounds the answer: past it the
  * transfer ends with CURLE_WRITE_ERROR and body keeps what fitted.
  * The method, request body, timeouts and any other option stay the caller's.
- * Thread-safe: it touches only its arguments (curl_global_init is the program's, once).
+ * Thread-safe: it touches only its arguments (the handle's caller loaded libcurl: core/curl_dl.h).
  */
 #ifndef GS_HTTPC_H
 #define GS_HTTPC_H
 
-#include <curl/curl.h>
+#include "core/curl_dl.h"
 
 #include "core/util.h"
 

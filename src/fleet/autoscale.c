@@ -201,7 +201,7 @@ static void publish(autoscale *a, json_t *plan, bool boot)
     if (!boot && !strcmp(key, a->last_key)) return;
     snprintf(a->last_key, sizeof a->last_key, "%s", key);
     if (boot) LOG_I("fleet", "autoscale: %s", m);
-    else LOG_I("fleet", "autoscale: %s (%s)", r, m);
+    else LOG_I("fleet", "autoscale: %s: %s", r, m);
     json_t *ev = json_deep_copy(plan);
     json_object_del(ev, "suggestion");
     json_object_del(ev, "updated_at");

@@ -7,7 +7,7 @@
 #include "core/util.h"
 
 #include <ctype.h>
-#include <curl/curl.h>
+#include "core/curl_dl.h"
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -206,21 +206,18 @@ transcript *openai_transcribe_ex(const char *base_url, const char *api_key,
     const char *fname = slash ? slash + 1 : audio_path;
 
     transcript *t = NULL;
-    CURL *c = curl_easy_init();
-    if (!c) {
-        snprintf(err, errlen, "cannot initialise libcurl");
-        goto done;
-    }
+    CURL *c = curl_dl_easy(err, errlen);
+    if (!c) goto done;
     long backoff = L.backoff_ms;
     for (int attempt = 1;; attempt++) {
         struct oa_resp r = {0};
         buf_init(&r.body, RESP_MAX);
-        curl_easy_reset(c);
-        curl_mime *m = curl_mime_init(c);
-        curl_mimepart *p = curl_mime_addpart(m);
-        curl_mime_name(p, "file");
-        curl_mime_filedata(p, audio_path);
-        curl_mime_filename(p, fname);
+        gs_curl.curl_easy_reset(c);
+        curl_mime *m = gs_curl.curl_mime_init(c);
+        curl_mimepart *p = gs_curl.curl_mime_addpart(m);
+        gs_curl.curl_mime_name(p, "file");
+        gs_curl.curl_mime_filedata(p, audio_path);
+        gs_curl.curl_mime_filename(p, fname);
         struct { const char *k; const char *v; } fields[8];
         size_t nf = 0;
         char temp[32];
@@ -237,30 +234,30 @@ transcript *openai_transcribe_ex(const char *base_url, const char *api_key,
         if (o && o->prompt && *o->prompt) fields[nf++] = (typeof(fields[0])){"prompt", o->prompt};
         fields[nf++] = (typeof(fields[0])){"temperature", temp};
         for (size_t i = 0; i < nf; i++) {
-            p = curl_mime_addpart(m);
-            curl_mime_name(p, fields[i].k);
-            curl_mime_data(p, fields[i].v, CURL_ZERO_TERMINATED);
+            p = gs_curl.curl_mime_addpart(m);
+            gs_curl.curl_mime_name(p, fields[i].k);
+            gs_curl.curl_mime_data(p, fields[i].v, CURL_ZERO_TERMINATED);
         }
-        struct curl_slist *h = curl_slist_append(NULL, auth);
-        h = curl_slist_append(h, "Accept: application/json");
-        h = curl_slist_append(h, "Expect:");
+        struct curl_slist *h = gs_curl.curl_slist_append(NULL, auth);
+        h = gs_curl.curl_slist_append(h, "Accept: application/json");
+        h = gs_curl.curl_slist_append(h, "Expect:");
         httpc_setup(c, url, h, &r.body, r.errbuf);
-        curl_easy_setopt(c, CURLOPT_MIMEPOST, m);
-        curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, L.connect_timeout_ms);
-        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, L.timeout_ms);
-        curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-        curl_easy_setopt(c, CURLOPT_HEADERDATA, &r);
-        CURLcode cc = curl_easy_perform(c);
+        gs_curl.curl_easy_setopt(c, CURLOPT_MIMEPOST, m);
+        gs_curl.curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, L.connect_timeout_ms);
+        gs_curl.curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, L.timeout_ms);
+        gs_curl.curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+        gs_curl.curl_easy_setopt(c, CURLOPT_HEADERDATA, &r);
+        CURLcode cc = gs_curl.curl_easy_perform(c);
         long status = 0;
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-        curl_slist_free_all(h);
-        curl_mime_free(m);
+        gs_curl.curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+        gs_curl.curl_slist_free_all(h);
+        gs_curl.curl_mime_free(m);
         int retry = 0;
         if (cc == CURLE_OPERATION_TIMEDOUT) {
             snprintf(err, errlen, "openai api timed out after %.0f s", (double)L.timeout_ms / 1000);
         } else if (cc != CURLE_OK) {
             char *msg = xasprintf("cannot reach the openai api at %.*s: %s", (int)bl, base_url,
-                                  r.errbuf[0] ? r.errbuf : curl_easy_strerror(cc));
+                                  r.errbuf[0] ? r.errbuf : gs_curl.curl_easy_strerror(cc));
             scrub_into(err, errlen, "", msg, api_key);
             free(msg);
             retry = retryable_curl(cc);
@@ -286,7 +283,7 @@ transcript *openai_transcribe_ex(const char *base_url, const char *api_key,
         backoff *= 2;
     }
 done:
-    curl_easy_cleanup(c);
+    if (c) gs_curl.curl_easy_cleanup(c);
     free(url);
     free(auth);
     return t;

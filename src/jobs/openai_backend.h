@@ -15,8 +15,8 @@
  * api: ...", "cannot open FILE: ...". The API key travels only in the Authorization header:
  * it never appears in an error or a log line (it is scrubbed from OpenAI's own messages).
  * 429, 5xx and connection failures are retried (3 attempts in all, backoff 1 s then 2 s, or
- * Retry-After up to 10 s). Thread-safe (one curl handle per call; curl_global_init must have
- * run once before threads start).
+ * Retry-After up to 10 s). Thread-safe (one curl handle per call; libcurl is loaded on the
+ * first call, core/curl_dl.h).
  */
 #ifndef GS_OPENAI_BACKEND_H
 #define GS_OPENAI_BACKEND_H

@@ -7,7 +7,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libssh/callbacks.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -96,12 +95,34 @@ char *sshc_app_key_path(const char *data_dir)
 static char *pubkey_line(ssh_key key, char *err, size_t errlen)
 {
     char *b64 = NULL;
-    if (ssh_pki_export_pubkey_base64(key, &b64) != SSH_OK || !b64) {
+    if (gs_ssh.ssh_pki_export_pubkey_base64(key, &b64) != SSH_OK || !b64) {
         seterr(err, errlen, "cannot export the public key");
         return NULL;
     }
-    char *line = xasprintf("%s %s gpuscribe", ssh_key_type_to_char(ssh_key_type(key)), b64);
-    ssh_string_free_char(b64);
+    char *line = xasprintf("%s %s gpuscribe", gs_ssh.ssh_key_type_to_char(gs_ssh.ssh_key_type(key)), b64);
+    gs_ssh.ssh_string_free_char(b64);
+    return line;
+}
+
+/* The public key line of our own .pub beside the key, when it holds one ("TYPE BASE64 ...")
+ * and is not older than the key (a key replaced by hand is read again): starting a server then
+ * needs no libssh. NULL otherwise. */
+static char *pub_beside(const char *pubpath, const struct stat *key_st)
+{
+    struct stat ps;
+    if (stat(pubpath, &ps) != 0 || !S_ISREG(ps.st_mode)) return NULL;
+    if (ps.st_mtim.tv_sec < key_st->st_mtim.tv_sec ||
+        (ps.st_mtim.tv_sec == key_st->st_mtim.tv_sec && ps.st_mtim.tv_nsec < key_st->st_mtim.tv_nsec))
+        return NULL;
+    char *text = read_file(pubpath, 16384, NULL);
+    if (!text) return NULL;
+    char *line = NULL;
+    size_t tl = strcspn(text, " \t\r\n");
+    const char *b = text + tl + strspn(text + tl, " \t");
+    size_t bl = strspn(b, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=");
+    if (str_starts(text, "ssh-") && tl > 4 && bl >= 16 && strchr(" \t\r\n", b[bl]))
+        line = xasprintf("%.*s %.*s gpuscribe", (int)tl, text, (int)bl, b);
+    free(text);
     return line;
 }
 
@@ -126,23 +147,26 @@ char *sshc_app_key(const char *data_dir, char *err, size_t errlen)
     struct stat st;
     if (stat(path, &st) == 0) {
         if ((st.st_mode & 077) != 0) (void)chmod(path, 0600);
-        if (ssh_pki_import_privkey_file(path, NULL, NULL, NULL, &key) != SSH_OK) {
+        if ((line = pub_beside(pubpath, &st))) goto out;
+        if (ssh_dl_load(err, errlen) != 0) goto out;
+        if (gs_ssh.ssh_pki_import_privkey_file(path, NULL, NULL, NULL, &key) != SSH_OK) {
             seterr(err, errlen, "cannot read the ssh key %s (not an unencrypted private key?)", path);
             goto out;
         }
         line = pubkey_line(key, err, errlen);
-        if (line && access(pubpath, F_OK) != 0) {
+        if (line) {   /* missing, older than the key or not a public key line: rewritten */
             char *l = xasprintf("%s\n", line);
             (void)write_file_atomic(pubpath, l, strlen(l), 0644);
             free(l);
         }
         goto out;
     }
-    if (ssh_pki_generate(SSH_KEYTYPE_ED25519, 0, &key) != SSH_OK) {
+    if (ssh_dl_load(err, errlen) != 0) goto out;
+    if (gs_ssh.ssh_pki_generate(SSH_KEYTYPE_ED25519, 0, &key) != SSH_OK) {
         seterr(err, errlen, "cannot generate an ed25519 key");
         goto out;
     }
-    if (ssh_pki_export_privkey_base64(key, NULL, NULL, NULL, &b64) != SSH_OK || !b64) {
+    if (gs_ssh.ssh_pki_export_privkey_base64(key, NULL, NULL, NULL, &b64) != SSH_OK || !b64) {
         seterr(err, errlen, "cannot export the private key");
         goto out;
     }
@@ -162,9 +186,9 @@ out:
     pthread_mutex_unlock(&file_lock);
     if (b64) {
         explicit_bzero(b64, strlen(b64));
-        ssh_string_free_char(b64);
+        gs_ssh.ssh_string_free_char(b64);
     }
-    ssh_key_free(key);
+    if (key) gs_ssh.ssh_key_free(key);   /* key and b64 are set only once libssh is loaded */
     free(dir);
     free(path);
     free(pubpath);
@@ -278,17 +302,17 @@ out:
 static enum sshc_err verify_host(ssh_session s, const sshc_target *t, char *err, size_t errlen)
 {
     ssh_key key = NULL;
-    if (ssh_get_server_publickey(s, &key) != SSH_OK || !key) {
+    if (gs_ssh.ssh_get_server_publickey(s, &key) != SSH_OK || !key) {
         seterr(err, errlen, "no host key from %s:%d", t->host, target_port(t));
         return SSHC_ERR_CONNECT;
     }
     char *b64 = NULL;
-    if (ssh_pki_export_pubkey_base64(key, &b64) != SSH_OK || !b64) {
-        ssh_key_free(key);
+    if (gs_ssh.ssh_pki_export_pubkey_base64(key, &b64) != SSH_OK || !b64) {
+        gs_ssh.ssh_key_free(key);
         seterr(err, errlen, "cannot read the host key of %s:%d", t->host, target_port(t));
         return SSHC_ERR_IO;
     }
-    const char *type = ssh_key_type_to_char(ssh_key_type(key));
+    const char *type = gs_ssh.ssh_key_type_to_char(gs_ssh.ssh_key_type(key));
     char *name = sshc_pin_name(t);
     char found[64] = "";
     enum sshc_err rc = SSHC_OK;
@@ -306,16 +330,16 @@ static enum sshc_err verify_host(ssh_session s, const sshc_target *t, char *err,
         unsigned char *hash = NULL;
         size_t hlen = 0;
         char *fp = NULL;
-        if (ssh_get_publickey_hash(key, SSH_PUBLICKEY_HASH_SHA256, &hash, &hlen) == 0) {
-            fp = ssh_get_fingerprint_hash(SSH_PUBLICKEY_HASH_SHA256, hash, hlen);
-            ssh_clean_pubkey_hash(&hash);
+        if (gs_ssh.ssh_get_publickey_hash(key, SSH_PUBLICKEY_HASH_SHA256, &hash, &hlen) == 0) {
+            fp = gs_ssh.ssh_get_fingerprint_hash(SSH_PUBLICKEY_HASH_SHA256, hash, hlen);
+            gs_ssh.ssh_clean_pubkey_hash(&hash);
         }
         seterr(err, errlen,
                "host key for %s changed: %s:%d now presents %s %s, but %s pins a different "
                "%s key; refusing to connect (possible man-in-the-middle; if the instance was "
                "really replaced, remove its line from that file)",
                name, t->host, target_port(t), type, fp ? fp : "?", t->known_hosts, found);
-        if (fp) ssh_string_free_char(fp);
+        if (fp) gs_ssh.ssh_string_free_char(fp);
         rc = SSHC_ERR_HOSTKEY;
     } else if (r < 0) {
         seterr(err, errlen, "cannot read %s: %s", t->known_hosts, strerror(errno));
@@ -323,8 +347,8 @@ static enum sshc_err verify_host(ssh_session s, const sshc_target *t, char *err,
     }
     pthread_mutex_unlock(&file_lock);
     free(name);
-    ssh_string_free_char(b64);
-    ssh_key_free(key);
+    gs_ssh.ssh_string_free_char(b64);
+    gs_ssh.ssh_key_free(key);
     return rc;
 }
 
@@ -335,6 +359,10 @@ sshc *sshc_connect(const sshc_target *t, enum sshc_err *kind, char *err, size_t 
     enum sshc_err k = SSHC_ERR_CONNECT;
     sshc *c = NULL;
     ssh_key key = NULL;
+    if (ssh_dl_load(err, errlen) != 0) {
+        if (kind) *kind = SSHC_ERR_IO;
+        return NULL;
+    }
     if (!t || !t->host || !t->key_path || !t->known_hosts) {
         seterr(err, errlen, "ssh target needs host, key_path and known_hosts");
         k = SSHC_ERR_IO;
@@ -343,12 +371,12 @@ sshc *sshc_connect(const sshc_target *t, enum sshc_err *kind, char *err, size_t 
     const char *user = t->user ? t->user : "root";
     int port = target_port(t);
     long timeout = t->connect_timeout_s > 0 ? t->connect_timeout_s : 10;
-    if (ssh_pki_import_privkey_file(t->key_path, NULL, NULL, NULL, &key) != SSH_OK) {
+    if (gs_ssh.ssh_pki_import_privkey_file(t->key_path, NULL, NULL, NULL, &key) != SSH_OK) {
         seterr(err, errlen, "cannot read the ssh key %s", t->key_path);
         k = SSHC_ERR_IO;
         goto fail;
     }
-    ssh_session s = ssh_new();
+    ssh_session s = gs_ssh.ssh_new();
     if (!s) {
         seterr(err, errlen, "out of memory");
         k = SSHC_ERR_IO;
@@ -359,32 +387,32 @@ sshc *sshc_connect(const sshc_target *t, enum sshc_err *kind, char *err, size_t 
     c->where = xasprintf("%s@%s:%d", user, t->host, port);
     int one = 1, zero = 0;
     unsigned uport = (unsigned)port;
-    if (ssh_options_set(s, SSH_OPTIONS_PROCESS_CONFIG, &zero) < 0 ||
-        ssh_options_set(s, SSH_OPTIONS_HOST, t->host) < 0 ||
-        ssh_options_set(s, SSH_OPTIONS_PORT, &uport) < 0 ||
-        ssh_options_set(s, SSH_OPTIONS_USER, user) < 0 ||
-        ssh_options_set(s, SSH_OPTIONS_KNOWNHOSTS, t->known_hosts) < 0 ||
-        ssh_options_set(s, SSH_OPTIONS_GLOBAL_KNOWNHOSTS, "/dev/null") < 0 ||
-        ssh_options_set(s, SSH_OPTIONS_TIMEOUT, &timeout) < 0 ||
-        ssh_options_set(s, SSH_OPTIONS_NODELAY, &one) < 0 ||
-        ssh_options_set(s, SSH_OPTIONS_CIPHERS_C_S, CIPHERS) < 0 ||
-        ssh_options_set(s, SSH_OPTIONS_CIPHERS_S_C, CIPHERS) < 0 ||
-        ssh_options_set(s, SSH_OPTIONS_HOSTKEYS, HOSTKEYS) < 0) {
-        seterr(err, errlen, "ssh options: %s", ssh_get_error(s));
+    if (gs_ssh.ssh_options_set(s, SSH_OPTIONS_PROCESS_CONFIG, &zero) < 0 ||
+        gs_ssh.ssh_options_set(s, SSH_OPTIONS_HOST, t->host) < 0 ||
+        gs_ssh.ssh_options_set(s, SSH_OPTIONS_PORT, &uport) < 0 ||
+        gs_ssh.ssh_options_set(s, SSH_OPTIONS_USER, user) < 0 ||
+        gs_ssh.ssh_options_set(s, SSH_OPTIONS_KNOWNHOSTS, t->known_hosts) < 0 ||
+        gs_ssh.ssh_options_set(s, SSH_OPTIONS_GLOBAL_KNOWNHOSTS, "/dev/null") < 0 ||
+        gs_ssh.ssh_options_set(s, SSH_OPTIONS_TIMEOUT, &timeout) < 0 ||
+        gs_ssh.ssh_options_set(s, SSH_OPTIONS_NODELAY, &one) < 0 ||
+        gs_ssh.ssh_options_set(s, SSH_OPTIONS_CIPHERS_C_S, CIPHERS) < 0 ||
+        gs_ssh.ssh_options_set(s, SSH_OPTIONS_CIPHERS_S_C, CIPHERS) < 0 ||
+        gs_ssh.ssh_options_set(s, SSH_OPTIONS_HOSTKEYS, HOSTKEYS) < 0) {
+        seterr(err, errlen, "ssh options: %s", gs_ssh.ssh_get_error(s));
         k = SSHC_ERR_IO;
         goto fail;
     }
-    if (ssh_connect(s) != SSH_OK) {
-        seterr(err, errlen, "cannot connect to %s: %s", c->where, ssh_get_error(s));
+    if (gs_ssh.ssh_connect(s) != SSH_OK) {
+        seterr(err, errlen, "cannot connect to %s: %s", c->where, gs_ssh.ssh_get_error(s));
         k = SSHC_ERR_CONNECT;
         goto fail;
     }
     k = verify_host(s, t, err, errlen);
     if (k != SSHC_OK) goto fail;
-    int rc = ssh_userauth_publickey(s, NULL, key);
+    int rc = gs_ssh.ssh_userauth_publickey(s, NULL, key);
     if (rc != SSH_AUTH_SUCCESS) {
         if (rc == SSH_AUTH_ERROR) {
-            seterr(err, errlen, "authentication with %s broke: %s", c->where, ssh_get_error(s));
+            seterr(err, errlen, "authentication with %s broke: %s", c->where, gs_ssh.ssh_get_error(s));
             k = SSHC_ERR_CONNECT;
         } else {
             seterr(err, errlen, "%s refused our key %s (publickey authentication failed)",
@@ -393,12 +421,12 @@ sshc *sshc_connect(const sshc_target *t, enum sshc_err *kind, char *err, size_t 
         }
         goto fail;
     }
-    ssh_key_free(key);
+    gs_ssh.ssh_key_free(key);
     if (kind) *kind = SSHC_OK;
     LOG_D("ssh", "connected to %s", c->where);
     return c;
 fail:
-    ssh_key_free(key);
+    gs_ssh.ssh_key_free(key);
     sshc_close(c);
     if (kind) *kind = k;
     return NULL;
@@ -443,10 +471,10 @@ sshc *sshc_connect_retry(const sshc_target *t, double deadline_s, int retry_auth
 void sshc_close(sshc *c)
 {
     if (!c) return;
-    if (c->sftp) sftp_free(c->sftp);
+    if (c->sftp) gs_ssh.sftp_free(c->sftp);
     if (c->s) {
-        if (ssh_is_connected(c->s)) ssh_disconnect(c->s);
-        ssh_free(c->s);
+        if (gs_ssh.ssh_is_connected(c->s)) gs_ssh.ssh_disconnect(c->s);
+        gs_ssh.ssh_free(c->s);
     }
     free(c->where);
     free(c);
@@ -561,9 +589,9 @@ static int exec_run(sshc *c, const char *cmd, const char *in, size_t inlen,
         return SSHC_ERR_IO;
     }
     ssh_session s = c->s;
-    ssh_channel ch = ssh_channel_new(s);
+    ssh_channel ch = gs_ssh.ssh_channel_new(s);
     if (!ch) {
-        seterr(err, errlen, "cannot create a channel: %s", ssh_get_error(s));
+        seterr(err, errlen, "cannot create a channel: %s", gs_ssh.ssh_get_error(s));
         return SSHC_ERR_IO;
     }
     int rc = SSHC_OK;
@@ -578,20 +606,20 @@ static int exec_run(sshc *c, const char *cmd, const char *in, size_t inlen,
     ssh_callbacks_init(&cb);
     ssh_event ev = NULL;
     int cb_set = 0;
-    if (ssh_channel_open_session(ch) != SSH_OK) {
-        seterr(err, errlen, "cannot open a session channel on %s: %s", c->where, ssh_get_error(s));
-        rc = ssh_is_connected(s) ? SSHC_ERR_REMOTE : SSHC_ERR_IO;
+    if (gs_ssh.ssh_channel_open_session(ch) != SSH_OK) {
+        seterr(err, errlen, "cannot open a session channel on %s: %s", c->where, gs_ssh.ssh_get_error(s));
+        rc = gs_ssh.ssh_is_connected(s) ? SSHC_ERR_REMOTE : SSHC_ERR_IO;
         goto out;
     }
-    ssh_set_channel_callbacks(ch, &cb);
+    gs_ssh.ssh_set_channel_callbacks(ch, &cb);
     cb_set = 1;
-    if (ssh_channel_request_exec(ch, cmd) != SSH_OK) {
-        seterr(err, errlen, "exec refused by %s: %s", c->where, ssh_get_error(s));
-        rc = ssh_is_connected(s) ? SSHC_ERR_REMOTE : SSHC_ERR_IO;
+    if (gs_ssh.ssh_channel_request_exec(ch, cmd) != SSH_OK) {
+        seterr(err, errlen, "exec refused by %s: %s", c->where, gs_ssh.ssh_get_error(s));
+        rc = gs_ssh.ssh_is_connected(s) ? SSHC_ERR_REMOTE : SSHC_ERR_IO;
         goto out;
     }
-    ev = ssh_event_new();
-    if (!ev || ssh_event_add_session(ev, s) != SSH_OK) {
+    ev = gs_ssh.ssh_event_new();
+    if (!ev || gs_ssh.ssh_event_add_session(ev, s) != SSH_OK) {
         seterr(err, errlen, "cannot poll the session");
         rc = SSHC_ERR_IO;
         goto out;
@@ -602,14 +630,14 @@ static int exec_run(sshc *c, const char *cmd, const char *in, size_t inlen,
     while (!(x->got_close || (x->got_eof && x->got_exit))) {
         if (!eof_sent) {
             while (in && sent < inlen) {
-                uint32_t win = ssh_channel_window_size(ch);
+                uint32_t win = gs_ssh.ssh_channel_window_size(ch);
                 if (win == 0) break;
                 size_t n = inlen - sent;
                 if (n > win) n = win;
                 if (n > 32768) n = 32768;
-                int w = ssh_channel_write(ch, in + sent, (uint32_t)n);
+                int w = gs_ssh.ssh_channel_write(ch, in + sent, (uint32_t)n);
                 if (w < 0) {
-                    seterr(err, errlen, "writing stdin to %s: %s", c->where, ssh_get_error(s));
+                    seterr(err, errlen, "writing stdin to %s: %s", c->where, gs_ssh.ssh_get_error(s));
                     rc = SSHC_ERR_IO;
                     goto out;
                 }
@@ -617,7 +645,7 @@ static int exec_run(sshc *c, const char *cmd, const char *in, size_t inlen,
                 if (w == 0) break;
             }
             if (!in || sent >= inlen) {
-                ssh_channel_send_eof(ch);
+                gs_ssh.ssh_channel_send_eof(ch);
                 eof_sent = 1;
             }
         }
@@ -625,17 +653,17 @@ static int exec_run(sshc *c, const char *cmd, const char *in, size_t inlen,
         if (deadline) {
             double left = deadline - now_mono();
             if (left <= 0) {
-                ssh_channel_request_send_signal(ch, "KILL");
+                gs_ssh.ssh_channel_request_send_signal(ch, "KILL");
                 seterr(err, errlen, "command timed out after %d s on %s", timeout_s, c->where);
                 rc = SSHC_ERR_TIMEOUT;
                 goto out;
             }
             if (left * 1000 < wait_ms) wait_ms = (int)(left * 1000) + 1;
         }
-        if (ssh_event_dopoll(ev, wait_ms) == SSH_ERROR || !ssh_is_connected(s)) {
+        if (gs_ssh.ssh_event_dopoll(ev, wait_ms) == SSH_ERROR || !gs_ssh.ssh_is_connected(s)) {
             if (x->got_close || (x->got_eof && x->got_exit)) break;
             seterr(err, errlen, "connection to %s lost during a command: %s", c->where,
-                   ssh_get_error(s));
+                   gs_ssh.ssh_get_error(s));
             rc = SSHC_ERR_IO;
             goto out;
         }
@@ -645,12 +673,12 @@ static int exec_run(sshc *c, const char *cmd, const char *in, size_t inlen,
     if (exit_status) *exit_status = x->got_exit ? x->exit_status : -1;
 out:
     if (ev) {
-        ssh_event_remove_session(ev, s);
-        ssh_event_free(ev);
+        gs_ssh.ssh_event_remove_session(ev, s);
+        gs_ssh.ssh_event_free(ev);
     }
-    if (cb_set) ssh_remove_channel_callbacks(ch, &cb);
-    if (ssh_channel_is_open(ch)) ssh_channel_close(ch);
-    ssh_channel_free(ch);
+    if (cb_set) gs_ssh.ssh_remove_channel_callbacks(ch, &cb);
+    if (gs_ssh.ssh_channel_is_open(ch)) gs_ssh.ssh_channel_close(ch);
+    gs_ssh.ssh_channel_free(ch);
     return rc;
 }
 
@@ -711,12 +739,12 @@ static const char *sftp_msg(int code)
 
 static int sftp_fail(sshc *c, const char *what, const char *path, char *err, size_t errlen)
 {
-    int code = c->sftp ? sftp_get_error(c->sftp) : 0;
-    int alive = ssh_is_connected(c->s);
+    int code = c->sftp ? gs_ssh.sftp_get_error(c->sftp) : 0;
+    int alive = gs_ssh.ssh_is_connected(c->s);
     if (code && alive)
         seterr(err, errlen, "sftp %s %s on %s: %s", what, path, c->where, sftp_msg(code));
     else
-        seterr(err, errlen, "sftp %s %s on %s: %s", what, path, c->where, ssh_get_error(c->s));
+        seterr(err, errlen, "sftp %s %s on %s: %s", what, path, c->where, gs_ssh.ssh_get_error(c->s));
     return alive && code ? SSHC_ERR_REMOTE : SSHC_ERR_IO;
 }
 
@@ -730,22 +758,22 @@ static int upload(sshc *c, chunk_fn next, void *ud, const char *remote_path, int
         return SSHC_ERR_IO;
     }
     if (!c->sftp) {
-        c->sftp = sftp_new(c->s);
+        c->sftp = gs_ssh.sftp_new(c->s);
         if (!c->sftp) {
-            seterr(err, errlen, "cannot start sftp on %s: %s", c->where, ssh_get_error(c->s));
-            return ssh_is_connected(c->s) ? SSHC_ERR_REMOTE : SSHC_ERR_IO;
+            seterr(err, errlen, "cannot start sftp on %s: %s", c->where, gs_ssh.ssh_get_error(c->s));
+            return gs_ssh.ssh_is_connected(c->s) ? SSHC_ERR_REMOTE : SSHC_ERR_IO;
         }
-        if (sftp_init(c->sftp) != SSH_OK) {
-            seterr(err, errlen, "cannot start sftp on %s: %s", c->where, ssh_get_error(c->s));
-            sftp_free(c->sftp);
+        if (gs_ssh.sftp_init(c->sftp) != SSH_OK) {
+            seterr(err, errlen, "cannot start sftp on %s: %s", c->where, gs_ssh.ssh_get_error(c->s));
+            gs_ssh.sftp_free(c->sftp);
             c->sftp = NULL;
-            return ssh_is_connected(c->s) ? SSHC_ERR_REMOTE : SSHC_ERR_IO;
+            return gs_ssh.ssh_is_connected(c->s) ? SSHC_ERR_REMOTE : SSHC_ERR_IO;
         }
     }
     char *tmp = xasprintf("%s.tmp", remote_path);
     char *chunk = xmalloc(UPLOAD_CHUNK);
     int rc = SSHC_OK;
-    sftp_file f = sftp_open(c->sftp, tmp, O_WRONLY | O_CREAT | O_TRUNC, (mode_t)(mode & 07777));
+    sftp_file f = gs_ssh.sftp_open(c->sftp, tmp, O_WRONLY | O_CREAT | O_TRUNC, (mode_t)(mode & 07777));
     if (!f) {
         rc = sftp_fail(c, "open", tmp, err, errlen);
         goto out;
@@ -760,7 +788,7 @@ static int upload(sshc *c, chunk_fn next, void *ud, const char *remote_path, int
         if (n == 0) break;
         ssize_t off = 0;
         while (off < n) {
-            ssize_t w = sftp_write(f, chunk + off, (size_t)(n - off));
+            ssize_t w = gs_ssh.sftp_write(f, chunk + off, (size_t)(n - off));
             if (w <= 0) {
                 rc = sftp_fail(c, "write", tmp, err, errlen);
                 goto close_file;
@@ -769,16 +797,16 @@ static int upload(sshc *c, chunk_fn next, void *ud, const char *remote_path, int
         }
     }
 close_file:
-    if (sftp_close(f) != SSH_NO_ERROR && rc == SSHC_OK) rc = sftp_fail(c, "close", tmp, err, errlen);
-    if (rc == SSHC_OK && sftp_chmod(c->sftp, tmp, (mode_t)(mode & 07777)) != 0)
+    if (gs_ssh.sftp_close(f) != SSH_NO_ERROR && rc == SSHC_OK) rc = sftp_fail(c, "close", tmp, err, errlen);
+    if (rc == SSHC_OK && gs_ssh.sftp_chmod(c->sftp, tmp, (mode_t)(mode & 07777)) != 0)
         rc = sftp_fail(c, "chmod", tmp, err, errlen);
-    if (rc == SSHC_OK && sftp_rename(c->sftp, tmp, remote_path) != 0) {
+    if (rc == SSHC_OK && gs_ssh.sftp_rename(c->sftp, tmp, remote_path) != 0) {
         /* without posix-rename a plain SFTP rename refuses to replace: unlink, then rename */
-        (void)sftp_unlink(c->sftp, remote_path);
-        if (sftp_rename(c->sftp, tmp, remote_path) != 0)
+        (void)gs_ssh.sftp_unlink(c->sftp, remote_path);
+        if (gs_ssh.sftp_rename(c->sftp, tmp, remote_path) != 0)
             rc = sftp_fail(c, "rename", tmp, err, errlen);
     }
-    if (rc != SSHC_OK && ssh_is_connected(c->s)) (void)sftp_unlink(c->sftp, tmp);
+    if (rc != SSHC_OK && gs_ssh.ssh_is_connected(c->s)) (void)gs_ssh.sftp_unlink(c->sftp, tmp);
 out:
     free(chunk);
     free(tmp);

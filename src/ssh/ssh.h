@@ -3,6 +3,8 @@
  *
  * - Keys: sshc_app_key() creates DATA_DIR/ssh/id_ed25519 (0600, directory 0700) once, plus
  *   id_ed25519.pub, and returns the OpenSSH public key line ("ssh-ed25519 AAAA... gpuscribe").
+ * - libssh is opened on first use (ssh_dl.h): by sshc_connect and by sshc_app_key when it must
+ *   read or make a key; the other functions here are plain C.
  * - Host keys are pinned in our own known_hosts file (never ~/.ssh, never /etc/ssh), one plain
  *   OpenSSH-format line per name: `NAME TYPE BASE64`. NAME is t->host_alias when set (a Vast
  *   SSH proxy host:port is reused by other instances over time, so pin per instance), else
@@ -55,7 +57,9 @@ gs_err sshc_err_gs(enum sshc_err e);
 
 /* Generate (if missing) DATA_DIR/ssh/id_ed25519 (0600, dir 0700) and its .pub, and return the
  * OpenSSH public key line without a newline (caller frees). Idempotent: an existing key is
- * loaded, never replaced (its mode is tightened to 0600 if looser). NULL on error. */
+ * never replaced (its mode is tightened to 0600 if looser); its line is read from the .pub
+ * beside it when that holds one and is not older than the key (no libssh loaded: a server
+ * start maps none), else derived from the key, which rewrites the .pub. NULL on error. */
 char *sshc_app_key(const char *data_dir, char *err, size_t errlen);
 /* The private key path sshc_app_key uses: DATA_DIR/ssh/id_ed25519 (caller frees). */
 char *sshc_app_key_path(const char *data_dir);

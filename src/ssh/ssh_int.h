@@ -4,8 +4,7 @@
 
 #include "ssh/ssh.h"
 
-#include <libssh/libssh.h>
-#include <libssh/sftp.h>
+#include "ssh/ssh_dl.h"   /* libssh, called as gs_ssh.name(...) */
 
 struct sshc {
     ssh_session s;

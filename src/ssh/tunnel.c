@@ -17,8 +17,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <libssh/callbacks.h>
-#include <libssh/server.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -184,10 +182,10 @@ static void fwd_finish(struct fwd *f)
     fwd_close_fd(f);
     if (f->opening) return;
     if (f->ch) {
-        if (f->cb_set) ssh_remove_channel_callbacks(f->ch, &f->cb);
+        if (f->cb_set) gs_ssh.ssh_remove_channel_callbacks(f->ch, &f->cb);
         f->cb_set = 0;
-        if (ssh_channel_is_open(f->ch)) ssh_channel_close(f->ch);
-        ssh_channel_free(f->ch);
+        if (gs_ssh.ssh_channel_is_open(f->ch)) gs_ssh.ssh_channel_close(f->ch);
+        gs_ssh.ssh_channel_free(f->ch);
         f->ch = NULL;
     }
     f->done = 1;
@@ -219,7 +217,7 @@ static void fwd_accept(tunnel *tn)
         f->fd = fd;
         f->c2s = xmalloc(C2S_CAP);
         f->s2c = xmalloc(S2C_CAP);
-        f->ch = ssh_channel_new(tn->c->s);
+        f->ch = gs_ssh.ssh_channel_new(tn->c->s);
         if (!f->ch) {
             close(fd);
             fwd_free(f);
@@ -230,13 +228,13 @@ static void fwd_accept(tunnel *tn)
         f->cb.channel_eof_function = fwd_eof_cb;
         f->cb.channel_close_function = fwd_close_cb;
         ssh_callbacks_init(&f->cb);
-        ssh_set_channel_callbacks(f->ch, &f->cb);
+        gs_ssh.ssh_set_channel_callbacks(f->ch, &f->cb);
         f->cb_set = 1;
         f->opening = 1;
         f->next = tn->fwds;
         tn->fwds = f;
         tn->nfwd++;
-        int rc = ssh_channel_open_forward(f->ch, "127.0.0.1", tn->remote_port, "127.0.0.1",
+        int rc = gs_ssh.ssh_channel_open_forward(f->ch, "127.0.0.1", tn->remote_port, "127.0.0.1",
                                           ntohs(sa.sin_port));
         if (rc == SSH_OK) {
             f->opening = 0;
@@ -252,12 +250,12 @@ static void fwd_pump(tunnel *tn, struct fwd *f)
 {
     if (f->done) return;
     if (f->opening) {
-        int rc = ssh_channel_open_forward(f->ch, "127.0.0.1", tn->remote_port, "127.0.0.1", 0);
+        int rc = gs_ssh.ssh_channel_open_forward(f->ch, "127.0.0.1", tn->remote_port, "127.0.0.1", 0);
         if (rc == SSH_AGAIN) return;
         f->opening = 0;
         if (rc != SSH_OK) {
             LOG_D("tunnel", "channel to remote port %d refused: %s", tn->remote_port,
-                  ssh_get_error(tn->c->s));
+                  gs_ssh.ssh_get_error(tn->c->s));
             fwd_finish(f);
             return;
         }
@@ -282,10 +280,10 @@ static void fwd_pump(tunnel *tn, struct fwd *f)
         }
     }
     if (f->c2s_len && !f->ch_closed) {
-        uint32_t win = ssh_channel_window_size(f->ch);
+        uint32_t win = gs_ssh.ssh_channel_window_size(f->ch);
         size_t n = f->c2s_len < win ? f->c2s_len : win;
         if (n) {
-            int w = ssh_channel_write(f->ch, f->c2s, (uint32_t)n);
+            int w = gs_ssh.ssh_channel_write(f->ch, f->c2s, (uint32_t)n);
             if (w < 0) {
                 fwd_finish(f);
                 return;
@@ -297,7 +295,7 @@ static void fwd_pump(tunnel *tn, struct fwd *f)
         }
     }
     if (f->cl_eof && !f->c2s_len && !f->eof_sent && !f->ch_closed) {
-        ssh_channel_send_eof(f->ch);
+        gs_ssh.ssh_channel_send_eof(f->ch);
         f->eof_sent = 1;
     }
     /* channel -> client */
@@ -317,7 +315,7 @@ static void fwd_pump(tunnel *tn, struct fwd *f)
         /* buffer drained: take what libssh kept back (this also re-opens the window) */
         f->pulling = 1;
         f->pending = 0;
-        int n = ssh_channel_read_nonblocking(f->ch, f->s2c, S2C_CAP, 0);
+        int n = gs_ssh.ssh_channel_read_nonblocking(f->ch, f->s2c, S2C_CAP, 0);
         f->pulling = 0;
         if (n > 0) {
             f->s2c_off = 0;
@@ -357,9 +355,9 @@ static void session_drop(tunnel *tn)
     for (struct fwd *f = tn->fwds; f; f = f->next) {
         fwd_close_fd(f);
         if (f->ch) {
-            if (f->cb_set) ssh_remove_channel_callbacks(f->ch, &f->cb);
+            if (f->cb_set) gs_ssh.ssh_remove_channel_callbacks(f->ch, &f->cb);
             f->cb_set = 0;
-            ssh_channel_free(f->ch);
+            gs_ssh.ssh_channel_free(f->ch);
             f->ch = NULL;
         }
         f->opening = 0;
@@ -367,12 +365,12 @@ static void session_drop(tunnel *tn)
     }
     fwd_reap(tn);
     if (tn->ev) {
-        if (tn->c) ssh_event_remove_session(tn->ev, tn->c->s);
-        ssh_event_free(tn->ev);
+        if (tn->c) gs_ssh.ssh_event_remove_session(tn->ev, tn->c->s);
+        gs_ssh.ssh_event_free(tn->ev);
         tn->ev = NULL;
     }
     if (tn->c) {
-        ssh_set_counters(tn->c->s, NULL, NULL);
+        gs_ssh.ssh_set_counters(tn->c->s, NULL, NULL);
         sshc_close(tn->c);
         tn->c = NULL;
     }
@@ -381,12 +379,12 @@ static void session_drop(tunnel *tn)
 static int session_adopt(tunnel *tn, sshc *c)
 {
     tn->c = c;
-    ssh_set_blocking(c->s, 0);
+    gs_ssh.ssh_set_blocking(c->s, 0);
     memset(&tn->rx, 0, sizeof tn->rx);
     memset(&tn->tx, 0, sizeof tn->tx);
-    ssh_set_counters(c->s, &tn->tx, &tn->rx);
-    tn->ev = ssh_event_new();
-    if (!tn->ev || ssh_event_add_session(tn->ev, c->s) != SSH_OK) return -1;
+    gs_ssh.ssh_set_counters(c->s, &tn->tx, &tn->rx);
+    tn->ev = gs_ssh.ssh_event_new();
+    if (!tn->ev || gs_ssh.ssh_event_add_session(tn->ev, c->s) != SSH_OK) return -1;
     return 0;
 }
 
@@ -402,8 +400,8 @@ static void quickack(int fd)
 static void send_keepalive(tunnel *tn)
 {
     uint64_t before = tn->tx.out_packets;
-    ssh_send_keepalive(tn->c->s);
-    if (tn->tx.out_packets == before) ssh_send_keepalive(tn->c->s);
+    gs_ssh.ssh_send_keepalive(tn->c->s);
+    if (tn->tx.out_packets == before) gs_ssh.ssh_send_keepalive(tn->c->s);
 }
 
 /* Wait up to secs, accepting-and-closing local connections; 1 when asked to stop. */
@@ -492,12 +490,12 @@ static void *io_main(void *arg)
             seen_rx = 0;
             continue;
         }
-        int sfd = ssh_get_fd(tn->c->s);
+        int sfd = gs_ssh.ssh_get_fd(tn->c->s);
         int n = 0;
         pfd[n++] = (struct pollfd){tn->wake[0], POLLIN, 0};
         pfd[n++] = (struct pollfd){tn->lfd, tn->nfwd < MAX_FWD ? POLLIN : 0, 0};
         short sev = POLLIN;
-        if (ssh_get_poll_flags(tn->c->s) & SSH_WRITE_PENDING) sev |= POLLOUT;
+        if (gs_ssh.ssh_get_poll_flags(tn->c->s) & SSH_WRITE_PENDING) sev |= POLLOUT;
         pfd[n++] = (struct pollfd){sfd, sev, 0};
         int busy = 0;
         for (struct fwd *f = tn->fwds; f; f = f->next) {
@@ -526,12 +524,12 @@ static void *io_main(void *arg)
         int err = 0;
         for (int r = 0; r < 128; r++) {
             uint64_t b0 = tn->rx.in_bytes;
-            if (ssh_event_dopoll(tn->ev, 0) == SSH_ERROR) { err = 1; break; }
+            if (gs_ssh.ssh_event_dopoll(tn->ev, 0) == SSH_ERROR) { err = 1; break; }
             if (tn->rx.in_bytes == b0) break;
         }
         if (tn->rx.in_bytes != before) quickack(sfd);
-        if (err || !ssh_is_connected(tn->c->s)) {
-            const char *e = ssh_get_error(tn->c->s);
+        if (err || !gs_ssh.ssh_is_connected(tn->c->s)) {
+            const char *e = gs_ssh.ssh_get_error(tn->c->s);
             lost(tn, e && *e ? e : "connection closed");
             continue;
         }

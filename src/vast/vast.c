@@ -6,7 +6,7 @@
 #include "core/util.h"
 
 #include <ctype.h>
-#include <curl/curl.h>
+#include "core/curl_dl.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,12 +20,12 @@
 int vast_global_init(void)
 {
     json_object_seed(0);   /* seed jansson's hash before any thread parses */
-    return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -1;
+    return 0;   /* libcurl: loaded and initialised by the first request (core/curl_dl) */
 }
 
 void vast_global_cleanup(void)
 {
-    curl_global_cleanup();
+    curl_dl_cleanup();
 }
 
 vast_client *vast_client_new(const char *base_url, const char *api_key)

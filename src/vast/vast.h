@@ -1,8 +1,9 @@
 /* vast: the Vast.ai REST client (libcurl + jansson), following docs/vast-api.md.
  *
  * Contract:
- * - Call vast_global_init() once, before any thread uses a client (it runs
- *   curl_global_init). vast_global_cleanup() at exit, after every client is freed.
+ * - Call vast_global_init() once, before any thread uses a client (it seeds jansson; libcurl
+ *   is loaded and initialised by the first request, core/curl_dl.h, so a server that never
+ *   calls Vast never maps it). vast_global_cleanup() at exit, after every client is freed.
  * - vast_client_new(base_url, api_key): base_url NULL means https://console.vast.ai (a
  *   trailing slash is dropped; only http:// and https:// are accepted, else NULL). The key
  *   travels only in an `Authorization: Bearer` header: never in a URL, an error message or a

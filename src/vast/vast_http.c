@@ -8,7 +8,7 @@
 #include "core/metrics.h"
 #include "core/util.h"
 
-#include <curl/curl.h>
+#include "core/curl_dl.h"
 #include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
@@ -237,43 +237,43 @@ static void perform(const vast_client *c, const char *method, const char *url,
 {
     memset(a, 0, sizeof *a);
     buf_init(&a->sink.b, VAST_MAX_RESPONSE);
-    CURL *h = curl_easy_init();
+    CURL *h = curl_dl_easy(a->errbuf, sizeof a->errbuf);
     if (!h) { a->cc = CURLE_FAILED_INIT; return; }
     struct curl_slist *hdr = NULL;
-    if (c->auth_header) hdr = curl_slist_append(hdr, c->auth_header);
-    hdr = curl_slist_append(hdr, "Accept: application/json");
-    if (body) hdr = curl_slist_append(hdr, "Content-Type: application/json");
-    hdr = curl_slist_append(hdr, "Expect:");
+    if (c->auth_header) hdr = gs_curl.curl_slist_append(hdr, c->auth_header);
+    hdr = gs_curl.curl_slist_append(hdr, "Accept: application/json");
+    if (body) hdr = gs_curl.curl_slist_append(hdr, "Content-Type: application/json");
+    hdr = gs_curl.curl_slist_append(hdr, "Expect:");
 
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    gs_curl.curl_easy_setopt(h, CURLOPT_URL, url);
+    gs_curl.curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 #if LIBCURL_VERSION_NUM >= 0x075500
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    gs_curl.curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
 #endif
-    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, c->connect_ms);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->total_ms);
-    curl_easy_setopt(h, CURLOPT_USERAGENT, "gpuscribe/" GS_VERSION);
-    curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, a->errbuf);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &a->sink);
-    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+    gs_curl.curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+    gs_curl.curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, c->connect_ms);
+    gs_curl.curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->total_ms);
+    gs_curl.curl_easy_setopt(h, CURLOPT_USERAGENT, "gpuscribe/" GS_VERSION);
+    gs_curl.curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
+    gs_curl.curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
+    gs_curl.curl_easy_setopt(h, CURLOPT_ERRORBUFFER, a->errbuf);
+    gs_curl.curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
+    gs_curl.curl_easy_setopt(h, CURLOPT_WRITEDATA, &a->sink);
+    gs_curl.curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    gs_curl.curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
     if (!strcmp(method, "POST")) {
-        curl_easy_setopt(h, CURLOPT_POST, 1L);
+        gs_curl.curl_easy_setopt(h, CURLOPT_POST, 1L);
     } else if (strcmp(method, "GET") != 0) {
-        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+        gs_curl.curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
     }
     if (body) {
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+        gs_curl.curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+        gs_curl.curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
     }
-    a->cc = curl_easy_perform(h);
-    if (a->cc == CURLE_OK) curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &a->status);
-    curl_easy_cleanup(h);
-    curl_slist_free_all(hdr);
+    a->cc = gs_curl.curl_easy_perform(h);
+    if (a->cc == CURLE_OK) gs_curl.curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &a->status);
+    gs_curl.curl_easy_cleanup(h);
+    gs_curl.curl_slist_free_all(hdr);
 }
 
 static bool cc_retryable(CURLcode cc, enum vast_retry_mode mode)
@@ -400,6 +400,13 @@ static int request(vast_client *c, const char *method, const char *path_query,
                        "cancelled: gpuscribe is stopping (%s %s not sent)", method, path_query);
         return -1;
     }
+    char lerr[256];
+    if (curl_dl_load(lerr, sizeof lerr) != 0) {   /* libcurl absent: nothing can be sent */
+        free(url);
+        free(payload);
+        vast_set_error(c, err, VAST_ERR_NETWORK, 0, NULL, "cannot reach the Vast API: %s", lerr);
+        return -1;
+    }
     struct attempt a;
     int n = 0;
     for (;;) {
@@ -407,7 +414,7 @@ static int request(vast_client *c, const char *method, const char *path_query,
         double t0 = now_mono();
         perform(c, method, url, payload, &a);
         LOG_D("vast", "%s %s -> %ld%s%s (%.0f ms, attempt %d)", method, path_query, a.status,
-              a.cc ? " " : "", a.cc ? curl_easy_strerror(a.cc) : "", (now_mono() - t0) * 1e3, n);
+              a.cc ? " " : "", a.cc ? gs_curl.curl_easy_strerror(a.cc) : "", (now_mono() - t0) * 1e3, n);
         bool again = a.cc != CURLE_OK ? cc_retryable(a.cc, mode)
                                       : status_retryable(a.status, mode);
         if (!again || n >= c->attempts || atomic_load(&cancelled)) break;
@@ -428,7 +435,7 @@ static int request(vast_client *c, const char *method, const char *path_query,
             vast_set_error(c, err, VAST_ERR_PARSE, (int)a.status, NULL,
                            "Vast's answer is larger than %u MB", VAST_MAX_RESPONSE >> 20);
         } else {
-            const char *why = a.errbuf[0] ? a.errbuf : curl_easy_strerror(a.cc);
+            const char *why = a.errbuf[0] ? a.errbuf : gs_curl.curl_easy_strerror(a.cc);
             bool to = a.cc == CURLE_OPERATION_TIMEDOUT;
             vast_set_error(c, err, to ? VAST_ERR_TIMEOUT : VAST_ERR_NETWORK, 0, NULL,
                            "%s Vast API at %s: %s (%d attempt%s)",

@@ -7,7 +7,7 @@
 #include "core/util.h"
 #include "worker/worker.h"
 
-#include <curl/curl.h>
+#include "core/curl_dl.h"
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,30 +41,30 @@ static char *url_join(const char *base, const char *path)
 static CURLcode do_req(CURL *c, const char *method, const char *url, FILE *upload, size_t size,
                        const char *ctype, long timeout_ms, size_t max, wc_resp *out)
 {
-    curl_easy_reset(c);
+    gs_curl.curl_easy_reset(c);
     buf_release(&out->body);
     buf_init(&out->body, max);
     out->status = 0;
     out->errbuf[0] = '\0';
-    struct curl_slist *h = curl_slist_append(NULL, "Expect:");
+    struct curl_slist *h = gs_curl.curl_slist_append(NULL, "Expect:");
     char cth[64];
     snprintf(cth, sizeof cth, "Content-Type: %s", ctype ? ctype : "audio/wav");
-    if (upload) h = curl_slist_append(h, cth);
+    if (upload) h = gs_curl.curl_slist_append(h, cth);
     httpc_setup(c, url, h, &out->body, out->errbuf);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
-    if (timeout_ms > 0) curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
+    gs_curl.curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
+    gs_curl.curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    gs_curl.curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
+    if (timeout_ms > 0) gs_curl.curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
     if (upload) {
-        curl_easy_setopt(c, CURLOPT_POST, 1L);
-        curl_easy_setopt(c, CURLOPT_READDATA, upload); /* default read function: fread */
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)size);
+        gs_curl.curl_easy_setopt(c, CURLOPT_POST, 1L);
+        gs_curl.curl_easy_setopt(c, CURLOPT_READDATA, upload); /* default read function: fread */
+        gs_curl.curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)size);
     } else if (strcmp(method, "GET") != 0) {
-        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+        gs_curl.curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
     }
-    CURLcode cc = curl_easy_perform(c);
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
-    curl_slist_free_all(h);
+    CURLcode cc = gs_curl.curl_easy_perform(c);
+    gs_curl.curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
+    gs_curl.curl_slist_free_all(h);
     return cc;
 }
 
@@ -80,7 +80,7 @@ static gs_err conn_error(char *err, size_t errlen, const char *base, CURLcode cc
                          const wc_resp *r)
 {
     snprintf(err, errlen, "cannot reach the worker at %s: %s", base,
-             r->errbuf[0] ? r->errbuf : curl_easy_strerror(cc));
+             r->errbuf[0] ? r->errbuf : gs_curl.curl_easy_strerror(cc));
     return cc == CURLE_OPERATION_TIMEDOUT ? GS_E_TIMEOUT : GS_E_NETWORK;
 }
 
@@ -99,11 +99,8 @@ int worker_client_health_ms(const char *base_url, long timeout_ms, json_t **out,
                             size_t errlen)
 {
     *out = NULL;
-    CURL *c = curl_easy_init();
-    if (!c) {
-        snprintf(err, errlen, "cannot initialise libcurl");
-        return -1;
-    }
+    CURL *c = curl_dl_easy(err, errlen);
+    if (!c) return -1;
     wc_resp r = {0};
     char *url = url_join(base_url, "/health");
     CURLcode cc = do_req(c, "GET", url, NULL, 0, NULL, timeout_ms, 1 << 20, &r);
@@ -123,7 +120,7 @@ int worker_client_health_ms(const char *base_url, long timeout_ms, json_t **out,
     }
     buf_release(&r.body);
     free(url);
-    curl_easy_cleanup(c);
+    gs_curl.curl_easy_cleanup(c);
     return rc;
 }
 
@@ -139,9 +136,9 @@ int worker_client_accepts_opus(const json_t *health)
 
 static void append_q(buf *q, CURL *c, const char *name, const char *val)
 {
-    char *e = curl_easy_escape(c, val, 0);
+    char *e = gs_curl.curl_easy_escape(c, val, 0);
     (void)!buf_appendf(q, "&%s=%s", name, e ? e : "");
-    curl_free(e);
+    gs_curl.curl_free(e);
 }
 
 /* DELETE the job; failures are only logged (the worker's TTL cleans up eventually). */
@@ -153,7 +150,7 @@ static void delete_job(CURL *c, const char *base, const char *id)
     CURLcode cc = do_req(c, "DELETE", url, NULL, 0, NULL, 10000, 1 << 16, &r);
     if (cc != CURLE_OK || (r.status != 200 && r.status != 404))
         LOG_W("worker", "could not delete job %s on the worker (%s)", id,
-              cc != CURLE_OK ? curl_easy_strerror(cc) : "unexpected status");
+              cc != CURLE_OK ? gs_curl.curl_easy_strerror(cc) : "unexpected status");
     buf_release(&r.body);
     free(url);
     free(path);
@@ -190,10 +187,9 @@ transcript *worker_client_transcribe_model(const char *base_url, const char *job
         *kind = GS_E_INTERNAL;
         return NULL;
     }
-    CURL *c = curl_easy_init();
+    CURL *c = curl_dl_easy(err, errlen);
     if (!c) {
         fclose(f);
-        snprintf(err, errlen, "cannot initialise libcurl");
         *kind = GS_E_INTERNAL;
         return NULL;
     }
@@ -337,7 +333,7 @@ out:
     json_decref(j);
     free(url);
     buf_release(&r.body);
-    curl_easy_cleanup(c);
+    gs_curl.curl_easy_cleanup(c);
     fclose(f);
     return t;
 }

@@ -18,8 +18,8 @@
  * "cancelled", "the worker lost job ID (restarted?)", "bad result from the worker: ...".
  *
  * Timeouts: connect 10 s; each request aborts below 1 byte/s for 60 s; polls 10 s each.
- * Thread-safe: every call uses its own curl handle (curl_global_init must have run once,
- * before threads start; main does it).
+ * Thread-safe: every call uses its own curl handle (libcurl is loaded and initialised by the
+ * first call, core/curl_dl.h).
  */
 #ifndef GS_WORKER_CLIENT_H
 #define GS_WORKER_CLIENT_H

@@ -74,7 +74,7 @@ check "all three instances ran chunks ($(jq -c 'group_by(.instance_id) | map({(.
 scale_events "$DATA" >"$A/ev1"
 check "three boots, each published with its reason and figures ($(jq -r .message "$A/ev1" | head -n1))" \
     jq -s -e '[.[] | select(.decision == "boot")] | length == 3 and all(.reason == "wait" and .backlog_audio_s > 0 and (.wait_s == null or .wait_s > .wait_limit_s) and .offer.cost_per_audio_hour > 0 and .instance_id > 0)' "$A/ev1"
-check "the log says it holds at MAX_INSTANCES=3" grep -q 'autoscale: max (at MAX_INSTANCES=3' "$SERVER_LOG"
+check "the log says it holds at MAX_INSTANCES=3" grep -q 'autoscale: max: at MAX_INSTANCES=3' "$SERVER_LOG"
 check "the speed of RTX 4090 with sphinx was measured" jq -e '.speeds.models | map(select(.gpu_name == "RTX 4090" and .engine == "sphinx" and .chunks > 0 and .x > 0)) | length == 1' "$A/fleet1.json"
 ok=0
 for i in $(seq 1 900); do [ "$(sim_live_instances)" = 0 ] && { ok=1; break; }; server_dead && break; sleep 0.2; done

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The lean worker and its source bundle: build/gpuscribe-worker links none of FFmpeg's
-# libraries, libssh or SQLite; the controller links neither FFmpeg nor pocketsphinx (it opens
-# them on first use) and still decodes uploads; the bundle (what the controller sends to instances) unpacked
+# libraries, libssh or SQLite; the controller links none of FFmpeg, pocketsphinx, libcurl and
+# libssh (it opens them on first use: an idle server restarted on its data dir maps none of
+# them, nor OpenSSL) and still decodes uploads and calls Vast; the bundle (what the controller sends to instances) unpacked
 # into an empty directory builds the worker there with `make worker` alone, holds exactly the
 # worker's sources (no test, tool or controller file), and is deterministic (the same source
 # gives the same sha256, which is what instances are stamped with).
@@ -18,13 +19,14 @@ check "the worker links libopusfile (Opus bodies) but not libopusenc (the contro
 check "the worker links no FFmpeg library" bash -c "! grep -qE '^libav|^libsw' <<<'$libs'"
 check "the worker links no libssh" bash -c "! grep -qE '^libssh\\.so' <<<'$libs'"
 check "the worker links no SQLite" bash -c "! grep -q '^libsqlite3' <<<'$libs'"
-check "the controller does link libssh and SQLite (the check can see them)" bash -c "ldd '$ROOT/build/gpuscribe' | grep -q 'libssh\\.so' && ldd '$ROOT/build/gpuscribe' | grep -q libsqlite3"
-# the controller opens FFmpeg and pocketsphinx with dlopen on first use (issue 15): linking
-# them mapped ~150 libraries into every idle server
+check "the controller does link SQLite and libmicrohttpd (the check can see them)" bash -c "ldd '$ROOT/build/gpuscribe' | grep -q libsqlite3 && ldd '$ROOT/build/gpuscribe' | grep -q libmicrohttpd"
+# the controller opens FFmpeg, pocketsphinx, libcurl and libssh with dlopen on first use
+# (issue 15): linking them mapped ~150 libraries, OpenSSL among them, into every idle server
 for bin in "$ROOT/build/gpuscribe" "$GS_BIN"; do
     clibs=$(ldd "$bin" | awk '{print $1}')
     check "$(basename "$(dirname "$bin")")/$(basename "$bin") links no FFmpeg library" bash -c "! grep -qE '^libav|^libsw' <<<'$clibs'"
     check "$(basename "$(dirname "$bin")")/$(basename "$bin") links no pocketsphinx" bash -c "! grep -qE '^libpocketsphinx|^libsphinx' <<<'$clibs'"
+    check "$(basename "$(dirname "$bin")")/$(basename "$bin") links no libcurl, libssh or OpenSSL" bash -c "! grep -qE '^libcurl|^libssh\\.so|^libcrypto|^libssl' <<<'$clibs'"
 done
 # ... and still decodes uploads (FFmpeg loaded on the first one), reports a missing FFmpeg as
 # the server's fault (500, with the package to install) and a missing pocketsphinx as the
@@ -36,14 +38,30 @@ w.writeframes(b"".join(struct.pack("<hh", v, v) for v in
               (int(8000 * math.sin(i * 0.0627)) for i in range(44100))))
 w.close()
 PY
-start_server
+# a first start makes the SSH key (libssh); a restart on that data dir reads its .pub
+DATA=$TDIR/lean-data start_server
 req GET /healthz
+check "a first start made the app's SSH key" test -s "$TDIR/lean-data/ssh/id_ed25519.pub"
+stop_server
+DATA=$TDIR/lean-data start_server
+req GET /healthz
+req GET /api/gpu-status
 pid_maps=$(cat /proc/"$SERVER_PID"/maps 2>/dev/null)
 check "an idle controller has not mapped FFmpeg or pocketsphinx" bash -c "! grep -qE 'libavformat|libpocketsphinx' <<<'$pid_maps'"
+check "an idle controller has not mapped libcurl, libssh or OpenSSL" bash -c "! grep -qE 'libcurl|/libssh\\.so|libcrypto|libssl' <<<'$pid_maps'"
+check "... and maps what it links (the check can see libraries)" grep -q libsqlite3 <<<"$pid_maps"
 req POST /api/jobs -F "file=@$TDIR/tone.wav"
 expect "the controller decodes an upload (FFmpeg loaded on first use)" 202 '.audio_duration > 0.9 and .audio_duration < 1.1'
 check "FFmpeg is mapped after the first upload" grep -q libavformat /proc/"$SERVER_PID"/maps
 stop_server
+# the first Vast call loads libcurl (and with it OpenSSL); the answer is the usual one
+start_vastsim --seed 3 || fail "vastsim starts"
+DATA=$TDIR/lean-data start_server VAST_URL="$SIM" VAST_API_KEY="$SIM_KEY" -- --env-file /dev/null
+jreq POST /api/vast/search '{}'
+expect "a search through the lazily loaded libcurl answers offers" 200 '(.offers | length) > 0'
+check "libcurl is mapped after the first Vast call" grep -q libcurl /proc/"$SERVER_PID"/maps
+stop_server
+sim_stop
 start_server GS_FFMPEG_SONAME_TEST=libavformat.so.999 GS_SPHINX_SONAME_TEST=libpocketsphinx.so.999
 req POST /api/jobs -F "file=@$TDIR/tone.wav"
 expect "no FFmpeg: the upload gets a 500 naming the package" 500 '.error | contains("FFmpeg'"'"'s libavformat.so.999 is not installed: apt install libavformat999")'
