@@ -802,14 +802,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     } else if (r->route) {
         pthread_mutex_lock(&s->lock);
         int stopping = s->stopping;
+        r->suspend_called = 0;
         pthread_mutex_unlock(&s->lock);
         if (stopping) {
             http_reply_error(r, 503, "server is shutting down");
             return MHD_YES;
         }
-        pthread_mutex_lock(&s->lock);
-        r->suspend_called = 0;
-        pthread_mutex_unlock(&s->lock);
         r->route->handler(r, s->app);
         pthread_mutex_lock(&s->lock);
         int waits = r->suspend_called;

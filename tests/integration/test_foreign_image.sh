@@ -45,7 +45,7 @@ check "the instance's glibc is 2.31" grep -q '2\.31' <<<"$out"
 scp -q -i "$DATA/ssh/id_ed25519" -P "$(sim_inst "$ID" ssh_port)" -o StrictHostKeyChecking=no \
     -o UserKnownHostsFile=/dev/null -o BatchMode=yes "$ROOT/build/gpuscribe" root@127.0.0.1:/tmp/controller
 out=$(on_inst "$ID" '/tmp/controller version 2>&1; echo rc=$?')
-check "the controller's binary cannot start there" bash -c "grep -q 'rc=127' <<<'$out' && grep -q 'libssh.so.4: cannot open' <<<'$out'"
+check "the controller's binary cannot start there" bash -c "grep -q 'rc=127' <<<'$out' && grep -qE 'error while loading shared libraries: lib[a-z0-9]+\\.so\\.[0-9]+: cannot open' <<<'$out'"
 req GET "/api/vast/instances/$ID"
 expect "setup log: the controller's worker could not run, the worker was built" 200 \
     '([.log[] | select(test("cannot run the sphinx engine here: building from source"))] | length) == 1 and ([.log[] | select(test("^built gpuscribe-worker .* with engines: sphinx"))] | length) == 1'

@@ -125,6 +125,8 @@ CREATE='{"client_id":"me","image":"vastai/base:test",
   "price":null,"disk":10.0,"label":null,"extra":null,"onstart":null,"image_login":null,
   "python_utf8":false,"lang_utf8":false,"use_jupyter_lab":false,"jupyter_dir":null,"force":false,
   "cancel_unavail":false,"template_hash_id":null,"user":null,"runtype":"ssh_direc ssh_proxy"}'
+# this boot's phases take 2 s each: the show below must see it before it runs, under load too
+AUTH= api POST /_admin/faults -d '{"type":"slow_boot","loading_delay":2,"running_delay":2,"count":1}'
 japi PUT "/api/v0/asks/$ASK/" "$CREATE"
 ok "create with the CLI's blob" 200 '.success == true and (.new_contract|type) == "number"'
 A=$(j .new_contract)
