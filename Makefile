@@ -73,7 +73,7 @@ TEST_LIBS := $(if $(WORKER_ONLY),,$(shell pkg-config --libs libcurl))
 
 # ---- the lean worker: its sources, libraries and bundle
 WORKER_SRCS := src/core/util.c src/core/log.c src/core/err.c src/core/config.c src/core/gpu.c src/core/metrics.c \
-               src/core/curl_dl.c src/http/http.c \
+               src/core/dlib.c src/core/curl_dl.c src/http/http.c \
                src/transcript/transcript.c $(sort $(wildcard src/engine/*.c)) \
                src/vast/vast.c src/vast/vast_http.c src/vast/vast_json.c \
                src/audio/opus_dec.c src/worker/worker.c src/cli/worker.c src/worker/main.c

@@ -1,10 +1,14 @@
 /* dlib: dlopen by soname with actionable errors. Contract in dlib.h. */
 #include "core/dlib.h"
 
+#include "core/log.h"
+
 #include <ctype.h>
 #include <dlfcn.h>
 #include <stdio.h>
 #include <string.h>
+
+_Static_assert(sizeof(void *) == sizeof(void (*)(void)), "dlsym needs code pointers as wide as data pointers");
 
 /* libraries whose Debian package departs from the policy's name */
 static const char *const g_pkg_exceptions[][2] = {
@@ -57,4 +61,39 @@ void *dlib_sym(void *h, const char *soname, const char *what, const char *name, 
         snprintf(err, errlen, "%s's %s has no symbol %s (another version than the one "
                  "gpuscribe was built for?)", what, soname, name);
     return p;
+}
+
+int dlib_sym_into(void *h, const char *soname, const char *what, const char *name, void *slot,
+                  size_t slot_size, char *err, size_t errlen)
+{
+    void *p = dlib_sym(h, soname, what, name, err, errlen);
+    if (!p || slot_size != sizeof p) return -1;
+    memcpy(slot, &p, sizeof p); /* POSIX: the data pointer dlsym returns is the function's */
+    return 0;
+}
+
+int dlib_once_run(dlib_once *o, int (*load)(char *err, size_t errlen), char *err, size_t errlen)
+{
+    if (!atomic_load_explicit(&o->done, memory_order_acquire)) {
+        pthread_mutex_lock(&o->mu);
+        if (!atomic_load_explicit(&o->done, memory_order_relaxed)) {
+            atomic_fetch_add(&o->loads, 1);
+            o->err[0] = '\0';
+            o->rc = load(o->err, sizeof o->err) == 0 ? 0 : -1;
+            /* the handles a failed load opened stay open: closing libraries is not worth the
+             * risk, and the load is not retried */
+            if (o->rc != 0) LOG_W("dlib", "%s", o->err[0] ? o->err : "cannot load a library");
+            atomic_store_explicit(&o->done, 1, memory_order_release);
+        }
+        pthread_mutex_unlock(&o->mu);
+    }
+    if (o->rc != 0 && err && errlen) snprintf(err, errlen, "%s", o->err);
+    return o->rc;
+}
+
+int dlib_once_loads(dlib_once *o) { return atomic_load(&o->loads); }
+
+int dlib_once_ok(dlib_once *o)
+{
+    return atomic_load_explicit(&o->done, memory_order_acquire) && o->rc == 0;
 }

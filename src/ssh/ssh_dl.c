@@ -4,56 +4,33 @@
 #include "core/dlib.h"
 #include "core/log.h"
 
-#include <pthread.h>
-#include <stdatomic.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #ifndef GS_SONAME_SSH
 #error "GS_SONAME_SSH must be defined (the Makefile does)"
 #endif
 
-_Static_assert(sizeof(void *) == sizeof(void (*)(void)), "dlsym needs wide enough pointers");
-
 struct gs_ssh gs_ssh;
 
-static pthread_once_t g_once = PTHREAD_ONCE_INIT;
-static int g_rc = -1;
-static char g_err[256];
-static atomic_int g_loads;
+static dlib_once g_once = DLIB_ONCE_INIT;
 
-static void load_once(void)
+static int load(char *err, size_t errlen)
 {
-    atomic_fetch_add(&g_loads, 1);
     const char *name = GS_SONAME_SSH;
     const char *test = getenv("GS_SSH_SONAME_TEST");
     if (test && *test) name = test;
     /* libssh initialises itself when loaded (its constructor runs ssh_init) */
-    void *h = dlib_open(name, "libssh", g_err, sizeof g_err);
-    if (!h) goto fail;
+    void *h = dlib_open(name, "libssh", err, errlen);
+    if (!h) return -1;
     struct gs_ssh t;
-#define GS_SSH_RESOLVE(f)                                                                   \
-    {                                                                                       \
-        void *p = dlib_sym(h, name, "libssh", #f, g_err, sizeof g_err);                     \
-        if (!p) goto fail;                                                                  \
-        memcpy(&t.f, &p, sizeof p); /* POSIX: dlsym's pointer is the function's */         \
-    }
+#define GS_SSH_RESOLVE(f) DLIB_RESOLVE(t, h, name, "libssh", f);
     GS_SSH_FUNCS(GS_SSH_RESOLVE)
 #undef GS_SSH_RESOLVE
     gs_ssh = t;
-    g_rc = 0;
     LOG_D("ssh", "libssh loaded: %s", name);
-    return;
-fail:
-    LOG_W("ssh", "%s", g_err);
+    return 0;
 }
 
-int ssh_dl_load(char *err, size_t errlen)
-{
-    pthread_once(&g_once, load_once);
-    if (g_rc != 0 && err && errlen) snprintf(err, errlen, "%s", g_err);
-    return g_rc;
-}
+int ssh_dl_load(char *err, size_t errlen) { return dlib_once_run(&g_once, load, err, errlen); }
 
-int ssh_dl_load_count(void) { return atomic_load(&g_loads); }
+int ssh_dl_load_count(void) { return dlib_once_loads(&g_once); }

@@ -19,6 +19,9 @@
 #include "worker/worker_client.h"
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +73,65 @@ TEST(dlib_missing_symbol_is_named)
     ASSERT_TRUE(dlib_sym(h, "libm.so.6", "libm", "cos", err, sizeof err) != NULL);
     ASSERT_TRUE(dlib_sym(h, "libm.so.6", "libm", "gs_no_such_function", err, sizeof err) == NULL);
     ASSERT_CONTAINS(err, "libm's libm.so.6 has no symbol gs_no_such_function");
+}
+
+/* ---- dlib_once: the loaders' run-once */
+
+static atomic_int g_runs;
+
+static int slow_load(char *err, size_t errlen)
+{
+    (void)err;
+    (void)errlen;
+    atomic_fetch_add(&g_runs, 1);
+    usleep(20000);   /* long enough for every thread below to arrive while it runs */
+    return 0;
+}
+
+static dlib_once g_test_once = DLIB_ONCE_INIT;
+
+static void *ask(void *rc)
+{
+    *(int *)rc = dlib_once_run(&g_test_once, slow_load, NULL, 0);
+    return NULL;
+}
+
+TEST(dlib_once_runs_once_across_threads)
+{
+    pthread_t th[8];
+    int rc[8];
+    for (int i = 0; i < 8; i++) {
+        rc[i] = -2;
+        ASSERT_EQ(pthread_create(&th[i], NULL, ask, &rc[i]), 0);
+    }
+    for (int i = 0; i < 8; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < 8; i++) ASSERT_EQ(rc[i], 0);
+    ASSERT_EQ(atomic_load(&g_runs), 1);
+    ASSERT_EQ(dlib_once_loads(&g_test_once), 1);
+    ASSERT_EQ(dlib_once_ok(&g_test_once), 1);
+}
+
+static int failing_load(char *err, size_t errlen)
+{
+    atomic_fetch_add(&g_runs, 1);
+    snprintf(err, errlen, "libnope's libnope.so.1 is not installed: apt install libnope1");
+    return -1;
+}
+
+TEST(dlib_once_keeps_a_failure)
+{
+    dlib_once o = DLIB_ONCE_INIT;
+    ASSERT_EQ(dlib_once_ok(&o), 0);
+    ASSERT_EQ(dlib_once_loads(&o), 0);
+    char err[128] = "";
+    ASSERT_EQ(dlib_once_run(&o, failing_load, err, sizeof err), -1);
+    ASSERT_STR_EQ(err, "libnope's libnope.so.1 is not installed: apt install libnope1");
+    err[0] = '\0';
+    ASSERT_EQ(dlib_once_run(&o, failing_load, err, sizeof err), -1);   /* not retried */
+    ASSERT_STR_EQ(err, "libnope's libnope.so.1 is not installed: apt install libnope1");
+    ASSERT_EQ(atomic_load(&g_runs), 1);
+    ASSERT_EQ(dlib_once_loads(&o), 1);
+    ASSERT_EQ(dlib_once_ok(&o), 0);
 }
 
 TEST(dl_ffmpeg_not_mapped_until_used_and_loaded_once)
