@@ -11,6 +11,7 @@
 #include "jobs/openai_backend.h"
 
 #include <curl/curl.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #define KEY "sk-test-abcdef0123456789"
@@ -18,6 +19,10 @@
 
 enum fake_mode { FAKE_OK, FAKE_500_ONCE, FAKE_429, FAKE_401, FAKE_SLOW, FAKE_GARBAGE, FAKE_TEXT_ONLY };
 
+/* F is the fake's state: its handler runs on the server's threads (a timed-out request's may
+ * still run while the test goes on), so both sides take F_mu; the test reads F after its
+ * requests have ended. */
+static pthread_mutex_t F_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct {
     enum fake_mode mode;
     int calls;
@@ -88,9 +93,8 @@ static int parse_multipart(const char *ctype, const char *body, size_t len)
     return 0;
 }
 
-static void h_transcriptions(http_req *r, void *app)
+static void transcriptions(http_req *r)
 {
-    (void)app;
     F.calls++;
     snprintf(F.path, sizeof F.path, "%s", http_path(r));
     const char *auth = http_header(r, "Authorization");
@@ -117,7 +121,11 @@ static void h_transcriptions(http_req *r, void *app)
         http_reply_data(r, F.mode == FAKE_429 ? 429 : 500, "application/json", m, strlen(m));
         return;
     }
-    if (F.mode == FAKE_SLOW) usleep(1500 * 1000);
+    if (F.mode == FAKE_SLOW) {
+        pthread_mutex_unlock(&F_mu);
+        usleep(1500 * 1000);
+        pthread_mutex_lock(&F_mu);
+    }
     if (F.mode == FAKE_GARBAGE) {
         http_reply_data(r, 200, "application/json", "<html>oops</html>", 17);
         return;
@@ -130,6 +138,30 @@ static void h_transcriptions(http_req *r, void *app)
     http_reply_data(r, 200, "application/json", VERBOSE, strlen(VERBOSE));
 }
 
+static void h_transcriptions(http_req *r, void *app)
+{
+    (void)app;
+    pthread_mutex_lock(&F_mu);
+    transcriptions(r);
+    pthread_mutex_unlock(&F_mu);
+}
+
+static void fake_set(enum fake_mode mode, int reset_calls)
+{
+    pthread_mutex_lock(&F_mu);
+    F.mode = mode;
+    if (reset_calls) F.calls = 0;
+    pthread_mutex_unlock(&F_mu);
+}
+
+static int fake_calls(void)
+{
+    pthread_mutex_lock(&F_mu);
+    int n = F.calls;
+    pthread_mutex_unlock(&F_mu);
+    return n;
+}
+
 static const http_route fake_routes[] = {
     {"POST", "/v1/audio/transcriptions", h_transcriptions, 0, NULL, "fake", "fake", NULL},
     {"POST", "/v1/audio/translations", h_transcriptions, 0, NULL, "fake", "fake", NULL},
@@ -138,7 +170,7 @@ static const http_route fake_routes[] = {
 static http_server *fake_start(enum fake_mode mode, char **base)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    F.mode = mode;
+    fake_set(mode, 0);
     char err[256];
     http_config c = {.host = "127.0.0.1", .port = 0, .threads = 2};
     http_server *s = http_server_start(&c, fake_routes, ARRAY_LEN(fake_routes), NULL, err, sizeof err);
@@ -175,7 +207,7 @@ TEST(openai_verbose_json_with_words)
     transcript *t = openai_transcribe(base, KEY, CLIP, &o, err, sizeof err);
     if (!t) test_fail(__FILE__, __LINE__, "openai_transcribe: %s", err);
     /* what went over the wire */
-    ASSERT_EQ(F.calls, 1);
+    ASSERT_EQ(fake_calls(), 1);
     ASSERT_STR_EQ(F.path, "/v1/audio/transcriptions");
     ASSERT_STR_EQ(F.auth, "Bearer " KEY);
     ASSERT_STR_EQ(field("model", 0), "whisper-1");
@@ -238,7 +270,7 @@ TEST(openai_error_shape_key_scrubbed)
     ASSERT_CONTAINS(err, "openai api error (HTTP 401): Incorrect API key provided: [REDACTED]");
     ASSERT_NOT_CONTAINS(err, KEY);
     ASSERT_NOT_CONTAINS(err, "abcdef0123456789");
-    ASSERT_EQ(F.calls, 1); /* 401 is not retried */
+    ASSERT_EQ(fake_calls(), 1); /* 401 is not retried */
     /* a wrong key: the fake refuses it, and neither key shows */
     ASSERT_NULL(openai_transcribe_ex(base, "sk-wrong-999999999", CLIP, NULL, &FAST, err, sizeof err));
     ASSERT_NOT_CONTAINS(err, "sk-wrong");
@@ -257,12 +289,11 @@ TEST(openai_retries_5xx_and_429)
     char err[512] = "";
     transcript *t = openai_transcribe_ex(base, KEY, CLIP, NULL, &FAST, err, sizeof err);
     if (!t) test_fail(__FILE__, __LINE__, "%s", err);
-    ASSERT_EQ(F.calls, 2);
+    ASSERT_EQ(fake_calls(), 2);
     transcript_free(t);
-    F.mode = FAKE_429;
-    F.calls = 0;
+    fake_set(FAKE_429, 1);
     ASSERT_NULL(openai_transcribe_ex(base, KEY, CLIP, NULL, &FAST, err, sizeof err));
-    ASSERT_EQ(F.calls, 3);
+    ASSERT_EQ(fake_calls(), 3);
     ASSERT_CONTAINS(err, "openai api error (HTTP 429): Rate limit reached");
     fake_stop(s, base);
 }
@@ -275,11 +306,11 @@ TEST(openai_timeout_and_bad_answers)
     openai_limits lim = {.timeout_ms = 300, .backoff_ms = 20};
     ASSERT_NULL(openai_transcribe_ex(base, KEY, CLIP, NULL, &lim, err, sizeof err));
     ASSERT_CONTAINS(err, "timed out"); /* the answer takes 1.5 s: cut by the 300 ms limit */
-    ASSERT_TRUE(F.calls <= 1);          /* a timeout is not retried */
-    F.mode = FAKE_GARBAGE;
+    ASSERT_TRUE(fake_calls() <= 1);     /* a timeout is not retried */
+    fake_set(FAKE_GARBAGE, 0);
     ASSERT_NULL(openai_transcribe_ex(base, KEY, CLIP, NULL, &FAST, err, sizeof err));
     ASSERT_CONTAINS(err, "bad response from the openai api");
-    F.mode = FAKE_TEXT_ONLY;
+    fake_set(FAKE_TEXT_ONLY, 0);
     engine_opts o = {.language = "fr", .word_timestamps = 1};
     transcript *t = openai_transcribe_ex(base, KEY, CLIP, &o, &FAST, err, sizeof err);
     ASSERT_NOT_NULL(t);
