@@ -69,7 +69,7 @@ t0=$(date +%s.%N)
     GS_SHOTS=$SHOTS CHROMIUM=$CHROMIUM timeout 180 node --test --test-reporter=tap ui.test.mjs) \
     >"$TDIR/tap.out" 2>&1
 rc=$?
-secs=$(echo "$(date +%s.%N) - $t0" | bc 2>/dev/null || echo "?")
+secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')   # no bc on a fresh Debian
 
 # top-level TAP results become this suite's ok/FAIL lines
 while IFS= read -r line; do

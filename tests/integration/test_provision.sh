@@ -137,7 +137,7 @@ start_server VAST_URL="$SIM" VAST_API_KEY="$KEY" -- --env-file "$ENVF"
 LOGS+=("$SERVER_LOG")
 t=$(date +%s.%N)
 if wait_instance "$ID4" ready 20; then pass "auto-connect: running instance -> ready"; else fail "auto-connect: running instance -> ready" "${BODY:0:400}"; fi
-echo "    (auto-connect took $(echo "$(date +%s.%N) - $t" | bc) s)"
+echo "    (auto-connect took $(awk -v a="$t" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }') s)"
 check "auto-connect: log line" grep -q "Vast.ai GPU available: Instance $ID4" "$SERVER_LOG"
 check "auto-connect: adopted (store row created)" grep -q "VAST_INSTANCE_ID=$ID4: instance $ID4 is running" "$SERVER_LOG"
 req GET "/api/vast/instances/$ID4"
