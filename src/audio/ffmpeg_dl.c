@@ -4,8 +4,6 @@
 #include "core/dlib.h"
 #include "core/log.h"
 
-#include <stdlib.h>
-
 #if !defined(GS_SONAME_AVUTIL) || !defined(GS_SONAME_AVCODEC) || \
     !defined(GS_SONAME_AVFORMAT) || !defined(GS_SONAME_SWRESAMPLE)
 #error "GS_SONAME_AVUTIL/AVCODEC/AVFORMAT/SWRESAMPLE must be defined (the Makefile does)"
@@ -24,8 +22,7 @@ static int load(char *err, size_t errlen)
     void *h[NLIBS] = {0};
     const char *name[NLIBS];
     for (int i = 0; i < NLIBS; i++) name[i] = g_soname[i];
-    const char *test = getenv("GS_FFMPEG_SONAME_TEST");
-    if (test && *test) name[LIB_AVFORMAT] = test;
+    name[LIB_AVFORMAT] = dlib_soname(g_soname[LIB_AVFORMAT], "GS_FFMPEG_SONAME_TEST");
     /* dependencies first: libavformat needs libavcodec needs libavutil */
     for (int i = 0; i < NLIBS; i++)
         if (!(h[i] = dlib_open(name[i], "FFmpeg", err, errlen))) return -1;

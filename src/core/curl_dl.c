@@ -5,7 +5,6 @@
 #include "core/log.h"
 
 #include <stdio.h>
-#include <stdlib.h>
 
 static dlib_once g_once = DLIB_ONCE_INIT;
 
@@ -34,9 +33,7 @@ struct gs_curl gs_curl;
 
 static int open_lib(char *err, size_t errlen)
 {
-    const char *name = GS_SONAME_CURL;
-    const char *test = getenv("GS_CURL_SONAME_TEST");
-    if (test && *test) name = test;
+    const char *name = dlib_soname(GS_SONAME_CURL, "GS_CURL_SONAME_TEST");
     void *h = dlib_open(name, "libcurl", err, errlen);
     if (!h) return -1;
     struct gs_curl t;

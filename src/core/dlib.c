@@ -6,6 +6,7 @@
 #include <ctype.h>
 #include <dlfcn.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 _Static_assert(sizeof(void *) == sizeof(void (*)(void)), "dlsym needs code pointers as wide as data pointers");
@@ -61,6 +62,12 @@ void *dlib_sym(void *h, const char *soname, const char *what, const char *name, 
         snprintf(err, errlen, "%s's %s has no symbol %s (another version than the one "
                  "gpuscribe was built for?)", what, soname, name);
     return p;
+}
+
+const char *dlib_soname(const char *soname, const char *test_env)
+{
+    const char *t = getenv(test_env);
+    return t && *t ? t : soname;
 }
 
 int dlib_sym_into(void *h, const char *soname, const char *what, const char *name, void *slot,

@@ -24,6 +24,10 @@ void *dlib_open(const char *soname, const char *what, char *err, size_t errlen);
 void *dlib_sym(void *h, const char *soname, const char *what, const char *name, char *err,
                size_t errlen);
 
+/* The soname to open: the test variable test_env's value when set and not empty (tests use it
+ * to name a missing library, e.g. GS_SSH_SONAME_TEST=libssh.so.999), else soname. */
+const char *dlib_soname(const char *soname, const char *test_env);
+
 /* dlsym into a function pointer: *(fn type *)slot = the symbol (slot_size is sizeof *slot,
  * as wide as a data pointer); 0, or -1 with dlib_sym's error in err. */
 int dlib_sym_into(void *h, const char *soname, const char *what, const char *name, void *slot,

@@ -25,8 +25,6 @@ int sphinx_dl_load_count(void) { return 0; }
 #include "core/dlib.h"
 #include "core/log.h"
 
-#include <stdlib.h>
-
 #if !defined(GS_SONAME_SPHINXBASE) || !defined(GS_SONAME_POCKETSPHINX)
 #error "GS_SONAME_SPHINXBASE and GS_SONAME_POCKETSPHINX must be defined (the Makefile does)"
 #endif
@@ -40,9 +38,8 @@ static dlib_once g_once = DLIB_ONCE_INIT;
 static int load(char *err, size_t errlen)
 {
     void *h[NLIBS] = {0};
-    const char *name[NLIBS] = {GS_SONAME_SPHINXBASE, GS_SONAME_POCKETSPHINX};
-    const char *test = getenv("GS_SPHINX_SONAME_TEST");
-    if (test && *test) name[LIB_POCKETSPHINX] = test;
+    const char *name[NLIBS] = {GS_SONAME_SPHINXBASE,
+                               dlib_soname(GS_SONAME_POCKETSPHINX, "GS_SPHINX_SONAME_TEST")};
     for (int i = 0; i < NLIBS; i++)
         if (!(h[i] = dlib_open(name[i], "pocketsphinx", err, errlen))) return -1;
     struct gs_sphinx t;

@@ -4,8 +4,6 @@
 #include "core/dlib.h"
 #include "core/log.h"
 
-#include <stdlib.h>
-
 #ifndef GS_SONAME_SSH
 #error "GS_SONAME_SSH must be defined (the Makefile does)"
 #endif
@@ -16,9 +14,7 @@ static dlib_once g_once = DLIB_ONCE_INIT;
 
 static int load(char *err, size_t errlen)
 {
-    const char *name = GS_SONAME_SSH;
-    const char *test = getenv("GS_SSH_SONAME_TEST");
-    if (test && *test) name = test;
+    const char *name = dlib_soname(GS_SONAME_SSH, "GS_SSH_SONAME_TEST");
     /* libssh initialises itself when loaded (its constructor runs ssh_init) */
     void *h = dlib_open(name, "libssh", err, errlen);
     if (!h) return -1;
